@@ -1,0 +1,346 @@
+//! Signing, ids, and the type states a record passes through on ingest.
+//!
+//! ```text
+//! wire bytes ─ParsedEnvelope::parse─► ParsedEnvelope (size cap, envelope decoded, known type, id)
+//!            ─.decode()────────────► UnverifiedRecord (payload decoded canonically)
+//!            ─.validate(now)───────► (static rules)
+//!            ─verify_batch / verify─► VerifiedRecord (signature checked; the only type the
+//!                                      store accepts)
+//! ```
+//!
+//! ## Signature rule
+//! A record is valid when the author key decodes to a point that is not of small order and
+//! the signature satisfies the *cofactored* ed25519 equation `[8][s]B = [8]R + [8][k]A` with
+//! canonical `s`. That is the equation ed25519-dalek's `verify_batch` checks; a single record
+//! is checked as a batch of one. Using one equation for batches and singles matters in a gossip
+//! network: with `verify_strict` (cofactorless) on one path and batches on the other, an author
+//! could craft a signature that some nodes accept and others reject, and honest relays would
+//! be penalised for forwarding it. See `docs/wire-format.md`.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+use crate::codec::{decode_payload, encode_payload, Envelope};
+use crate::error::{DecodeError, SignError, ValidationError, VerifyError};
+use crate::ids::{AuthorKey, RecordId};
+use crate::limits::MAX_ENVELOPE_BYTES;
+use crate::record::{Record, RecordKind};
+use crate::bounded::{BoundedBytes, BoundedString};
+
+/// Context string of the record-id key derivation. Part of the protocol.
+pub const RECORD_ID_CONTEXT: &str = "palisade record-id v1";
+
+/// DSSE pre-authentication encoding:
+/// `"DSSEv1" SP len(t) SP t SP len(b) SP b`, lengths in ASCII decimal without leading zeros.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let t_len = payload_type.len().to_string();
+    let b_len = payload.len().to_string();
+    let mut out = Vec::with_capacity(6 + 4 + t_len.len() + b_len.len() + payload_type.len() + payload.len());
+    out.extend_from_slice(b"DSSEv1 ");
+    out.extend_from_slice(t_len.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload_type.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(b_len.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The id of the record whose signed bytes are `pae_bytes`.
+pub fn record_id(pae_bytes: &[u8]) -> RecordId {
+    RecordId(blake3::derive_key(RECORD_ID_CONTEXT, pae_bytes))
+}
+
+/// Decodes an author key for verification, refusing invalid and small-order (weak) keys.
+pub fn verifying_key(author: &AuthorKey) -> Result<VerifyingKey, VerifyError> {
+    let key = VerifyingKey::from_bytes(author.as_bytes()).map_err(|_| VerifyError::BadAuthorKey)?;
+    if key.is_weak() {
+        return Err(VerifyError::BadAuthorKey);
+    }
+    Ok(key)
+}
+
+/// An envelope that decoded and names a known record kind. Its id is known; nothing about
+/// the payload or signature has been checked yet. Cheap: one pass over the bytes plus a hash.
+#[derive(Debug, Clone)]
+pub struct ParsedEnvelope {
+    id: RecordId,
+    kind: RecordKind,
+    envelope: Envelope,
+    signed_bytes: Vec<u8>,
+    wire: Vec<u8>,
+}
+
+impl ParsedEnvelope {
+    /// Checks the size cap, decodes the envelope, checks the payload type, computes the id.
+    pub fn parse(wire: Vec<u8>) -> Result<ParsedEnvelope, DecodeError> {
+        let envelope = Envelope::decode(&wire)?;
+        let kind = RecordKind::from_payload_type(&envelope.payload_type)
+            .ok_or_else(|| DecodeError::UnknownPayloadType(envelope.payload_type.chars().take(128).collect()))?;
+        let signed_bytes = pae(&envelope.payload_type, &envelope.payload);
+        let id = record_id(&signed_bytes);
+        Ok(ParsedEnvelope { id, kind, envelope, signed_bytes, wire })
+    }
+
+    /// The record id.
+    pub fn id(&self) -> RecordId {
+        self.id
+    }
+
+    /// The kind named by the payload type.
+    pub fn kind(&self) -> RecordKind {
+        self.kind
+    }
+
+    /// The envelope.
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// The bytes as received (canonical: the envelope format has one encoding).
+    pub fn wire_bytes(&self) -> &[u8] {
+        &self.wire
+    }
+
+    /// Decodes the payload canonically.
+    pub fn decode(self) -> Result<UnverifiedRecord, DecodeError> {
+        let record = decode_payload(self.kind, &self.envelope.payload)?;
+        Ok(UnverifiedRecord { parsed: self, record })
+    }
+}
+
+/// A decoded record whose signature has not been checked.
+#[derive(Debug, Clone)]
+pub struct UnverifiedRecord {
+    parsed: ParsedEnvelope,
+    record: Record,
+}
+
+impl UnverifiedRecord {
+    /// The record id.
+    pub fn id(&self) -> RecordId {
+        self.parsed.id
+    }
+
+    /// The decoded record (not yet authenticated!).
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// The received bytes.
+    pub fn wire_bytes(&self) -> &[u8] {
+        &self.parsed.wire
+    }
+
+    /// Static rules of the record's kind; `now_ms` is this node's clock.
+    pub fn validate(&self, now_ms: u64) -> Result<(), ValidationError> {
+        crate::validate::validate_record(&self.record, now_ms)
+    }
+
+    /// Verifies the signature alone (a batch of one: see the module docs for the rule).
+    pub fn verify(self) -> Result<VerifiedRecord, VerifyError> {
+        let key = verifying_key(&self.record.position.author)?;
+        self.verify_with_key(&key)
+    }
+
+    /// Like [`verify`](Self::verify) with an already decoded key (callers cache keys per
+    /// author: decompressing one costs about a tenth of a verification).
+    pub fn verify_with_key(self, key: &VerifyingKey) -> Result<VerifiedRecord, VerifyError> {
+        if key.as_bytes() != self.record.position.author.as_bytes() {
+            return Err(VerifyError::BadAuthorKey);
+        }
+        let sig = Signature::from_bytes(&self.parsed.envelope.signature);
+        match ed25519_dalek::verify_batch(&[&self.parsed.signed_bytes], &[sig], &[*key]) {
+            Ok(()) => Ok(self.into_verified()),
+            Err(_) => Err(VerifyError::BadSignature),
+        }
+    }
+
+    fn into_verified(self) -> VerifiedRecord {
+        VerifiedRecord { id: self.parsed.id, record: self.record, wire: self.parsed.wire }
+    }
+}
+
+/// Outcome of one record in [`verify_batch`].
+pub type BatchOutcome = Result<VerifiedRecord, (RecordId, VerifyError)>;
+
+/// Verifies many records at once, with decoded keys supplied by the caller (`None` = the
+/// author key is bad). One batch equation for the whole set; if it fails, each record is
+/// checked alone to find the culprits. Outcomes are in input order.
+pub fn verify_batch_with_keys(items: Vec<(UnverifiedRecord, Option<VerifyingKey>)>) -> Vec<BatchOutcome> {
+    let all_keys_ok = items.iter().all(|(r, k)| {
+        k.as_ref().is_some_and(|k| k.as_bytes() == r.record.position.author.as_bytes())
+    });
+    if all_keys_ok && !items.is_empty() {
+        let messages: Vec<&[u8]> = items.iter().map(|(r, _)| r.parsed.signed_bytes.as_slice()).collect();
+        let signatures: Vec<Signature> =
+            items.iter().map(|(r, _)| Signature::from_bytes(&r.parsed.envelope.signature)).collect();
+        let keys: Vec<VerifyingKey> = items.iter().filter_map(|(_, k)| *k).collect();
+        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+            return items.into_iter().map(|(r, _)| Ok(r.into_verified())).collect();
+        }
+    }
+    items
+        .into_iter()
+        .map(|(r, k)| {
+            let id = r.id();
+            match k {
+                Some(k) => r.verify_with_key(&k).map_err(|e| (id, e)),
+                None => Err((id, VerifyError::BadAuthorKey)),
+            }
+        })
+        .collect()
+}
+
+/// [`verify_batch_with_keys`], decoding each author key.
+pub fn verify_batch(records: Vec<UnverifiedRecord>) -> Vec<BatchOutcome> {
+    let items = records
+        .into_iter()
+        .map(|r| {
+            let k = verifying_key(&r.record.position.author).ok();
+            (r, k)
+        })
+        .collect();
+    verify_batch_with_keys(items)
+}
+
+/// A record whose signature verified (or that this node signed itself). The only form the
+/// store accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedRecord {
+    id: RecordId,
+    record: Record,
+    wire: Vec<u8>,
+}
+
+impl VerifiedRecord {
+    /// Signs `record` with `key`, which must be the record's author.
+    pub fn sign(record: Record, key: &SigningKey) -> Result<VerifiedRecord, SignError> {
+        let key_author = AuthorKey(key.verifying_key().to_bytes());
+        if key_author != record.position.author {
+            return Err(SignError::AuthorMismatch { record: record.position.author, key: key_author });
+        }
+        let payload = encode_payload(&record);
+        let payload_type = record.kind().payload_type();
+        let signed_bytes = pae(payload_type, &payload);
+        let id = record_id(&signed_bytes);
+        let signature = key.sign(&signed_bytes).to_bytes();
+        let too_large = |len| SignError::TooLarge { len, max: MAX_ENVELOPE_BYTES };
+        let envelope = Envelope {
+            payload_type: BoundedString::new(payload_type).map_err(|e| too_large(e.len))?,
+            payload: BoundedBytes::new(payload).map_err(|e| too_large(e.len))?,
+            signature,
+        };
+        let wire = envelope.encode();
+        if wire.is_empty() || wire.len() > MAX_ENVELOPE_BYTES {
+            return Err(too_large(wire.len()));
+        }
+        Ok(VerifiedRecord { id, record, wire })
+    }
+
+    /// Rebuilds a record from bytes this node verified before it stored them. Decodes and
+    /// checks the envelope but not the signature: the store is trusted local state. A
+    /// corrupted value gives an error, never a panic.
+    pub fn from_trusted_bytes(wire: Vec<u8>) -> Result<VerifiedRecord, DecodeError> {
+        let parsed = ParsedEnvelope::parse(wire)?;
+        let unverified = parsed.decode()?;
+        Ok(unverified.into_verified())
+    }
+
+    /// The record id.
+    pub fn id(&self) -> RecordId {
+        self.id
+    }
+
+    /// The record.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// The record's kind.
+    pub fn kind(&self) -> RecordKind {
+        self.record.kind()
+    }
+
+    /// The author.
+    pub fn author(&self) -> AuthorKey {
+        self.record.position.author
+    }
+
+    /// The encoded envelope.
+    pub fn wire_bytes(&self) -> &[u8] {
+        &self.wire
+    }
+
+    /// The decoded envelope.
+    pub fn envelope(&self) -> Result<Envelope, DecodeError> {
+        Envelope::decode(&self.wire)
+    }
+
+    /// Unwraps into the encoded envelope.
+    pub fn into_wire_bytes(self) -> Vec<u8> {
+        self.wire
+    }
+}
+
+/// Signs successive records of one author's feed: fills `seq`, `prev` and the author.
+///
+/// The caller persists each signed record before using the next position (the node stores
+/// and flushes before it publishes), and [`resume`](FeedWriter::resume)s from the stored head
+/// after a restart, so a sequence number is never signed twice.
+pub struct FeedWriter {
+    key: SigningKey,
+    author: AuthorKey,
+    next_seq: u64,
+    prev: Option<RecordId>,
+}
+
+impl std::fmt::Debug for FeedWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedWriter").field("author", &self.author).field("next_seq", &self.next_seq).finish()
+    }
+}
+
+impl FeedWriter {
+    /// A writer for a new feed (next record is seq 1).
+    pub fn new(key: SigningKey) -> FeedWriter {
+        Self::resume(key, None)
+    }
+
+    /// A writer that continues after `last` = (seq, id) of the author's latest record.
+    pub fn resume(key: SigningKey, last: Option<(u64, RecordId)>) -> FeedWriter {
+        let author = AuthorKey(key.verifying_key().to_bytes());
+        let (next_seq, prev) = match last {
+            Some((seq, id)) => (seq.saturating_add(1), Some(id)),
+            None => (1, None),
+        };
+        FeedWriter { key, author, next_seq, prev }
+    }
+
+    /// The author.
+    pub fn author(&self) -> AuthorKey {
+        self.author
+    }
+
+    /// The seq the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Signs `statement` as the next record of the feed and advances.
+    pub fn sign_next(&mut self, statement: crate::Statement, issued_at_ms: u64) -> Result<VerifiedRecord, SignError> {
+        let record = Record {
+            position: crate::FeedPosition {
+                author: self.author,
+                seq: self.next_seq,
+                prev: self.prev,
+                issued_at_ms,
+            },
+            statement,
+        };
+        let signed = VerifiedRecord::sign(record, &self.key)?;
+        self.next_seq = self.next_seq.saturating_add(1);
+        self.prev = Some(signed.id());
+        Ok(signed)
+    }
+}
