@@ -1,1 +1,834 @@
-//! placeholder
+//! # palisade-store
+//!
+//! Durable storage of verified records on sled, with the indexes queries need, the author
+//! feeds sync needs, and the node's persistent safety state (equivocation proofs, bans, the
+//! peer book). The store's API hides sled: callers see [`Store`], [`Query`] and plain values,
+//! so a storage change touches this crate only.
+//!
+//! ## Trees
+//! - `records`: id → [`StoredMeta`] + envelope bytes.
+//! - `index`: every secondary index in one tree, one tag byte per index (see `keys.rs`), so a
+//!   record and all its index entries are written in one multi-tree transaction.
+//! - `feeds`: author → [`FeedHead`] (highest contiguous seq, highest seq, record count).
+//! - `equivocations`: author ++ seq → [`EquivocationProof`].
+//! - `anomalies`: fingerprint → [`AnomalyStatus`] (the folded state).
+//! - `meta`: schema version, record counts by kind.
+//! - `bans`, `peers`: guard and network state, not part of record transactions.
+//!
+//! ## Durability
+//! Writes are atomic (one sled transaction per record) but not durable until [`Store::flush`]
+//! returns. sled's own background flush is off: the caller's group-commit policy (or the
+//! admin API's flush-before-acknowledge) is the only thing that makes writes durable, so
+//! durability is explicit and measurable. Writers are serialised by a mutex, which makes
+//! the read-check-write of equivocation detection and feed heads race-free.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+
+mod error;
+mod keys;
+mod query;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bincode::{Decode, Encode};
+use palisade_types::codec::{decode_exact, encode};
+use palisade_types::{
+    AnomalyEvent, AnomalyState, AuthorKey, Fingerprint, RecordId, RecordKind, Statement, VerifiedRecord,
+};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::Tree;
+
+pub use error::{Result, StoreError};
+pub use query::{Cursor, Page, Query, QUERY_LIMIT_MAX, QUERY_SCAN_BUDGET};
+
+/// Version of the on-disk layout. Bump on any incompatible change to keys or values.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Default sled page-cache size. sled's own default is 1 GiB, far more than a node needs;
+/// 64 MiB keeps the hot part of the indexes cached while a node with a million records stays
+/// well under the 256 MiB RSS goal.
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Most entries kept in the peer book; the least recently seen are evicted beyond it.
+pub const MAX_PEER_BOOK_ENTRIES: usize = 1024;
+
+/// Most anomaly events re-read when an out-of-order update forces a full re-fold of one
+/// fingerprint's state. Bounded so a flood of updates to one fingerprint costs bounded work.
+pub const MAX_FOLD_EVENTS: usize = 10_000;
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directory of the sled database.
+    pub path: PathBuf,
+    /// sled page-cache size in bytes.
+    pub cache_capacity_bytes: u64,
+}
+
+impl StoreConfig {
+    /// Defaults for a database at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig { path: path.into(), cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES }
+    }
+}
+
+/// How a record reached this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Signed by this node (admin API).
+    Local,
+    /// Received by gossip.
+    Gossip,
+    /// Pulled by anti-entropy sync.
+    Sync,
+    /// Imported from an NDJSON file.
+    Import,
+}
+
+impl Source {
+    fn to_byte(self) -> u8 {
+        match self {
+            Source::Local => 0,
+            Source::Gossip => 1,
+            Source::Sync => 2,
+            Source::Import => 3,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Source> {
+        Some(match b {
+            0 => Source::Local,
+            1 => Source::Gossip,
+            2 => Source::Sync,
+            3 => Source::Import,
+            _ => return None,
+        })
+    }
+}
+
+/// Local facts about a stored record (not part of the signed record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredMeta {
+    /// When this node stored it (ms since epoch).
+    pub received_at_ms: u64,
+    /// How it arrived.
+    pub source: Source,
+}
+
+const RECORD_VALUE_FORMAT: u8 = 1;
+const RECORD_META_LEN: usize = 1 + 8 + 1;
+
+fn encode_record_value(meta: StoredMeta, wire: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(RECORD_META_LEN + wire.len());
+    v.push(RECORD_VALUE_FORMAT);
+    v.extend_from_slice(&meta.received_at_ms.to_le_bytes());
+    v.push(meta.source.to_byte());
+    v.extend_from_slice(wire);
+    v
+}
+
+fn decode_record_value(key: &[u8], value: &[u8]) -> Result<(StoredMeta, VerifiedRecord)> {
+    let corrupt = |d: &str| StoreError::corrupt("records", key, d);
+    let (head, wire) = value.split_at_checked(RECORD_META_LEN).ok_or_else(|| corrupt("value too short"))?;
+    let [format, t @ .., source] = head else { return Err(corrupt("value too short")) };
+    if *format != RECORD_VALUE_FORMAT {
+        return Err(corrupt("unknown value format"));
+    }
+    let t: [u8; 8] = t.try_into().map_err(|_| corrupt("bad timestamp"))?;
+    let source = Source::from_byte(*source).ok_or_else(|| corrupt("unknown source"))?;
+    let record = VerifiedRecord::from_trusted_bytes(wire.to_vec()).map_err(|e| corrupt(&e.to_string()))?;
+    if record.id().as_bytes().as_slice() != key {
+        return Err(corrupt("record id does not match its key"));
+    }
+    Ok((StoredMeta { received_at_ms: u64::from_le_bytes(t), source }, record))
+}
+
+/// A record as the store returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The verified record.
+    pub record: VerifiedRecord,
+    /// Local facts.
+    pub meta: StoredMeta,
+    /// The revocation that withdrew this record, if its author revoked it.
+    pub revoked_by: Option<RecordId>,
+}
+
+/// The state of one author's feed on this node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
+pub struct FeedHead {
+    /// Highest seq such that every seq from 1 to it is stored. Sync advertises this.
+    pub contiguous_seq: u64,
+    /// Highest seq stored (above `contiguous_seq` there are gaps).
+    pub max_seq: u64,
+    /// Records stored for this author (equivocating copies included).
+    pub records: u64,
+}
+
+/// Two different records by one author at one seq: a self-verifying proof that the author
+/// forked its feed. Both records are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
+pub struct EquivocationProof {
+    /// The author.
+    pub author: AuthorKey,
+    /// The seq used twice.
+    pub seq: u64,
+    /// The record stored first.
+    pub first: RecordId,
+    /// The conflicting record.
+    pub second: RecordId,
+    /// When this node detected it.
+    pub detected_at_ms: u64,
+}
+
+/// The folded state of one anomaly (all reports and updates with its fingerprint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
+pub struct AnomalyStatus {
+    /// The fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Current state.
+    pub state: AnomalyState,
+    /// Latest report (anomaly record) with this fingerprint.
+    pub latest_report: Option<RecordId>,
+    /// Reports and updates seen.
+    pub events: u64,
+    /// `issued_at_ms` of the last event applied.
+    pub last_event_ms: u64,
+    /// Id of the last event applied (tie-breaker).
+    pub last_event_id: RecordId,
+}
+
+/// Result of [`Store::insert`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Stored for the first time.
+    Inserted(Inserted),
+    /// Already stored; nothing changed.
+    Duplicate,
+}
+
+/// Details of a fresh insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    /// The author's feed head after the insert.
+    pub feed_head: FeedHead,
+    /// Set when this record conflicts with a stored one at the same (author, seq).
+    pub equivocation: Option<EquivocationProof>,
+    /// The stored record at `seq - 1` is not the one `prev` names (a fork further back, or a
+    /// record we have not seen). Stored anyway; sync will fetch the other branch.
+    pub prev_mismatch: bool,
+}
+
+/// A ban as persisted. The guard decides what `target` means (e.g. `peer:<id>`, `ip:<addr>`).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
+pub struct BanRecord {
+    /// What is banned.
+    pub target: String,
+    /// Ban ends at this time (ms since epoch); `u64::MAX` = until unbanned.
+    pub until_ms: u64,
+    /// When the ban was made.
+    pub created_ms: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// A known peer and where it was reached.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
+pub struct PeerBookEntry {
+    /// Peer id (base58).
+    pub peer_id: String,
+    /// Multiaddrs it was reached at (bounded by the caller).
+    pub addrs: Vec<String>,
+    /// Last time it was connected (ms since epoch).
+    pub last_seen_ms: u64,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    records: Tree,
+    index: Tree,
+    feeds: Tree,
+    equivocations: Tree,
+    anomalies: Tree,
+    meta: Tree,
+    bans: Tree,
+    peers: Tree,
+    write_lock: Mutex<()>,
+}
+
+/// The record store. Cheap to clone; all clones share one database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.path).finish()
+    }
+}
+
+const META_SCHEMA: &[u8] = b"schema_version";
+const META_COUNT_PREFIX: &[u8] = b"count/";
+
+fn count_key(kind: RecordKind) -> Vec<u8> {
+    let mut k = META_COUNT_PREFIX.to_vec();
+    k.push(kind.tag());
+    k
+}
+
+fn u64_value(v: &[u8]) -> u64 {
+    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (or creates) the store, checking the schema version.
+    pub fn open(config: &StoreConfig) -> Result<Store> {
+        let path = config.path.clone();
+        let io = |source: sled::Error| {
+            if source.to_string().contains("could not acquire lock") {
+                StoreError::Locked { path: path.clone() }
+            } else {
+                StoreError::Io { path: path.clone(), source }
+            }
+        };
+        let db = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_capacity_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None)
+            .open()
+            .map_err(io)?;
+        let tree = |name: &str| db.open_tree(name).map_err(io);
+        let inner = Inner {
+            records: tree("records")?,
+            index: tree("index")?,
+            feeds: tree("feeds")?,
+            equivocations: tree("equivocations")?,
+            anomalies: tree("anomalies")?,
+            meta: tree("meta")?,
+            bans: tree("bans")?,
+            peers: tree("peers")?,
+            path: path.clone(),
+            db,
+            write_lock: Mutex::new(()),
+        };
+        match inner.meta.get(META_SCHEMA).map_err(io)? {
+            Some(v) => {
+                let found = v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0);
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::SchemaMismatch { path, found, expected: SCHEMA_VERSION });
+                }
+            }
+            None => {
+                if !inner.records.is_empty() {
+                    return Err(StoreError::SchemaMismatch { path, found: 0, expected: SCHEMA_VERSION });
+                }
+                inner.meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
+                inner.db.flush().map_err(io)?;
+            }
+        }
+        Ok(Store { inner: Arc::new(inner) })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn io(&self, source: sled::Error) -> StoreError {
+        StoreError::Io { path: self.inner.path.clone(), source }
+    }
+
+    /// Makes every write so far durable (fsync). Returns when it is on disk.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.db.flush().map(|_| ()).map_err(|e| self.io(e))
+    }
+
+    /// [`flush`](Self::flush) without blocking the async runtime.
+    pub async fn flush_async(&self) -> Result<()> {
+        self.inner.db.flush_async().await.map(|_| ()).map_err(|e| self.io(e))
+    }
+
+    /// Whether a record is stored. One point lookup: the dedup check behind the seen-cache.
+    pub fn contains(&self, id: &RecordId) -> Result<bool> {
+        self.inner.records.contains_key(id.as_bytes()).map_err(|e| self.io(e))
+    }
+
+    /// Stores a verified record with its indexes, feed head and anomaly state, atomically.
+    /// Idempotent: storing the same id again returns [`InsertOutcome::Duplicate`]. Detects
+    /// equivocation (same author and seq, different id): both are kept and a proof stored.
+    ///
+    /// Not durable until [`flush`](Self::flush).
+    pub fn insert(&self, record: &VerifiedRecord, meta: StoredMeta) -> Result<InsertOutcome> {
+        let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &*self.inner;
+        let id = record.id();
+        if self.contains(&id)? {
+            return Ok(InsertOutcome::Duplicate);
+        }
+        let pos = &record.record().position;
+        let author = pos.author;
+
+        // Equivocation: another record at (author, seq)?
+        let same_seq = self.ids_at(&author, pos.seq)?;
+        let equivocation = same_seq.first().map(|first| EquivocationProof {
+            author,
+            seq: pos.seq,
+            first: *first,
+            second: id,
+            detected_at_ms: meta.received_at_ms,
+        });
+        let proof_exists = match &equivocation {
+            Some(_) => inner
+                .equivocations
+                .contains_key(equivocation_key(&author, pos.seq))
+                .map_err(|e| self.io(e))?,
+            None => false,
+        };
+
+        let prev_mismatch = match (pos.seq.checked_sub(1), pos.prev) {
+            (Some(prev_seq), Some(prev)) if prev_seq >= 1 => {
+                let stored = self.ids_at(&author, prev_seq)?;
+                !stored.is_empty() && !stored.contains(&prev)
+            }
+            _ => false,
+        };
+
+        // Feed head: advance the contiguous prefix through any records that were waiting.
+        let mut head = self.feed_head(&author)?.unwrap_or_default();
+        head.records += 1;
+        head.max_seq = head.max_seq.max(pos.seq);
+        if pos.seq == head.contiguous_seq + 1 {
+            head.contiguous_seq = pos.seq;
+            while head.contiguous_seq < head.max_seq && !self.ids_at(&author, head.contiguous_seq + 1)?.is_empty() {
+                head.contiguous_seq += 1;
+            }
+        }
+
+        let anomaly = self.next_anomaly_status(record)?;
+        let index_entries = index_entries(record);
+        let record_value = encode_record_value(meta, record.wire_bytes());
+        let head_value = encode(&head);
+        let count_key = count_key(record.kind());
+
+        let tx = (&inner.records, &inner.index, &inner.feeds, &inner.equivocations, &inner.anomalies, &inner.meta)
+            .transaction(|(records, index, feeds, equivocations, anomalies, meta_tree)| {
+                records.insert(id.as_bytes().as_slice(), record_value.as_slice())?;
+                for (k, v) in &index_entries {
+                    index.insert(k.as_slice(), v.as_slice())?;
+                }
+                feeds.insert(author.as_bytes().as_slice(), head_value.as_slice())?;
+                if let (Some(proof), false) = (&equivocation, proof_exists) {
+                    equivocations.insert(equivocation_key(&author, pos.seq), encode(proof))?;
+                }
+                if let Some(status) = &anomaly {
+                    anomalies.insert(status.fingerprint.as_bytes().as_slice(), encode(status))?;
+                }
+                let count = meta_tree.get(&count_key)?.map(|v| u64_value(&v)).unwrap_or(0);
+                meta_tree.insert(count_key.as_slice(), &(count + 1).to_be_bytes())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            });
+        match tx {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => return Err(self.io(e)),
+            Err(TransactionError::Abort(())) => {
+                return Err(StoreError::corrupt("records", id.as_bytes(), "transaction aborted"))
+            }
+        }
+        Ok(InsertOutcome::Inserted(Inserted { feed_head: head, equivocation, prev_mismatch }))
+    }
+
+    /// Record ids stored at (author, seq): normally zero or one, more after equivocation.
+    pub fn ids_at(&self, author: &AuthorKey, seq: u64) -> Result<Vec<RecordId>> {
+        let mut out = Vec::new();
+        for item in self.inner.index.scan_prefix(keys::author_seq_prefix(author, seq)) {
+            let (k, _) = item.map_err(|e| self.io(e))?;
+            out.push(keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?);
+        }
+        Ok(out)
+    }
+
+    /// Gets a record by id.
+    pub fn get(&self, id: &RecordId) -> Result<Option<StoredRecord>> {
+        let Some(v) = self.inner.records.get(id.as_bytes()).map_err(|e| self.io(e))? else {
+            return Ok(None);
+        };
+        let (meta, record) = decode_record_value(id.as_bytes(), &v)?;
+        let revoked_by = self.revoked_by(&record)?;
+        Ok(Some(StoredRecord { record, meta, revoked_by }))
+    }
+
+    /// The revocation of `record` by its own author, if any.
+    fn revoked_by(&self, record: &VerifiedRecord) -> Result<Option<RecordId>> {
+        for item in self.inner.index.scan_prefix(keys::revocation_prefix(&record.id())) {
+            let (k, v) = item.map_err(|e| self.io(e))?;
+            if v.as_ref() == record.author().as_bytes().as_slice() {
+                return Ok(keys::trailing_id(&k));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The feed head of one author.
+    pub fn feed_head(&self, author: &AuthorKey) -> Result<Option<FeedHead>> {
+        match self.inner.feeds.get(author.as_bytes()).map_err(|e| self.io(e))? {
+            Some(v) => decode_exact(&v, "feed head")
+                .map(Some)
+                .map_err(|e| StoreError::corrupt("feeds", author.as_bytes(), e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Feed heads in author order, starting after `after`, at most `limit`. Sync pages
+    /// through this.
+    pub fn feed_heads(&self, after: Option<&AuthorKey>, limit: usize) -> Result<Vec<(AuthorKey, FeedHead)>> {
+        let iter = match after {
+            Some(a) => self.inner.feeds.range((
+                std::ops::Bound::Excluded(a.as_bytes().to_vec()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.inner.feeds.iter(),
+        };
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(|e| self.io(e))?;
+            let author: [u8; 32] =
+                k.as_ref().try_into().map_err(|_| StoreError::corrupt("feeds", &k, "key is not 32 bytes"))?;
+            let head = decode_exact(&v, "feed head").map_err(|e| StoreError::corrupt("feeds", &k, e.to_string()))?;
+            out.push((AuthorKey(author), head));
+        }
+        Ok(out)
+    }
+
+    /// Number of authors with at least one stored record.
+    pub fn author_count(&self) -> usize {
+        self.inner.feeds.len()
+    }
+
+    /// Records of `author` with `from_seq <= seq <= to_seq`, in seq order, stopping after
+    /// `max_records` records or once `max_bytes` of envelopes are collected (at least one
+    /// record is returned if any exists). Sync serves pages from this.
+    pub fn feed_range(
+        &self,
+        author: &AuthorKey,
+        from_seq: u64,
+        to_seq: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<VerifiedRecord>> {
+        let start = keys::author_seq_prefix(author, from_seq);
+        let end = match to_seq.checked_add(1) {
+            Some(s) => keys::author_seq_prefix(author, s),
+            None => keys::prefix_successor(&keys::author_prefix(author)).unwrap_or_default(),
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for item in self.inner.index.range(start..end) {
+            if out.len() >= max_records {
+                break;
+            }
+            let (k, _) = item.map_err(|e| self.io(e))?;
+            let id = keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?;
+            let Some(v) = self.inner.records.get(id.as_bytes()).map_err(|e| self.io(e))? else { continue };
+            let (_, record) = decode_record_value(id.as_bytes(), &v)?;
+            bytes += record.wire_bytes().len();
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// The latest record of `author`'s feed as (seq, id): where a [`FeedWriter`] resumes.
+    ///
+    /// [`FeedWriter`]: palisade_types::FeedWriter
+    pub fn latest_in_feed(&self, author: &AuthorKey) -> Result<Option<(u64, RecordId)>> {
+        match self.inner.index.scan_prefix(keys::author_prefix(author)).next_back() {
+            Some(item) => {
+                let (k, _) = item.map_err(|e| self.io(e))?;
+                let seq = keys::author_key_seq(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?;
+                let id = keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?;
+                Ok(Some((seq, id)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Stored equivocation proofs, in (author, seq) order, after `after`, at most `limit`.
+    pub fn equivocations(&self, after: Option<(AuthorKey, u64)>, limit: usize) -> Result<Vec<EquivocationProof>> {
+        let iter = match after {
+            Some((a, s)) => self
+                .inner
+                .equivocations
+                .range((std::ops::Bound::Excluded(equivocation_key(&a, s)), std::ops::Bound::Unbounded)),
+            None => self.inner.equivocations.iter(),
+        };
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(|e| self.io(e))?;
+            out.push(
+                decode_exact(&v, "equivocation proof")
+                    .map_err(|e| StoreError::corrupt("equivocations", &k, e.to_string()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Whether `author` has been caught equivocating.
+    pub fn is_flagged(&self, author: &AuthorKey) -> Result<bool> {
+        Ok(self.inner.equivocations.scan_prefix(author.as_bytes()).next().transpose().map_err(|e| self.io(e))?.is_some())
+    }
+
+    /// Stored record counts by kind.
+    pub fn record_counts(&self) -> Result<BTreeMap<RecordKind, u64>> {
+        let mut out = BTreeMap::new();
+        for kind in RecordKind::ALL {
+            let n = self.inner.meta.get(count_key(kind)).map_err(|e| self.io(e))?.map(|v| u64_value(&v)).unwrap_or(0);
+            out.insert(kind, n);
+        }
+        Ok(out)
+    }
+
+    /// Total stored records.
+    pub fn record_count(&self) -> usize {
+        self.inner.records.len()
+    }
+
+    /// The folded state of one anomaly.
+    pub fn anomaly_status(&self, fingerprint: &Fingerprint) -> Result<Option<AnomalyStatus>> {
+        match self.inner.anomalies.get(fingerprint.as_bytes()).map_err(|e| self.io(e))? {
+            Some(v) => decode_exact(&v, "anomaly status")
+                .map(Some)
+                .map_err(|e| StoreError::corrupt("anomalies", fingerprint.as_bytes(), e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Anomaly states in fingerprint order after `after`, optionally only those in `state`,
+    /// at most `limit`, scanning at most [`QUERY_SCAN_BUDGET`] entries.
+    pub fn anomaly_statuses(
+        &self,
+        state: Option<AnomalyState>,
+        after: Option<&Fingerprint>,
+        limit: usize,
+    ) -> Result<(Vec<AnomalyStatus>, Option<Fingerprint>)> {
+        let iter = match after {
+            Some(f) => self
+                .inner
+                .anomalies
+                .range((std::ops::Bound::Excluded(f.as_bytes().to_vec()), std::ops::Bound::Unbounded)),
+            None => self.inner.anomalies.iter(),
+        };
+        let mut out = Vec::new();
+        let mut last = None;
+        for (scanned, item) in iter.enumerate() {
+            if out.len() >= limit || scanned >= QUERY_SCAN_BUDGET {
+                return Ok((out, last));
+            }
+            let (k, v) = item.map_err(|e| self.io(e))?;
+            let status: AnomalyStatus =
+                decode_exact(&v, "anomaly status").map_err(|e| StoreError::corrupt("anomalies", &k, e.to_string()))?;
+            last = Some(status.fingerprint);
+            if state.is_none_or(|s| s == status.state) {
+                out.push(status);
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// The new status of the anomaly `record` reports or updates, if it is one.
+    fn next_anomaly_status(&self, record: &VerifiedRecord) -> Result<Option<AnomalyStatus>> {
+        let (fingerprint, state, is_report) = match &record.record().statement {
+            Statement::Anomaly(a) => (a.fingerprint(), AnomalyState::Open, true),
+            Statement::AnomalyUpdate(u) => (u.fingerprint, u.state, false),
+            _ => return Ok(None),
+        };
+        let t = record.record().position.issued_at_ms;
+        let id = record.id();
+        let current = self.anomaly_status(&fingerprint)?;
+        let status = match current {
+            None => AnomalyStatus {
+                fingerprint,
+                state,
+                latest_report: is_report.then_some(id),
+                events: 1,
+                last_event_ms: t,
+                last_event_id: id,
+            },
+            // The common case: the event is newer than everything folded so far.
+            Some(cur) if (t, id) > (cur.last_event_ms, cur.last_event_id) => AnomalyStatus {
+                state: if cur.state.can_become(state) { state } else { cur.state },
+                latest_report: if is_report { Some(id) } else { cur.latest_report },
+                events: cur.events + 1,
+                last_event_ms: t,
+                last_event_id: id,
+                ..cur
+            },
+            // Out of order: re-fold every event of this fingerprint.
+            Some(cur) => {
+                let mut events = vec![AnomalyEvent { issued_at_ms: t, id, state }];
+                let mut latest_report = is_report.then_some((t, id));
+                let prefix = keys::fingerprint_prefix(&fingerprint);
+                for item in self.inner.index.scan_prefix(&prefix).take(MAX_FOLD_EVENTS) {
+                    let (k, v) = item.map_err(|e| self.io(e))?;
+                    let corrupt = || StoreError::corrupt("index", &k, "bad anomaly index entry");
+                    let ev_id = keys::trailing_id(&k).ok_or_else(corrupt)?;
+                    let ev_t = k
+                        .get(prefix.len()..prefix.len() + 8)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map(u64::from_be_bytes)
+                        .ok_or_else(corrupt)?;
+                    let (ev_state, ev_is_report) = match v.as_ref() {
+                        [s, r] => (state_from_byte(*s).ok_or_else(corrupt)?, *r == 1),
+                        _ => return Err(corrupt()),
+                    };
+                    if ev_is_report && latest_report.is_none_or(|l| (ev_t, ev_id) > l) {
+                        latest_report = Some((ev_t, ev_id));
+                    }
+                    events.push(AnomalyEvent { issued_at_ms: ev_t, id: ev_id, state: ev_state });
+                }
+                let last = events.iter().map(|e| (e.issued_at_ms, e.id)).max().unwrap_or((t, id));
+                let folded = palisade_types::fold_anomaly_state(&mut events).unwrap_or(state);
+                AnomalyStatus {
+                    fingerprint,
+                    state: folded,
+                    latest_report: latest_report.map(|(_, id)| id),
+                    events: cur.events + 1,
+                    last_event_ms: last.0,
+                    last_event_id: last.1,
+                }
+            }
+        };
+        Ok(Some(status))
+    }
+
+    // ---- bans ----
+
+    /// Stores or replaces a ban.
+    pub fn put_ban(&self, ban: &BanRecord) -> Result<()> {
+        self.inner.bans.insert(ban.target.as_bytes(), encode(ban)).map(|_| ()).map_err(|e| self.io(e))
+    }
+
+    /// Removes a ban; returns whether one existed.
+    pub fn remove_ban(&self, target: &str) -> Result<bool> {
+        self.inner.bans.remove(target.as_bytes()).map(|v| v.is_some()).map_err(|e| self.io(e))
+    }
+
+    /// All stored bans (expired ones included; the guard prunes them).
+    pub fn bans(&self) -> Result<Vec<BanRecord>> {
+        let mut out = Vec::new();
+        for item in self.inner.bans.iter() {
+            let (k, v) = item.map_err(|e| self.io(e))?;
+            out.push(decode_exact(&v, "ban").map_err(|e| StoreError::corrupt("bans", &k, e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    // ---- peer book ----
+
+    /// Records a peer, evicting the least recently seen entry when the book is full.
+    pub fn upsert_peer(&self, entry: &PeerBookEntry) -> Result<()> {
+        let peers = &self.inner.peers;
+        if !peers.contains_key(entry.peer_id.as_bytes()).map_err(|e| self.io(e))?
+            && peers.len() >= MAX_PEER_BOOK_ENTRIES
+        {
+            let oldest = self.peer_book()?.into_iter().min_by_key(|p| p.last_seen_ms);
+            if let Some(oldest) = oldest {
+                peers.remove(oldest.peer_id.as_bytes()).map_err(|e| self.io(e))?;
+            }
+        }
+        peers.insert(entry.peer_id.as_bytes(), encode(entry)).map(|_| ()).map_err(|e| self.io(e))
+    }
+
+    /// Every entry of the peer book.
+    pub fn peer_book(&self) -> Result<Vec<PeerBookEntry>> {
+        let mut out = Vec::new();
+        for item in self.inner.peers.iter() {
+            let (k, v) = item.map_err(|e| self.io(e))?;
+            out.push(decode_exact(&v, "peer book entry").map_err(|e| StoreError::corrupt("peers", &k, e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn index_tree(&self) -> &Tree {
+        &self.inner.index
+    }
+
+    pub(crate) fn record_by_id_raw(&self, id: &RecordId) -> Result<Option<(StoredMeta, VerifiedRecord)>> {
+        match self.inner.records.get(id.as_bytes()).map_err(|e| self.io(e))? {
+            Some(v) => decode_record_value(id.as_bytes(), &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn stored(&self, meta: StoredMeta, record: VerifiedRecord) -> Result<StoredRecord> {
+        let revoked_by = self.revoked_by(&record)?;
+        Ok(StoredRecord { record, meta, revoked_by })
+    }
+
+    pub(crate) fn io_err(&self, e: sled::Error) -> StoreError {
+        self.io(e)
+    }
+}
+
+fn equivocation_key(author: &AuthorKey, seq: u64) -> Vec<u8> {
+    let mut k = author.as_bytes().to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn state_to_byte(s: AnomalyState) -> u8 {
+    match s {
+        AnomalyState::Open => 0,
+        AnomalyState::Acknowledged => 1,
+        AnomalyState::Resolved => 2,
+        AnomalyState::Suppressed => 3,
+    }
+}
+
+fn state_from_byte(b: u8) -> Option<AnomalyState> {
+    Some(match b {
+        0 => AnomalyState::Open,
+        1 => AnomalyState::Acknowledged,
+        2 => AnomalyState::Resolved,
+        3 => AnomalyState::Suppressed,
+        _ => return None,
+    })
+}
+
+/// Every index entry of a record.
+fn index_entries(record: &VerifiedRecord) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let r = record.record();
+    let id = record.id();
+    let t = r.position.issued_at_ms;
+    let mut out = vec![
+        (keys::author_seq(&r.position.author, r.position.seq, &id), Vec::new()),
+        (keys::timed(&keys::time_prefix(), t, &id), Vec::new()),
+        (keys::timed(&keys::kind_prefix(r.kind()), t, &id), Vec::new()),
+    ];
+    match &r.statement {
+        Statement::Attestation(a) => {
+            for d in a.subject.digests.iter() {
+                out.push((keys::timed(&keys::subject_prefix(d), t, &id), Vec::new()));
+            }
+        }
+        Statement::Anomaly(a) => {
+            out.push((keys::timed(&keys::fingerprint_prefix(&a.fingerprint()), t, &id), vec![state_to_byte(AnomalyState::Open), 1]));
+            out.push((keys::timed(&keys::source_prefix(&a.source), t, &id), Vec::new()));
+        }
+        Statement::AnomalyUpdate(u) => {
+            out.push((keys::timed(&keys::fingerprint_prefix(&u.fingerprint), t, &id), vec![state_to_byte(u.state), 0]));
+        }
+        Statement::Revocation(rv) => {
+            let mut k = keys::revocation_prefix(&rv.target);
+            k.extend_from_slice(id.as_bytes());
+            out.push((k, r.position.author.as_bytes().to_vec()));
+        }
+    }
+    out
+}

@@ -1,0 +1,112 @@
+//! Key layouts of the `index` tree. Integers are big-endian so byte order is numeric order.
+//!
+//! | tag | index            | key after the tag                          | value            |
+//! |-----|------------------|--------------------------------------------|------------------|
+//! | 1   | author feed      | author(32) seq(8) id(32)                   | empty            |
+//! | 2   | time             | issued_at_ms(8) id(32)                     | empty            |
+//! | 3   | kind + time      | kind(1) issued_at_ms(8) id(32)             | empty            |
+//! | 4   | subject digest   | blake3(digest text)(32) issued_at_ms(8) id | empty            |
+//! | 5   | anomaly fingerprint | fingerprint(32) issued_at_ms(8) id(32)  | state(1) report(1) |
+//! | 6   | anomaly source   | blake3(source)(32) issued_at_ms(8) id(32)  | empty            |
+//! | 7   | revocations      | target id(32) revocation id(32)            | revoker author(32) |
+
+use palisade_types::{AuthorKey, Digest, Fingerprint, RecordId, RecordKind};
+
+pub(crate) const TAG_AUTHOR_SEQ: u8 = 1;
+pub(crate) const TAG_TIME: u8 = 2;
+pub(crate) const TAG_KIND_TIME: u8 = 3;
+pub(crate) const TAG_SUBJECT: u8 = 4;
+pub(crate) const TAG_FINGERPRINT: u8 = 5;
+pub(crate) const TAG_SOURCE: u8 = 6;
+pub(crate) const TAG_REVOCATION: u8 = 7;
+
+pub(crate) fn author_prefix(author: &AuthorKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + 32);
+    k.push(TAG_AUTHOR_SEQ);
+    k.extend_from_slice(author.as_bytes());
+    k
+}
+
+pub(crate) fn author_seq_prefix(author: &AuthorKey, seq: u64) -> Vec<u8> {
+    let mut k = author_prefix(author);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(crate) fn author_seq(author: &AuthorKey, seq: u64, id: &RecordId) -> Vec<u8> {
+    let mut k = author_seq_prefix(author, seq);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `prefix ++ t(8) ++ id(32)`.
+pub(crate) fn timed(prefix: &[u8], t: u64, id: &RecordId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 40);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&t.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub(crate) fn time_prefix() -> Vec<u8> {
+    vec![TAG_TIME]
+}
+
+pub(crate) fn kind_prefix(kind: RecordKind) -> Vec<u8> {
+    vec![TAG_KIND_TIME, kind.tag()]
+}
+
+pub(crate) fn subject_prefix(d: &Digest) -> Vec<u8> {
+    hashed_prefix(TAG_SUBJECT, "palisade subject-index v1", d.to_text().as_bytes())
+}
+
+pub(crate) fn source_prefix(source: &str) -> Vec<u8> {
+    hashed_prefix(TAG_SOURCE, "palisade source-index v1", source.as_bytes())
+}
+
+pub(crate) fn fingerprint_prefix(fp: &Fingerprint) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(TAG_FINGERPRINT);
+    k.extend_from_slice(fp.as_bytes());
+    k
+}
+
+pub(crate) fn revocation_prefix(target: &RecordId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(65);
+    k.push(TAG_REVOCATION);
+    k.extend_from_slice(target.as_bytes());
+    k
+}
+
+fn hashed_prefix(tag: u8, context: &str, data: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(tag);
+    k.extend_from_slice(&blake3::derive_key(context, data));
+    k
+}
+
+/// The last 32 bytes of an index key: the record id.
+pub(crate) fn trailing_id(key: &[u8]) -> Option<RecordId> {
+    let start = key.len().checked_sub(32)?;
+    let bytes: [u8; 32] = key.get(start..)?.try_into().ok()?;
+    Some(RecordId(bytes))
+}
+
+/// The `seq` of an author-feed key.
+pub(crate) fn author_key_seq(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(33..41)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// `bytes + 1` as a big-endian number of the same length, for exclusive upper bounds of
+/// prefix scans; `None` when all bytes are 0xff.
+pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut out = prefix.to_vec();
+    while let Some(last) = out.pop() {
+        if last < 0xff {
+            out.push(last + 1);
+            return Some(out);
+        }
+    }
+    None
+}

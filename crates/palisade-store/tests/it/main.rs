@@ -1,0 +1,17 @@
+//! Integration tests of the store on real sled databases in temp directories.
+
+mod crash;
+mod feeds;
+mod persistence;
+mod queries;
+
+use palisade_store::{Source, Store, StoreConfig, StoredMeta};
+use palisade_types::fixtures::FIXED_NOW_MS;
+
+pub(crate) fn open(dir: &std::path::Path) -> Store {
+    Store::open(&StoreConfig::new(dir.join("db"))).unwrap()
+}
+
+pub(crate) fn meta() -> StoredMeta {
+    StoredMeta { received_at_ms: FIXED_NOW_MS, source: Source::Gossip }
+}

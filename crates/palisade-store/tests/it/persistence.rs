@@ -1,0 +1,99 @@
+//! Reopen, schema version, bans and peer book persistence, corruption handling.
+
+use palisade_store::*;
+use palisade_types::fixtures::*;
+
+use crate::{meta, open};
+
+#[test]
+fn flushed_records_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = feed(40, 50);
+    {
+        let store = open(dir.path());
+        for r in &records {
+            store.insert(r, meta()).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    let store = open(dir.path());
+    for r in &records {
+        assert_eq!(&store.get(&r.id()).unwrap().unwrap().record, r);
+    }
+    let head = store.feed_head(&records[0].author()).unwrap().unwrap();
+    assert_eq!(head.contiguous_seq, 50);
+}
+
+#[test]
+fn second_open_of_the_same_dir_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    let err = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("another palisade"));
+}
+
+#[test]
+fn schema_mismatch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.open_tree("meta").unwrap().insert(b"schema_version", &99u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap_err();
+    assert!(matches!(err, StoreError::SchemaMismatch { found: 99, expected: SCHEMA_VERSION, .. }), "{err}");
+}
+
+#[test]
+fn corrupted_record_value_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = &feed(41, 1)[0];
+    {
+        let store = open(dir.path());
+        store.insert(r, meta()).unwrap();
+        store.flush().unwrap();
+    }
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let records = db.open_tree("records").unwrap();
+        for garbage in [vec![], vec![1u8], vec![1u8; 12], vec![9u8; 40]] {
+            records.insert(r.id().as_bytes(), garbage).unwrap();
+            drop(records.flush());
+        }
+        db.flush().unwrap();
+    }
+    let store = open(dir.path());
+    let err = store.get(&r.id()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { tree: "records", .. }), "{err}");
+}
+
+#[test]
+fn bans_and_peer_book_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let ban = BanRecord { target: "peer:abc".into(), until_ms: 123, created_ms: 1, reason: "flood".into() };
+    {
+        let store = open(dir.path());
+        store.put_ban(&ban).unwrap();
+        store.upsert_peer(&PeerBookEntry { peer_id: "p1".into(), addrs: vec!["/ip4/127.0.0.1/tcp/1".into()], last_seen_ms: 5 }).unwrap();
+        store.flush().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.bans().unwrap(), vec![ban]);
+    assert!(store.remove_ban("peer:abc").unwrap());
+    assert!(!store.remove_ban("peer:abc").unwrap());
+    assert_eq!(store.peer_book().unwrap().len(), 1);
+}
+
+#[test]
+fn peer_book_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for i in 0..(MAX_PEER_BOOK_ENTRIES + 10) {
+        store.upsert_peer(&PeerBookEntry { peer_id: format!("p{i}"), addrs: vec![], last_seen_ms: i as u64 }).unwrap();
+    }
+    let book = store.peer_book().unwrap();
+    assert_eq!(book.len(), MAX_PEER_BOOK_ENTRIES);
+    // The oldest were evicted.
+    assert!(book.iter().all(|p| p.last_seen_ms >= 10));
+}
