@@ -150,7 +150,7 @@ fn over_long_strings_are_refused_when_built() {
     );
     let json = format!("\"{}\"", "a".repeat(MAX_NAME_BYTES + 1));
     assert!(serde_json::from_str::<BoundedString<MAX_NAME_BYTES>>(&json).is_err());
-    let json = format!("[{}]", vec!["\"sha256:00\""; MAX_SUBJECT_DIGESTS + 1].join(","));
+    let json = format!("[{}]", ["\"sha256:00\""; MAX_SUBJECT_DIGESTS + 1].join(","));
     assert!(serde_json::from_str::<BoundedVec<Digest, MAX_SUBJECT_DIGESTS>>(&json).is_err());
 }
 
