@@ -13,7 +13,9 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// An I/O or sled error.
-    #[error("storage error at {path}: {source}; check free disk space and permissions of the data directory")]
+    #[error(
+        "storage error at {path}: {source}; check free disk space and permissions of the data directory"
+    )]
     Io {
         /// Database directory.
         path: PathBuf,

@@ -157,7 +157,9 @@ pub struct StoredRecord {
 }
 
 /// The state of one author's feed on this node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize,
+)]
 pub struct FeedHead {
     /// Highest seq such that every seq from 1 to it is stored. Sync advertises this.
     pub contiguous_seq: u64,
@@ -404,7 +406,9 @@ impl Store {
         head.max_seq = head.max_seq.max(pos.seq);
         if pos.seq == head.contiguous_seq + 1 {
             head.contiguous_seq = pos.seq;
-            while head.contiguous_seq < head.max_seq && !self.ids_at(&author, head.contiguous_seq + 1)?.is_empty() {
+            while head.contiguous_seq < head.max_seq
+                && !self.ids_at(&author, head.contiguous_seq + 1)?.is_empty()
+            {
                 head.contiguous_seq += 1;
             }
         }
@@ -415,23 +419,24 @@ impl Store {
         let head_value = encode(&head);
         let count_key = count_key(record.kind());
 
-        let tx = (&inner.records, &inner.index, &inner.feeds, &inner.equivocations, &inner.anomalies, &inner.meta)
-            .transaction(|(records, index, feeds, equivocations, anomalies, meta_tree)| {
-                records.insert(id.as_bytes().as_slice(), record_value.as_slice())?;
-                for (k, v) in &index_entries {
-                    index.insert(k.as_slice(), v.as_slice())?;
-                }
-                feeds.insert(author.as_bytes().as_slice(), head_value.as_slice())?;
-                if let (Some(proof), false) = (&equivocation, proof_exists) {
-                    equivocations.insert(equivocation_key(&author, pos.seq), encode(proof))?;
-                }
-                if let Some(status) = &anomaly {
-                    anomalies.insert(status.fingerprint.as_bytes().as_slice(), encode(status))?;
-                }
-                let count = meta_tree.get(&count_key)?.map(|v| u64_value(&v)).unwrap_or(0);
-                meta_tree.insert(count_key.as_slice(), &(count + 1).to_be_bytes())?;
-                Ok::<_, ConflictableTransactionError<()>>(())
-            });
+        let tx =
+            (&inner.records, &inner.index, &inner.feeds, &inner.equivocations, &inner.anomalies, &inner.meta)
+                .transaction(|(records, index, feeds, equivocations, anomalies, meta_tree)| {
+                    records.insert(id.as_bytes().as_slice(), record_value.as_slice())?;
+                    for (k, v) in &index_entries {
+                        index.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    feeds.insert(author.as_bytes().as_slice(), head_value.as_slice())?;
+                    if let (Some(proof), false) = (&equivocation, proof_exists) {
+                        equivocations.insert(equivocation_key(&author, pos.seq), encode(proof))?;
+                    }
+                    if let Some(status) = &anomaly {
+                        anomalies.insert(status.fingerprint.as_bytes().as_slice(), encode(status))?;
+                    }
+                    let count = meta_tree.get(&count_key)?.map(|v| u64_value(&v)).unwrap_or(0);
+                    meta_tree.insert(count_key.as_slice(), &(count + 1).to_be_bytes())?;
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                });
         match tx {
             Ok(()) => {}
             Err(TransactionError::Storage(e)) => return Err(self.io(e)),
@@ -487,10 +492,10 @@ impl Store {
     /// through this.
     pub fn feed_heads(&self, after: Option<&AuthorKey>, limit: usize) -> Result<Vec<(AuthorKey, FeedHead)>> {
         let iter = match after {
-            Some(a) => self.inner.feeds.range((
-                std::ops::Bound::Excluded(a.as_bytes().to_vec()),
-                std::ops::Bound::Unbounded,
-            )),
+            Some(a) => self
+                .inner
+                .feeds
+                .range((std::ops::Bound::Excluded(a.as_bytes().to_vec()), std::ops::Bound::Unbounded)),
             None => self.inner.feeds.iter(),
         };
         let mut out = Vec::new();
@@ -498,7 +503,8 @@ impl Store {
             let (k, v) = item.map_err(|e| self.io(e))?;
             let author: [u8; 32] =
                 k.as_ref().try_into().map_err(|_| StoreError::corrupt("feeds", &k, "key is not 32 bytes"))?;
-            let head = decode_exact(&v, "feed head").map_err(|e| StoreError::corrupt("feeds", &k, e.to_string()))?;
+            let head =
+                decode_exact(&v, "feed head").map_err(|e| StoreError::corrupt("feeds", &k, e.to_string()))?;
             out.push((AuthorKey(author), head));
         }
         Ok(out)
@@ -551,8 +557,10 @@ impl Store {
         match self.inner.index.scan_prefix(keys::author_prefix(author)).next_back() {
             Some(item) => {
                 let (k, _) = item.map_err(|e| self.io(e))?;
-                let seq = keys::author_key_seq(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?;
-                let id = keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?;
+                let seq =
+                    keys::author_key_seq(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?;
+                let id =
+                    keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?;
                 Ok(Some((seq, id)))
             }
             None => Ok(None),
@@ -560,7 +568,11 @@ impl Store {
     }
 
     /// Stored equivocation proofs, in (author, seq) order, after `after`, at most `limit`.
-    pub fn equivocations(&self, after: Option<(AuthorKey, u64)>, limit: usize) -> Result<Vec<EquivocationProof>> {
+    pub fn equivocations(
+        &self,
+        after: Option<(AuthorKey, u64)>,
+        limit: usize,
+    ) -> Result<Vec<EquivocationProof>> {
         let iter = match after {
             Some((a, s)) => self
                 .inner
@@ -581,14 +593,27 @@ impl Store {
 
     /// Whether `author` has been caught equivocating.
     pub fn is_flagged(&self, author: &AuthorKey) -> Result<bool> {
-        Ok(self.inner.equivocations.scan_prefix(author.as_bytes()).next().transpose().map_err(|e| self.io(e))?.is_some())
+        Ok(self
+            .inner
+            .equivocations
+            .scan_prefix(author.as_bytes())
+            .next()
+            .transpose()
+            .map_err(|e| self.io(e))?
+            .is_some())
     }
 
     /// Stored record counts by kind.
     pub fn record_counts(&self) -> Result<BTreeMap<RecordKind, u64>> {
         let mut out = BTreeMap::new();
         for kind in RecordKind::ALL {
-            let n = self.inner.meta.get(count_key(kind)).map_err(|e| self.io(e))?.map(|v| u64_value(&v)).unwrap_or(0);
+            let n = self
+                .inner
+                .meta
+                .get(count_key(kind))
+                .map_err(|e| self.io(e))?
+                .map(|v| u64_value(&v))
+                .unwrap_or(0);
             out.insert(kind, n);
         }
         Ok(out)
@@ -631,8 +656,8 @@ impl Store {
                 return Ok((out, last));
             }
             let (k, v) = item.map_err(|e| self.io(e))?;
-            let status: AnomalyStatus =
-                decode_exact(&v, "anomaly status").map_err(|e| StoreError::corrupt("anomalies", &k, e.to_string()))?;
+            let status: AnomalyStatus = decode_exact(&v, "anomaly status")
+                .map_err(|e| StoreError::corrupt("anomalies", &k, e.to_string()))?;
             last = Some(status.fingerprint);
             if state.is_none_or(|s| s == status.state) {
                 out.push(status);
@@ -750,7 +775,10 @@ impl Store {
         let mut out = Vec::new();
         for item in self.inner.peers.iter() {
             let (k, v) = item.map_err(|e| self.io(e))?;
-            out.push(decode_exact(&v, "peer book entry").map_err(|e| StoreError::corrupt("peers", &k, e.to_string()))?);
+            out.push(
+                decode_exact(&v, "peer book entry")
+                    .map_err(|e| StoreError::corrupt("peers", &k, e.to_string()))?,
+            );
         }
         Ok(out)
     }
@@ -818,11 +846,17 @@ fn index_entries(record: &VerifiedRecord) -> Vec<(Vec<u8>, Vec<u8>)> {
             }
         }
         Statement::Anomaly(a) => {
-            out.push((keys::timed(&keys::fingerprint_prefix(&a.fingerprint()), t, &id), vec![state_to_byte(AnomalyState::Open), 1]));
+            out.push((
+                keys::timed(&keys::fingerprint_prefix(&a.fingerprint()), t, &id),
+                vec![state_to_byte(AnomalyState::Open), 1],
+            ));
             out.push((keys::timed(&keys::source_prefix(&a.source), t, &id), Vec::new()));
         }
         Statement::AnomalyUpdate(u) => {
-            out.push((keys::timed(&keys::fingerprint_prefix(&u.fingerprint), t, &id), vec![state_to_byte(u.state), 0]));
+            out.push((
+                keys::timed(&keys::fingerprint_prefix(&u.fingerprint), t, &id),
+                vec![state_to_byte(u.state), 0],
+            ));
         }
         Statement::Revocation(rv) => {
             let mut k = keys::revocation_prefix(&rv.target);

@@ -28,9 +28,7 @@ pub struct TooLong {
 fn decode_len<D: Decoder>(decoder: &mut D, max: usize) -> Result<usize, DecodeError> {
     let len = u64::decode(decoder)?;
     if len > max as u64 {
-        return Err(DecodeError::OtherString(format!(
-            "length prefix {len} exceeds the maximum of {max}"
-        )));
+        return Err(DecodeError::OtherString(format!("length prefix {len} exceeds the maximum of {max}")));
     }
     // `len <= max` and `max` is a usize, so this cannot truncate.
     Ok(len as usize)
@@ -112,16 +110,12 @@ impl<const MAX: usize> Encode for BoundedString<MAX> {
 impl<Context, const MAX: usize> Decode<Context> for BoundedString<MAX> {
     fn decode<D: Decoder<Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
         let bytes = decode_bytes(decoder, MAX)?;
-        String::from_utf8(bytes)
-            .map(Self)
-            .map_err(|e| DecodeError::Utf8 { inner: e.utf8_error() })
+        String::from_utf8(bytes).map(Self).map_err(|e| DecodeError::Utf8 { inner: e.utf8_error() })
     }
 }
 
 impl<'de, Context, const MAX: usize> BorrowDecode<'de, Context> for BoundedString<MAX> {
-    fn borrow_decode<D: BorrowDecoder<'de, Context = Context>>(
-        decoder: &mut D,
-    ) -> Result<Self, DecodeError> {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
         Self::decode(decoder)
     }
 }
@@ -191,9 +185,7 @@ impl<Context, const MAX: usize> Decode<Context> for BoundedBytes<MAX> {
 }
 
 impl<'de, Context, const MAX: usize> BorrowDecode<'de, Context> for BoundedBytes<MAX> {
-    fn borrow_decode<D: BorrowDecoder<'de, Context = Context>>(
-        decoder: &mut D,
-    ) -> Result<Self, DecodeError> {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
         Self::decode(decoder)
     }
 }
@@ -287,12 +279,8 @@ impl<Context, T: Decode<Context>, const MAX: usize> Decode<Context> for BoundedV
     }
 }
 
-impl<'de, Context, T: Decode<Context>, const MAX: usize> BorrowDecode<'de, Context>
-    for BoundedVec<T, MAX>
-{
-    fn borrow_decode<D: BorrowDecoder<'de, Context = Context>>(
-        decoder: &mut D,
-    ) -> Result<Self, DecodeError> {
+impl<'de, Context, T: Decode<Context>, const MAX: usize> BorrowDecode<'de, Context> for BoundedVec<T, MAX> {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
         Self::decode(decoder)
     }
 }

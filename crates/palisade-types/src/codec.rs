@@ -9,13 +9,15 @@
 //! of code (see `docs/wire-format.md`). The varint saving (≈ 7 bytes per field) is not worth
 //! a second way to spell the same number.
 
-use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use bincode::{Decode, Encode};
 
 use crate::bounded::{BoundedBytes, BoundedString};
 use crate::error::DecodeError;
 use crate::limits::{MAX_ENVELOPE_BYTES, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_TYPE_BYTES, SIGNATURE_BYTES};
-use crate::record::{Attestation, Anomaly, AnomalyUpdate, FeedPosition, Record, RecordKind, Revocation, Statement};
+use crate::record::{
+    Anomaly, AnomalyUpdate, Attestation, FeedPosition, Record, RecordKind, Revocation, Statement,
+};
 
 /// The one bincode configuration of the wire format.
 pub type WireConfig = Configuration<LittleEndian, Fixint, Limit<MAX_ENVELOPE_BYTES>>;
@@ -100,10 +102,13 @@ pub fn decode_payload(kind: RecordKind, payload: &[u8]) -> Result<Record, Decode
         Record { position: p.0, statement: wrap(p.1) }
     }
     let record = match kind {
-        RecordKind::Attestation => {
-            split(decode_exact::<(FeedPosition, Attestation)>(payload, "attestation")?, Statement::Attestation)
+        RecordKind::Attestation => split(
+            decode_exact::<(FeedPosition, Attestation)>(payload, "attestation")?,
+            Statement::Attestation,
+        ),
+        RecordKind::Anomaly => {
+            split(decode_exact::<(FeedPosition, Anomaly)>(payload, "anomaly")?, Statement::Anomaly)
         }
-        RecordKind::Anomaly => split(decode_exact::<(FeedPosition, Anomaly)>(payload, "anomaly")?, Statement::Anomaly),
         RecordKind::AnomalyUpdate => split(
             decode_exact::<(FeedPosition, AnomalyUpdate)>(payload, "anomaly update")?,
             Statement::AnomalyUpdate,

@@ -47,8 +47,11 @@ pub fn anomaly(n: u64) -> Statement {
             Label { key: s("service"), value: s(&format!("api-{}", n % 5)) },
         ])
         .unwrap(),
-        annotations: BoundedVec::new(vec![Annotation { key: s("runbook"), value: s("https://runbooks/latency") }])
-            .unwrap(),
+        annotations: BoundedVec::new(vec![Annotation {
+            key: s("runbook"),
+            value: s("https://runbooks/latency"),
+        }])
+        .unwrap(),
         severity_number: 17,
         severity_text: s("ERROR"),
         score: Score(850),

@@ -40,6 +40,7 @@ mod error;
 mod ids;
 pub mod limits;
 mod record;
+pub mod setting;
 mod signed;
 pub mod validate;
 
@@ -50,9 +51,10 @@ pub use codec::Envelope;
 pub use error::{DecodeError, SignError, ValidationError, VerifyError};
 pub use ids::{AuthorKey, Fingerprint, ParseIdError, RecordId};
 pub use record::*;
+pub use setting::InvalidSetting;
 pub use signed::{
-    pae, record_id, verify_batch, verify_batch_with_keys, verifying_key, BatchOutcome, FeedWriter, ParsedEnvelope,
-    UnverifiedRecord, VerifiedRecord, RECORD_ID_CONTEXT,
+    pae, record_id, verify_batch, verify_batch_with_keys, verifying_key, BatchOutcome, FeedWriter,
+    ParsedEnvelope, UnverifiedRecord, VerifiedRecord, RECORD_ID_CONTEXT,
 };
 
 /// Re-export so dependants name the same ed25519 types.

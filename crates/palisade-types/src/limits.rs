@@ -14,8 +14,7 @@ pub const MAX_ENVELOPE_BYTES: usize = 16 * 1024;
 pub const MAX_PAYLOAD_TYPE_BYTES: usize = 128;
 
 /// Largest payload: the envelope budget minus the fixed parts.
-pub const MAX_PAYLOAD_BYTES: usize =
-    MAX_ENVELOPE_BYTES - 8 - MAX_PAYLOAD_TYPE_BYTES - 8 - SIGNATURE_BYTES;
+pub const MAX_PAYLOAD_BYTES: usize = MAX_ENVELOPE_BYTES - 8 - MAX_PAYLOAD_TYPE_BYTES - 8 - SIGNATURE_BYTES;
 
 /// Length of an ed25519 signature.
 pub const SIGNATURE_BYTES: usize = 64;

@@ -65,12 +65,8 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// All kinds, in wire-tag order.
-    pub const ALL: [RecordKind; 4] = [
-        RecordKind::Attestation,
-        RecordKind::Anomaly,
-        RecordKind::AnomalyUpdate,
-        RecordKind::Revocation,
-    ];
+    pub const ALL: [RecordKind; 4] =
+        [RecordKind::Attestation, RecordKind::Anomaly, RecordKind::AnomalyUpdate, RecordKind::Revocation];
 
     /// The envelope `payload_type` of this kind (version 1).
     pub const fn payload_type(self) -> &'static str {
@@ -267,7 +263,9 @@ impl std::str::FromStr for Verdict {
 
 /// A score from 0.00 to 10.00 as fixed point in hundredths (0–1000). Never a float, so every
 /// node encodes and compares it identically.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Score(pub u16);
 
@@ -303,7 +301,9 @@ impl fmt::Display for Score {
 }
 
 /// Severity buckets of findings, following CVSS v3 qualitative ratings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingSeverity {
     /// CVSS 9.0–10.0.

@@ -19,12 +19,12 @@
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
+use crate::bounded::{BoundedBytes, BoundedString};
 use crate::codec::{decode_payload, encode_payload, Envelope};
 use crate::error::{DecodeError, SignError, ValidationError, VerifyError};
 use crate::ids::{AuthorKey, RecordId};
 use crate::limits::MAX_ENVELOPE_BYTES;
 use crate::record::{Record, RecordKind};
-use crate::bounded::{BoundedBytes, BoundedString};
 
 /// Context string of the record-id key derivation. Part of the protocol.
 pub const RECORD_ID_CONTEXT: &str = "palisade record-id v1";
@@ -75,8 +75,9 @@ impl ParsedEnvelope {
     /// Checks the size cap, decodes the envelope, checks the payload type, computes the id.
     pub fn parse(wire: Vec<u8>) -> Result<ParsedEnvelope, DecodeError> {
         let envelope = Envelope::decode(&wire)?;
-        let kind = RecordKind::from_payload_type(&envelope.payload_type)
-            .ok_or_else(|| DecodeError::UnknownPayloadType(envelope.payload_type.chars().take(128).collect()))?;
+        let kind = RecordKind::from_payload_type(&envelope.payload_type).ok_or_else(|| {
+            DecodeError::UnknownPayloadType(envelope.payload_type.chars().take(128).collect())
+        })?;
         let signed_bytes = pae(&envelope.payload_type, &envelope.payload);
         let id = record_id(&signed_bytes);
         Ok(ParsedEnvelope { id, kind, envelope, signed_bytes, wire })
@@ -168,9 +169,9 @@ pub type BatchOutcome = Result<VerifiedRecord, (RecordId, VerifyError)>;
 /// author key is bad). One batch equation for the whole set; if it fails, each record is
 /// checked alone to find the culprits. Outcomes are in input order.
 pub fn verify_batch_with_keys(items: Vec<(UnverifiedRecord, Option<VerifyingKey>)>) -> Vec<BatchOutcome> {
-    let all_keys_ok = items.iter().all(|(r, k)| {
-        k.as_ref().is_some_and(|k| k.as_bytes() == r.record.position.author.as_bytes())
-    });
+    let all_keys_ok = items
+        .iter()
+        .all(|(r, k)| k.as_ref().is_some_and(|k| k.as_bytes() == r.record.position.author.as_bytes()));
     if all_keys_ok && !items.is_empty() {
         let messages: Vec<&[u8]> = items.iter().map(|(r, _)| r.parsed.signed_bytes.as_slice()).collect();
         let signatures: Vec<Signature> =
@@ -328,7 +329,11 @@ impl FeedWriter {
     }
 
     /// Signs `statement` as the next record of the feed and advances.
-    pub fn sign_next(&mut self, statement: crate::Statement, issued_at_ms: u64) -> Result<VerifiedRecord, SignError> {
+    pub fn sign_next(
+        &mut self,
+        statement: crate::Statement,
+        issued_at_ms: u64,
+    ) -> Result<VerifiedRecord, SignError> {
         let record = Record {
             position: crate::FeedPosition {
                 author: self.author,

@@ -28,7 +28,10 @@ pub fn validate_position(p: &FeedPosition, now_ms: u64) -> Result {
     }
     match (p.seq, p.prev) {
         (1, Some(_)) => {
-            return Err(ValidationError::Inconsistent { field: "prev", rule: "the first record (seq 1) has no prev" })
+            return Err(ValidationError::Inconsistent {
+                field: "prev",
+                rule: "the first record (seq 1) has no prev",
+            })
         }
         (2.., None) => {
             return Err(ValidationError::Inconsistent {
@@ -158,7 +161,12 @@ pub fn validate_anomaly(a: &Anomaly, issued_at_ms: u64) -> Result {
 
 fn score(field: &'static str, s: Score) -> Result {
     if s.0 > MAX_SCORE {
-        return Err(ValidationError::OutOfRange { field, value: u64::from(s.0), min: 0, max: u64::from(MAX_SCORE) });
+        return Err(ValidationError::OutOfRange {
+            field,
+            value: u64::from(s.0),
+            min: 0,
+            max: u64::from(MAX_SCORE),
+        });
     }
     Ok(())
 }

@@ -58,7 +58,8 @@ fn equivocation_keeps_both_and_stores_a_proof() {
     assert_ne!(a.id(), b.id());
     store.insert(&a, meta()).unwrap();
     assert!(!store.is_flagged(&a.author()).unwrap());
-    let InsertOutcome::Inserted(Inserted { equivocation: Some(proof), .. }) = store.insert(&b, meta()).unwrap()
+    let InsertOutcome::Inserted(Inserted { equivocation: Some(proof), .. }) =
+        store.insert(&b, meta()).unwrap()
     else {
         panic!("expected an equivocation");
     };

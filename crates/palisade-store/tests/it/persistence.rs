@@ -75,7 +75,13 @@ fn bans_and_peer_book_persist() {
     {
         let store = open(dir.path());
         store.put_ban(&ban).unwrap();
-        store.upsert_peer(&PeerBookEntry { peer_id: "p1".into(), addrs: vec!["/ip4/127.0.0.1/tcp/1".into()], last_seen_ms: 5 }).unwrap();
+        store
+            .upsert_peer(&PeerBookEntry {
+                peer_id: "p1".into(),
+                addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
+                last_seen_ms: 5,
+            })
+            .unwrap();
         store.flush().unwrap();
     }
     let store = open(dir.path());
@@ -90,7 +96,9 @@ fn peer_book_is_capped() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     for i in 0..(MAX_PEER_BOOK_ENTRIES + 10) {
-        store.upsert_peer(&PeerBookEntry { peer_id: format!("p{i}"), addrs: vec![], last_seen_ms: i as u64 }).unwrap();
+        store
+            .upsert_peer(&PeerBookEntry { peer_id: format!("p{i}"), addrs: vec![], last_seen_ms: i as u64 })
+            .unwrap();
     }
     let book = store.peer_book().unwrap();
     assert_eq!(book.len(), MAX_PEER_BOOK_ENTRIES);

@@ -38,7 +38,8 @@ fn pagination_visits_every_record_once_in_stable_order() {
     sorted.dedup();
     assert_eq!(sorted.len(), 60, "no record twice");
     // Time order: issued_at_ms never decreases.
-    let times: Vec<u64> = seen.iter().map(|id| store.get(id).unwrap().unwrap().record.record().position.issued_at_ms).collect();
+    let times: Vec<u64> =
+        seen.iter().map(|id| store.get(id).unwrap().unwrap().record.record().position.issued_at_ms).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]));
 }
 
@@ -91,13 +92,9 @@ fn bad_limits_and_cursors_are_errors() {
     let page = store.query(&Query { limit: 1, ..Query::default() }).unwrap();
     let cursor = page.next_cursor.unwrap();
     let author = feed(30, 1)[0].author();
-    let err = store.query(&Query { limit: 1, author: Some(author), cursor: Some(cursor), ..Query::default() });
+    let err =
+        store.query(&Query { limit: 1, author: Some(author), cursor: Some(cursor), ..Query::default() });
     assert!(matches!(err, Err(StoreError::BadCursor(_))));
-    let err = store.query(&Query {
-        limit: 1,
-        since_ms: Some(5),
-        until_ms: Some(4),
-        ..Query::default()
-    });
+    let err = store.query(&Query { limit: 1, since_ms: Some(5), until_ms: Some(4), ..Query::default() });
     assert!(matches!(err, Err(StoreError::BadQuery(_))));
 }

@@ -93,11 +93,12 @@ fn unknown_payload_type_is_rejected() {
 
 #[test]
 fn future_timestamp_is_rejected() {
-    let r = FeedWriter::new(key(1))
-        .sign_next(attestation(1), FIXED_NOW_MS + MAX_CLOCK_SKEW_MS + 1)
-        .unwrap();
+    let r = FeedWriter::new(key(1)).sign_next(attestation(1), FIXED_NOW_MS + MAX_CLOCK_SKEW_MS + 1).unwrap();
     let u = ParsedEnvelope::parse(r.into_wire_bytes()).unwrap().decode().unwrap();
-    assert!(matches!(u.validate(FIXED_NOW_MS).unwrap_err(), ValidationError::InFuture { field: "issued_at_ms", .. }));
+    assert!(matches!(
+        u.validate(FIXED_NOW_MS).unwrap_err(),
+        ValidationError::InFuture { field: "issued_at_ms", .. }
+    ));
     // Within the skew it is fine.
     let r = FeedWriter::new(key(1)).sign_next(attestation(1), FIXED_NOW_MS + MAX_CLOCK_SKEW_MS).unwrap();
     ParsedEnvelope::parse(r.into_wire_bytes()).unwrap().decode().unwrap().validate(FIXED_NOW_MS).unwrap();
@@ -144,10 +145,7 @@ fn over_long_list_is_rejected() {
 
 #[test]
 fn over_long_strings_are_refused_when_built() {
-    assert_eq!(
-        BoundedString::<4>::new("hello").unwrap_err(),
-        TooLong { len: 5, max: 4 }
-    );
+    assert_eq!(BoundedString::<4>::new("hello").unwrap_err(), TooLong { len: 5, max: 4 });
     let json = format!("\"{}\"", "a".repeat(MAX_NAME_BYTES + 1));
     assert!(serde_json::from_str::<BoundedString<MAX_NAME_BYTES>>(&json).is_err());
     let json = format!("[{}]", ["\"sha256:00\""; MAX_SUBJECT_DIGESTS + 1].join(","));
@@ -165,7 +163,10 @@ fn validation_names_the_field() {
     if let Statement::Attestation(x) = &mut a {
         x.score = Score(1001);
     }
-    assert!(matches!(validate_statement(a).unwrap_err(), ValidationError::OutOfRange { field: "score", value: 1001, .. }));
+    assert!(matches!(
+        validate_statement(a).unwrap_err(),
+        ValidationError::OutOfRange { field: "score", value: 1001, .. }
+    ));
 
     let mut a = attestation(1);
     if let Statement::Attestation(x) = &mut a {
@@ -177,17 +178,24 @@ fn validation_names_the_field() {
     if let Statement::Attestation(x) = &mut a {
         x.subject.digests = BoundedVec::new(vec!["sha256:00ff".parse().unwrap()]).unwrap();
     }
-    assert!(matches!(validate_statement(a).unwrap_err(), ValidationError::BadFormat { field: "subject.digests", .. }));
+    assert!(matches!(
+        validate_statement(a).unwrap_err(),
+        ValidationError::BadFormat { field: "subject.digests", .. }
+    ));
 
     let mut a = attestation(1);
     if let Statement::Attestation(x) = &mut a {
         x.finding_counts.high = 0;
     }
-    assert!(matches!(validate_statement(a).unwrap_err(), ValidationError::Inconsistent { field: "finding_counts", .. }));
+    assert!(matches!(
+        validate_statement(a).unwrap_err(),
+        ValidationError::Inconsistent { field: "finding_counts", .. }
+    ));
 
     let mut a = anomaly(1);
     if let Statement::Anomaly(x) = &mut a {
-        x.labels = BoundedVec::new(vec![Label { key: fixtures::s("service"), value: fixtures::s("api") }]).unwrap();
+        x.labels =
+            BoundedVec::new(vec![Label { key: fixtures::s("service"), value: fixtures::s("api") }]).unwrap();
     }
     assert!(matches!(validate_statement(a).unwrap_err(), ValidationError::BadFormat { field: "labels", .. }));
 
@@ -204,7 +212,10 @@ fn validation_names_the_field() {
     if let Statement::Anomaly(x) = &mut a {
         x.severity_number = 25;
     }
-    assert!(matches!(validate_statement(a).unwrap_err(), ValidationError::OutOfRange { field: "severity_number", .. }));
+    assert!(matches!(
+        validate_statement(a).unwrap_err(),
+        ValidationError::OutOfRange { field: "severity_number", .. }
+    ));
 
     let mut a = anomaly(1);
     if let Statement::Anomaly(x) = &mut a {
@@ -216,20 +227,32 @@ fn validation_names_the_field() {
     if let Statement::Anomaly(x) = &mut a {
         x.window_start_ms = x.window_end_ms + 1;
     }
-    assert!(matches!(validate_statement(a).unwrap_err(), ValidationError::Inconsistent { field: "window_start_ms", .. }));
+    assert!(matches!(
+        validate_statement(a).unwrap_err(),
+        ValidationError::Inconsistent { field: "window_start_ms", .. }
+    ));
 }
 
 #[test]
 fn feed_position_rules() {
     let now = FIXED_NOW_MS;
     let mut p = FeedPosition { author: AuthorKey([1; 32]), seq: 0, prev: None, issued_at_ms: now };
-    assert!(matches!(validate::validate_position(&p, now), Err(ValidationError::OutOfRange { field: "seq", .. })));
+    assert!(matches!(
+        validate::validate_position(&p, now),
+        Err(ValidationError::OutOfRange { field: "seq", .. })
+    ));
     p.seq = 1;
     p.prev = Some(RecordId([0; 32]));
-    assert!(matches!(validate::validate_position(&p, now), Err(ValidationError::Inconsistent { field: "prev", .. })));
+    assert!(matches!(
+        validate::validate_position(&p, now),
+        Err(ValidationError::Inconsistent { field: "prev", .. })
+    ));
     p.seq = 2;
     p.prev = None;
-    assert!(matches!(validate::validate_position(&p, now), Err(ValidationError::Inconsistent { field: "prev", .. })));
+    assert!(matches!(
+        validate::validate_position(&p, now),
+        Err(ValidationError::Inconsistent { field: "prev", .. })
+    ));
 }
 
 #[test]

@@ -30,7 +30,10 @@ pub(crate) fn digest() -> impl Strategy<Value = Digest> {
     (prop_oneof![Just("sha256"), Just("sha512"), Just("gitCommit"), Just("x-custom")], any::<u8>()).prop_map(
         |(alg, b)| {
             let len = Digest::expected_len(alg).and_then(|l| l.first().copied()).unwrap_or(12);
-            Digest { algorithm: BoundedString::new(alg).unwrap(), value: BoundedBytes::new(vec![b; len]).unwrap() }
+            Digest {
+                algorithm: BoundedString::new(alg).unwrap(),
+                value: BoundedBytes::new(vec![b; len]).unwrap(),
+            }
         },
     )
 }
@@ -47,7 +50,8 @@ pub(crate) fn position() -> impl Strategy<Value = FeedPosition> {
 }
 
 fn tool() -> impl Strategy<Value = Tool> {
-    (bstr("[a-z][a-z0-9-]{0,20}"), bstr("[0-9]{1,2}\\.[0-9]{1,2}")).prop_map(|(name, version)| Tool { name, version })
+    (bstr("[a-z][a-z0-9-]{0,20}"), bstr("[0-9]{1,2}\\.[0-9]{1,2}"))
+        .prop_map(|(name, version)| Tool { name, version })
 }
 
 fn severity() -> impl Strategy<Value = FindingSeverity> {
@@ -61,7 +65,11 @@ fn severity() -> impl Strategy<Value = FindingSeverity> {
 }
 
 fn finding() -> impl Strategy<Value = Finding> {
-    (bstr("CVE-[0-9]{4}-[0-9]{4,6}"), bvec::<BoundedString<MAX_FINDING_ID_BYTES>, MAX_FINDING_ALIASES>(bstr("GHSA-[a-z0-9]{4}"), 2), severity())
+    (
+        bstr("CVE-[0-9]{4}-[0-9]{4,6}"),
+        bvec::<BoundedString<MAX_FINDING_ID_BYTES>, MAX_FINDING_ALIASES>(bstr("GHSA-[a-z0-9]{4}"), 2),
+        severity(),
+    )
         .prop_map(|(id, aliases, severity)| Finding { id, aliases, severity })
 }
 
@@ -104,35 +112,46 @@ pub(crate) fn anomaly() -> impl Strategy<Value = Anomaly> {
         bvec(digest(), 3),
         bstr("[ -~]{0,60}"),
     )
-        .prop_map(|(source, stream_type, labels, annotations, sev, score, w, detector, evidence, summary)| {
-            let mut labels: Vec<Label> = labels
-                .into_iter()
-                .filter(|(k, _)| k != "kind")
-                .map(|(k, v)| Label { key: BoundedString::new(k).unwrap(), value: BoundedString::new(v).unwrap() })
-                .collect();
-            labels.push(Label { key: BoundedString::new("kind").unwrap(), value: BoundedString::new("spike").unwrap() });
-            labels.sort_by(|a, b| a.key.cmp(&b.key));
-            Anomaly {
-                source,
-                stream_type,
-                labels: BoundedVec::new(labels).unwrap(),
-                annotations: BoundedVec::new(
-                    annotations
-                        .into_iter()
-                        .map(|(k, v)| Annotation { key: BoundedString::new(k).unwrap(), value: BoundedString::new(v).unwrap() })
-                        .collect(),
-                )
-                .unwrap(),
-                severity_number: sev,
-                severity_text: BoundedString::new("WARN").unwrap(),
-                score: Score(score),
-                window_start_ms: MIN_ISSUED_AT_MS - u64::from(w),
-                window_end_ms: MIN_ISSUED_AT_MS,
-                detector,
-                evidence,
-                summary,
-            }
-        })
+        .prop_map(
+            |(source, stream_type, labels, annotations, sev, score, w, detector, evidence, summary)| {
+                let mut labels: Vec<Label> = labels
+                    .into_iter()
+                    .filter(|(k, _)| k != "kind")
+                    .map(|(k, v)| Label {
+                        key: BoundedString::new(k).unwrap(),
+                        value: BoundedString::new(v).unwrap(),
+                    })
+                    .collect();
+                labels.push(Label {
+                    key: BoundedString::new("kind").unwrap(),
+                    value: BoundedString::new("spike").unwrap(),
+                });
+                labels.sort_by(|a, b| a.key.cmp(&b.key));
+                Anomaly {
+                    source,
+                    stream_type,
+                    labels: BoundedVec::new(labels).unwrap(),
+                    annotations: BoundedVec::new(
+                        annotations
+                            .into_iter()
+                            .map(|(k, v)| Annotation {
+                                key: BoundedString::new(k).unwrap(),
+                                value: BoundedString::new(v).unwrap(),
+                            })
+                            .collect(),
+                    )
+                    .unwrap(),
+                    severity_number: sev,
+                    severity_text: BoundedString::new("WARN").unwrap(),
+                    score: Score(score),
+                    window_start_ms: MIN_ISSUED_AT_MS - u64::from(w),
+                    window_end_ms: MIN_ISSUED_AT_MS,
+                    detector,
+                    evidence,
+                    summary,
+                }
+            },
+        )
 }
 
 pub(crate) fn statement() -> impl Strategy<Value = Statement> {
