@@ -1,0 +1,239 @@
+//! Network configuration: the `[network]` section of `palisade.toml`.
+//!
+//! Every field has its unit in its name and a documented default; [`NetConfig::validate`]
+//! checks ranges and relations and names the key in its error.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use palisade_types::InvalidSetting;
+use serde::{Deserialize, Serialize};
+
+/// Default P2P port (TCP and QUIC).
+pub const DEFAULT_PORT: u16 = 7400;
+
+/// The `[network]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetConfig {
+    /// Multiaddrs to listen on. Default: TCP and QUIC on all IPv4 interfaces, port 7400.
+    pub listen: Vec<String>,
+    /// Peers to connect to at start and to bootstrap Kademlia from; each must end in
+    /// `/p2p/<peer id>`.
+    pub bootstrap: Vec<String>,
+    /// Addresses other peers should use to reach this node (behind NAT or port forwarding).
+    pub external_addresses: Vec<String>,
+    /// Discover peers on the local network with mDNS. Off by default: it announces the node
+    /// to everyone on the LAN.
+    pub mdns: bool,
+    /// Largest gossipsub message (bytes). Must hold the largest record envelope (16 KiB)
+    /// plus framing; 64 KiB leaves room and still bounds the per-message decode cost.
+    pub gossip_max_transmit_bytes: usize,
+    /// Records issued longer ago than this are ignored when they arrive by gossip (they are
+    /// old news and a replay vector) but accepted by sync and import. Seconds.
+    pub gossip_max_record_age_secs: u64,
+    /// Seconds between anti-entropy sync rounds with a random connected peer.
+    pub sync_interval_secs: u64,
+    /// Most feed heads in one sync response page.
+    pub sync_max_heads_per_page: usize,
+    /// Most records in one sync response page.
+    pub sync_max_records_per_page: usize,
+    /// Most bytes of record envelopes in one sync response page.
+    pub sync_max_response_bytes: usize,
+    /// Most sync requests one peer may have in flight to us at once.
+    pub sync_max_inbound_per_peer: usize,
+    /// Seconds a sync request may take before it is abandoned.
+    pub sync_request_timeout_secs: u64,
+    /// Records waiting for signature verification. When full, new records are ignored (load
+    /// shed, counted) instead of blocking the event loop. Sized for ~0.5 s of peak verify
+    /// throughput on two cores.
+    pub verify_queue_records: usize,
+    /// Largest signature batch.
+    pub verify_batch_max_records: usize,
+    /// How long a partial batch waits for more records before it is verified (ms).
+    pub verify_batch_deadline_ms: u64,
+    /// Signature worker threads; 0 = one per CPU core.
+    pub verify_workers: usize,
+    /// Record ids remembered in the in-memory seen cache (dedup before the store lookup).
+    pub seen_cache_records: usize,
+    /// Seconds a connection with no active streams stays open.
+    pub idle_connection_timeout_secs: u64,
+    /// Seconds between Kademlia random walks (peer discovery).
+    pub kad_random_walk_interval_secs: u64,
+    /// Group commit: the store is flushed at least this often while writes are pending (ms).
+    pub flush_interval_ms: u64,
+    /// Group commit: the store is flushed after this many pending gossip/sync writes.
+    pub flush_max_records: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            listen: vec![
+                format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
+                format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"),
+            ],
+            bootstrap: Vec::new(),
+            external_addresses: Vec::new(),
+            mdns: false,
+            gossip_max_transmit_bytes: 64 * 1024,
+            gossip_max_record_age_secs: 24 * 3600,
+            sync_interval_secs: 30,
+            sync_max_heads_per_page: 512,
+            sync_max_records_per_page: 256,
+            sync_max_response_bytes: 1024 * 1024,
+            sync_max_inbound_per_peer: 4,
+            sync_request_timeout_secs: 20,
+            verify_queue_records: 8192,
+            verify_batch_max_records: 64,
+            verify_batch_deadline_ms: 2,
+            verify_workers: 0,
+            seen_cache_records: 200_000,
+            idle_connection_timeout_secs: 60,
+            kad_random_walk_interval_secs: 300,
+            flush_interval_ms: 10,
+            flush_max_records: 64,
+        }
+    }
+}
+
+fn parse_addrs(key: &str, addrs: &[String]) -> Result<Vec<Multiaddr>, InvalidSetting> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse::<Multiaddr>().map_err(|e| {
+                InvalidSetting::new(
+                    key,
+                    format!("{a:?}"),
+                    format!("a multiaddr such as /ip4/1.2.3.4/tcp/7400 ({e})"),
+                )
+            })
+        })
+        .collect()
+}
+
+impl NetConfig {
+    /// Checks every value and relation; the error names the key.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let listen = parse_addrs("network.listen", &self.listen)?;
+        if listen.is_empty() {
+            return Err(InvalidSetting::new("network.listen", "[]", "at least one multiaddr"));
+        }
+        for a in parse_addrs("network.bootstrap", &self.bootstrap)? {
+            if !a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_))) {
+                return Err(InvalidSetting::new(
+                    "network.bootstrap",
+                    format!("{a:?}"),
+                    "a multiaddr ending in /p2p/<peer id>, e.g. /ip4/10.0.0.5/tcp/7400/p2p/12D3KooW…",
+                ));
+            }
+        }
+        parse_addrs("network.external_addresses", &self.external_addresses)?;
+        let max_envelope = palisade_types::limits::MAX_ENVELOPE_BYTES;
+        InvalidSetting::check_range(
+            "network.gossip_max_transmit_bytes",
+            self.gossip_max_transmit_bytes,
+            max_envelope + 1024,
+            4 * 1024 * 1024,
+        )?;
+        InvalidSetting::check_range(
+            "network.gossip_max_record_age_secs",
+            self.gossip_max_record_age_secs,
+            60,
+            365 * 86400,
+        )?;
+        InvalidSetting::check_range("network.sync_interval_secs", self.sync_interval_secs, 1, 86400)?;
+        InvalidSetting::check_range(
+            "network.sync_max_heads_per_page",
+            self.sync_max_heads_per_page,
+            1,
+            crate::sync::MAX_HEADS_PER_PAGE,
+        )?;
+        InvalidSetting::check_range(
+            "network.sync_max_records_per_page",
+            self.sync_max_records_per_page,
+            1,
+            crate::sync::MAX_RECORDS_PER_PAGE,
+        )?;
+        InvalidSetting::check_range(
+            "network.sync_max_response_bytes",
+            self.sync_max_response_bytes,
+            max_envelope,
+            crate::sync::MAX_RESPONSE_BYTES,
+        )?;
+        InvalidSetting::check_range(
+            "network.sync_max_inbound_per_peer",
+            self.sync_max_inbound_per_peer,
+            1,
+            64,
+        )?;
+        InvalidSetting::check_range(
+            "network.sync_request_timeout_secs",
+            self.sync_request_timeout_secs,
+            1,
+            600,
+        )?;
+        InvalidSetting::check_range(
+            "network.verify_queue_records",
+            self.verify_queue_records,
+            64,
+            1_000_000,
+        )?;
+        InvalidSetting::check_range(
+            "network.verify_batch_max_records",
+            self.verify_batch_max_records,
+            1,
+            1024,
+        )?;
+        if self.verify_batch_max_records > self.verify_queue_records {
+            return Err(InvalidSetting::new(
+                "network.verify_batch_max_records",
+                self.verify_batch_max_records,
+                format!("<= network.verify_queue_records ({})", self.verify_queue_records),
+            ));
+        }
+        InvalidSetting::check_range(
+            "network.verify_batch_deadline_ms",
+            self.verify_batch_deadline_ms,
+            0,
+            1000,
+        )?;
+        InvalidSetting::check_range("network.verify_workers", self.verify_workers, 0, 256)?;
+        InvalidSetting::check_range("network.seen_cache_records", self.seen_cache_records, 1024, 10_000_000)?;
+        InvalidSetting::check_range(
+            "network.idle_connection_timeout_secs",
+            self.idle_connection_timeout_secs,
+            1,
+            86400,
+        )?;
+        InvalidSetting::check_range(
+            "network.kad_random_walk_interval_secs",
+            self.kad_random_walk_interval_secs,
+            10,
+            86400,
+        )?;
+        InvalidSetting::check_range("network.flush_interval_ms", self.flush_interval_ms, 1, 10_000)?;
+        InvalidSetting::check_range("network.flush_max_records", self.flush_max_records, 1, 100_000)?;
+        Ok(())
+    }
+
+    /// Parsed listen addresses (call after [`validate`](Self::validate)).
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listen.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+
+    /// Parsed bootstrap addresses.
+    pub fn bootstrap_addrs(&self) -> Vec<Multiaddr> {
+        self.bootstrap.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+
+    /// Parsed external addresses.
+    pub fn external_addrs(&self) -> Vec<Multiaddr> {
+        self.external_addresses.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+
+    /// Sync interval as a duration.
+    pub fn sync_interval(&self) -> Duration {
+        Duration::from_secs(self.sync_interval_secs)
+    }
+}

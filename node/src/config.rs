@@ -1,0 +1,289 @@
+//! The node's configuration: one validated struct from the TOML file, `PALISADE_*`
+//! environment variables and command-line flags (in increasing precedence).
+//!
+//! Unknown keys are errors (a typo must never be silently ignored); invalid values fail at
+//! start with the key, the value and what is allowed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use palisade_net::NetConfig;
+use palisade_types::InvalidSetting;
+use serde::{Deserialize, Serialize};
+
+/// Default metrics listener.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9740";
+
+/// The whole `palisade.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// `[network]`: listen addresses, bootstrap peers, gossip and sync limits.
+    pub network: NetConfig,
+    /// `[store]`: the sled database.
+    pub store: StoreSection,
+    /// `[admin]`: the local admin API.
+    pub admin: AdminSection,
+    /// `[metrics]`: the Prometheus listener.
+    pub metrics: MetricsSection,
+    /// `[log]`: logging.
+    pub log: LogSection,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// sled page cache (bytes). See `palisade_store::DEFAULT_CACHE_CAPACITY_BYTES`.
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection { cache_capacity_bytes: palisade_store::DEFAULT_CACHE_CAPACITY_BYTES }
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Unix socket path; default `<data-dir>/admin.sock`.
+    pub socket: Option<PathBuf>,
+    /// Optional loopback TCP listener (`127.0.0.1:PORT`) that requires a bearer token.
+    pub listen: Option<String>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `host:port` of the Prometheus text endpoint, or `off`.
+    pub listen: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection { listen: DEFAULT_METRICS_LISTEN.to_string() }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured on a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `RUST_LOG`-style filter, e.g. `info,palisade_net=debug`. `RUST_LOG` overrides it.
+    pub filter: String,
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { filter: "info".to_string(), format: LogFormat::Pretty }
+    }
+}
+
+impl NodeConfig {
+    /// Reads `path` if it exists (a missing file means all defaults, unless `required`).
+    pub fn load(path: &Path, required: bool) -> anyhow::Result<NodeConfig> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text).with_context(|| format!("in config file {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(NodeConfig::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read config file {}", path.display())),
+        }
+    }
+
+    /// Parses TOML text (unknown keys are errors).
+    pub fn parse(text: &str) -> anyhow::Result<NodeConfig> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+    }
+
+    /// Validates every section.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        self.network.validate()?;
+        InvalidSetting::check_range(
+            "store.cache_capacity_bytes",
+            self.store.cache_capacity_bytes,
+            1024 * 1024,
+            64 * 1024 * 1024 * 1024,
+        )?;
+        if let Some(listen) = &self.admin.listen {
+            let addr: SocketAddr = listen.parse().map_err(|_| {
+                InvalidSetting::new(
+                    "admin.listen",
+                    format!("{listen:?}"),
+                    "a loopback host:port such as 127.0.0.1:9741",
+                )
+            })?;
+            if !addr.ip().is_loopback() {
+                return Err(InvalidSetting::new(
+                    "admin.listen",
+                    format!("{listen:?}"),
+                    "a loopback address (127.0.0.0/8 or ::1); the admin API must never be exposed on a network",
+                ));
+            }
+        }
+        if self.metrics.listen != "off" && self.metrics.listen.parse::<SocketAddr>().is_err() {
+            return Err(InvalidSetting::new(
+                "metrics.listen",
+                format!("{:?}", self.metrics.listen),
+                "host:port such as 127.0.0.1:9740, or \"off\"",
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter).map_err(|e| {
+            InvalidSetting::new(
+                "log.filter",
+                format!("{:?}", self.log.filter),
+                format!("a RUST_LOG-style filter ({e})"),
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// The commented default config that `palisade init` writes. A test checks it parses to
+/// exactly [`NodeConfig::default`].
+pub fn default_config_toml() -> String {
+    let n = NetConfig::default();
+    let q = |v: &[String]| format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "));
+    format!(
+        r#"# Palisade node configuration.
+# Every key is optional; the values below are the defaults. Precedence (lowest first):
+# this file, PALISADE_* environment variables, command-line flags.
+# Unknown keys are errors. Check a file with `palisade config check`.
+
+[network]
+# Multiaddrs to listen on (TCP and QUIC). Flag: --listen, env: PALISADE_LISTEN.
+listen = {listen}
+# Peers to dial at start; each ends in /p2p/<peer id>. Flag: --bootstrap.
+bootstrap = []
+# Addresses other peers should use to reach this node. Flag: --external-address.
+external_addresses = []
+# Local-network discovery. Flag: --mdns.
+mdns = {mdns}
+# Largest gossip message in bytes (>= 17408: one 16 KiB record plus framing).
+gossip_max_transmit_bytes = {gmt}
+# Gossip ignores records older than this (sync and import still accept them).
+gossip_max_record_age_secs = {age}
+# Anti-entropy: seconds between sync rounds, and per-response limits.
+sync_interval_secs = {si}
+sync_max_heads_per_page = {sh}
+sync_max_records_per_page = {sr}
+sync_max_response_bytes = {sb}
+sync_max_inbound_per_peer = {sp}
+sync_request_timeout_secs = {st}
+# Signature verification: queue (load is shed beyond it), batch size and deadline, workers (0 = cores).
+verify_queue_records = {vq}
+verify_batch_max_records = {vb}
+verify_batch_deadline_ms = {vd}
+verify_workers = {vw}
+# Record ids kept in the in-memory dedup cache.
+seen_cache_records = {sc}
+idle_connection_timeout_secs = {ict}
+kad_random_walk_interval_secs = {kad}
+# Group commit of records received by gossip and sync.
+flush_interval_ms = {fi}
+flush_max_records = {fm}
+
+[store]
+# sled page cache in bytes.
+cache_capacity_bytes = {cache}
+
+[admin]
+# Unix socket of the admin API (default: <data-dir>/admin.sock).
+# socket = "/run/palisade/admin.sock"
+# Optional loopback TCP listener; requires the bearer token in <data-dir>/admin.token.
+# listen = "127.0.0.1:9741"
+
+[metrics]
+# Prometheus text endpoint, or "off". Flag: --metrics-listen.
+listen = "{metrics}"
+
+[log]
+# RUST_LOG-style filter (RUST_LOG overrides it) and format: "pretty" or "json".
+filter = "info"
+format = "pretty"
+"#,
+        listen = q(&n.listen),
+        mdns = n.mdns,
+        gmt = n.gossip_max_transmit_bytes,
+        age = n.gossip_max_record_age_secs,
+        si = n.sync_interval_secs,
+        sh = n.sync_max_heads_per_page,
+        sr = n.sync_max_records_per_page,
+        sb = n.sync_max_response_bytes,
+        sp = n.sync_max_inbound_per_peer,
+        st = n.sync_request_timeout_secs,
+        vq = n.verify_queue_records,
+        vb = n.verify_batch_max_records,
+        vd = n.verify_batch_deadline_ms,
+        vw = n.verify_workers,
+        sc = n.seen_cache_records,
+        ict = n.idle_connection_timeout_secs,
+        kad = n.kad_random_walk_interval_secs,
+        fi = n.flush_interval_ms,
+        fm = n.flush_max_records,
+        cache = palisade_store::DEFAULT_CACHE_CAPACITY_BYTES,
+        metrics = DEFAULT_METRICS_LISTEN,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_file_parses_to_the_defaults_and_is_valid() {
+        let parsed = NodeConfig::parse(&default_config_toml()).unwrap();
+        assert_eq!(parsed, NodeConfig::default());
+        parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = NodeConfig::parse("[network]\nlisten_addr = []\n").unwrap_err().to_string();
+        assert!(err.contains("listen_addr"), "{err}");
+        let err = NodeConfig::parse("[netwrk]\n").unwrap_err().to_string();
+        assert!(err.contains("netwrk"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key_value_and_range() {
+        let mut c = NodeConfig::default();
+        c.network.sync_interval_secs = 0;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key, "network.sync_interval_secs");
+        assert_eq!(e.value, "0");
+        assert_eq!(e.allowed, "1..=86400");
+
+        let mut c = NodeConfig::default();
+        c.admin.listen = Some("0.0.0.0:9741".into());
+        assert_eq!(c.validate().unwrap_err().key, "admin.listen");
+
+        let mut c = NodeConfig::default();
+        c.network.bootstrap = vec!["/ip4/1.2.3.4/tcp/7400".into()];
+        assert_eq!(c.validate().unwrap_err().key, "network.bootstrap");
+
+        let mut c = NodeConfig::default();
+        c.network.verify_batch_max_records = 100;
+        c.network.verify_queue_records = 64;
+        assert!(c.validate().unwrap_err().allowed.contains("verify_queue_records"));
+
+        let mut c = NodeConfig::default();
+        c.metrics.listen = "nope".into();
+        assert_eq!(c.validate().unwrap_err().key, "metrics.listen");
+    }
+}

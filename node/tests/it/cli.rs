@@ -1,0 +1,95 @@
+//! init, run, config check, keys show, version.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use crate::{palisade, sigterm, spawn_run, wait_for_line};
+
+#[test]
+fn init_then_run_starts_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = palisade(&data).arg("init").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::metadata(data.join("node.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(data.join("palisade.toml").exists());
+
+    let mut child = spawn_run(&data, &[]);
+    wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn run_on_a_fresh_dir_without_init_creates_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let mut child = spawn_run(&data, &[]);
+    let lines = wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
+    assert!(lines.iter().any(|l| l.contains("created a new node key")), "{lines:#?}");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    assert!(data.join("node.key").exists());
+}
+
+#[test]
+fn config_check_with_a_bad_value_names_the_key_and_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("palisade.toml"), "[network]\nsync_interval_secs = 0\n").unwrap();
+    let out = palisade(dir.path()).args(["config", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("network.sync_interval_secs") && err.contains("1..=86400"), "{err}");
+
+    std::fs::write(dir.path().join("palisade.toml"), "[network]\nlisten_adress = []\n").unwrap();
+    let out = palisade(dir.path()).args(["config", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen_adress"));
+}
+
+#[test]
+fn config_check_prints_the_effective_config_with_flag_and_env_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = palisade(dir.path())
+        .args(["config", "check", "--listen", "/ip4/127.0.0.1/tcp/7777"])
+        .env("PALISADE_METRICS_LISTEN", "off")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/ip4/127.0.0.1/tcp/7777"), "{text}");
+    assert!(text.contains("listen = \"off\""), "{text}");
+}
+
+#[test]
+fn explicit_missing_config_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = palisade(dir.path())
+        .args(["--config", "/nonexistent/palisade.toml", "config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+}
+
+#[test]
+fn keys_show_refuses_a_world_readable_key() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(palisade(dir.path()).arg("init").output().unwrap().status.success());
+    let out = palisade(dir.path()).args(["keys", "show"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("peer_id: 12D3KooW"));
+    std::fs::set_permissions(dir.path().join("node.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = palisade(dir.path()).args(["keys", "show"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+}
+
+#[test]
+fn usage_errors_exit_64_and_version_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = palisade(dir.path()).arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let out = palisade(dir.path()).arg("version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("palisade "));
+}

@@ -1,0 +1,74 @@
+//! End-to-end tests of the `palisade` binary.
+
+mod cli;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+/// `palisade --data-dir <dir> <args>` with a clean environment for the PALISADE_* variables.
+pub(crate) fn palisade(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--data-dir").arg(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PALISADE_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// Reads the child's stderr until a line contains `marker`; returns all lines read.
+pub(crate) fn wait_for_line(child: &mut Child, marker: &str, timeout: Duration) -> Vec<String> {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.contains(marker);
+                lines.push(line);
+                if done {
+                    // Keep draining in the background so the child never blocks on stderr.
+                    std::thread::spawn(move || while rx.recv().is_ok() {});
+                    return lines;
+                }
+            }
+            Err(_) => panic!("timed out waiting for {marker:?}; output so far:\n{}", lines.join("\n")),
+        }
+    }
+}
+
+/// Sends SIGTERM to our child via kill(1): `unsafe` (and so `libc::kill`) is forbidden
+/// workspace-wide, and the test only ever signals the process it spawned.
+pub(crate) fn sigterm(child: &Child) {
+    send_signal(child, "TERM");
+}
+
+pub(crate) fn send_signal(child: &Child, sig: &str) {
+    let status =
+        Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().expect("kill runs");
+    assert!(status.success(), "kill -{sig} {} failed", child.id());
+}
+
+pub(crate) fn spawn_run(dir: &std::path::Path, extra: &[&str]) -> Child {
+    palisade(dir)
+        .arg("run")
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--metrics-listen", "off"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("palisade starts")
+}
