@@ -334,6 +334,19 @@ impl FeedWriter {
         statement: crate::Statement,
         issued_at_ms: u64,
     ) -> Result<VerifiedRecord, SignError> {
+        let signed = self.sign_candidate(statement, issued_at_ms)?;
+        self.commit(&signed);
+        Ok(signed)
+    }
+
+    /// Signs `statement` at the next position without advancing: the caller checks and
+    /// persists it, then calls [`commit`](Self::commit). If persisting fails, the position is
+    /// simply reused by the next candidate; nothing was published.
+    pub fn sign_candidate(
+        &self,
+        statement: crate::Statement,
+        issued_at_ms: u64,
+    ) -> Result<VerifiedRecord, SignError> {
         let record = Record {
             position: crate::FeedPosition {
                 author: self.author,
@@ -343,9 +356,12 @@ impl FeedWriter {
             },
             statement,
         };
-        let signed = VerifiedRecord::sign(record, &self.key)?;
-        self.next_seq = self.next_seq.saturating_add(1);
-        self.prev = Some(signed.id());
-        Ok(signed)
+        VerifiedRecord::sign(record, &self.key)
+    }
+
+    /// Advances past `record`, which must be the last candidate of this writer.
+    pub fn commit(&mut self, record: &VerifiedRecord) {
+        self.next_seq = record.record().position.seq.saturating_add(1);
+        self.prev = Some(record.id());
     }
 }
