@@ -1,0 +1,33 @@
+//! The guard's error type. Every message says what to do about it.
+
+use palisade_types::InvalidSetting;
+
+/// What went wrong in the guard.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuardError {
+    /// A limit in the configuration is out of range or breaks a relation with another limit.
+    #[error("{0}; fix the `[limits]` section of the config file (see docs/dos-protection.md)")]
+    Config(#[from] InvalidSetting),
+    /// Reading or writing the persisted ban table failed.
+    #[error("ban table storage failed: {0}")]
+    Store(#[from] palisade_store::StoreError),
+    /// A persisted ban names a target this version cannot parse.
+    #[error(
+        "persisted ban target {target:?} is not `peer:<base58 peer id>` or `ip:<address>`; \
+         remove it with `palisade peers unban {target}` or restore the data directory from a backup"
+    )]
+    BadBanTarget {
+        /// The stored target string.
+        target: String,
+    },
+    /// A ban duration or time computation does not fit.
+    #[error("ban duration {secs} s is out of range; use 1 s up to 10 years, or unban manually")]
+    BadDuration {
+        /// The requested duration in seconds.
+        secs: u64,
+    },
+    /// Building the transport (noise keys) failed.
+    #[error("could not build the guarded transport: {0}; check the node identity key")]
+    Transport(String),
+}

@@ -1,0 +1,77 @@
+//! Transport wiring: the handshake timeout, the stream caps and the bandwidth throttle applied
+//! to libp2p transports, so palisade-net builds its swarm with one call per transport.
+//!
+//! The handshake timeout covers everything from accept (or dial) to an authenticated,
+//! multiplexed connection: a peer that connects and then sends nothing, or one byte a second,
+//! holds a pending slot for at most `handshake_timeout_secs`. Together with
+//! `max_pending_incoming` and the per-IP cap (which counts pending connections) this bounds
+//! what slow-loris peers can hold.
+
+use std::time::Duration;
+
+use libp2p::core::muxing::{StreamMuxer, StreamMuxerBox};
+use libp2p::core::transport::timeout::TransportTimeout;
+use libp2p::core::transport::{Boxed, Transport};
+use libp2p::core::upgrade::Version;
+use libp2p::identity::Keypair;
+use libp2p::PeerId;
+
+use crate::{Guard, GuardError};
+
+impl Guard {
+    /// The handshake timeout in force.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits().handshake_timeout_secs)
+    }
+
+    /// A yamux config with the stream cap (`max_streams_per_connection`) set explicitly.
+    pub fn yamux_config(&self) -> libp2p::yamux::Config {
+        let mut c = libp2p::yamux::Config::default();
+        c.set_max_num_streams(
+            usize::try_from(self.limits().max_streams_per_connection).unwrap_or(usize::MAX),
+        );
+        c
+    }
+
+    /// A QUIC config with the stream cap and handshake timeout set from the limits.
+    pub fn quic_config(&self, keypair: &Keypair) -> libp2p::quic::Config {
+        let limits = self.limits();
+        let mut c = libp2p::quic::Config::new(keypair);
+        c.max_concurrent_stream_limit = limits.max_streams_per_connection;
+        c.handshake_timeout = Duration::from_secs(limits.handshake_timeout_secs);
+        c
+    }
+
+    /// Applies the handshake timeout and the bandwidth throttle to an authenticated,
+    /// multiplexed transport (TCP+noise+yamux, QUIC, ...).
+    pub fn wrap_transport<T, M>(&self, transport: T) -> Boxed<(PeerId, StreamMuxerBox)>
+    where
+        T: Transport<Output = (PeerId, M)> + Send + Unpin + 'static,
+        T::Error: Send + Sync + 'static,
+        T::Dial: Send + 'static,
+        T::ListenerUpgrade: Send + 'static,
+        M: StreamMuxer + Send + 'static,
+        M::Substream: Send + 'static,
+        M::Error: Send + Sync + 'static,
+    {
+        let guard = self.clone();
+        TransportTimeout::new(transport, self.handshake_timeout())
+            .map(move |(peer, muxer), _| (peer, StreamMuxerBox::new(guard.throttle(peer, muxer))))
+            .boxed()
+    }
+
+    /// TCP + noise + yamux with the guard's handshake timeout, stream cap and throttle: the
+    /// transport palisade-net passes to `SwarmBuilder::with_other_transport`.
+    pub fn tcp_transport(
+        &self,
+        keypair: &Keypair,
+        tcp: libp2p::tcp::Config,
+    ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, GuardError> {
+        let noise = libp2p::noise::Config::new(keypair).map_err(|e| GuardError::Transport(e.to_string()))?;
+        let authenticated = libp2p::tcp::tokio::Transport::new(tcp)
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(self.yamux_config());
+        Ok(self.wrap_transport(authenticated))
+    }
+}
