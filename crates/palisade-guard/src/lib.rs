@@ -317,8 +317,8 @@ pub(crate) struct Inner {
     /// Connected peers and their latest IP (from the behaviour); bounded by the connection
     /// limits because entries leave with the peer's last connection.
     connected: Mutex<HashMap<PeerId, Connected>>,
-    pub(crate) throttle: ThrottleShared,
-    pub(crate) metrics: Metrics,
+    pub(crate) throttle: Arc<ThrottleShared>,
+    pub(crate) metrics: Arc<Metrics>,
     events: tokio::sync::broadcast::Sender<GuardEvent>,
     wakers: Mutex<HashMap<u64, Waker>>,
     next_waker_id: AtomicU64,
@@ -404,7 +404,7 @@ impl Inner {
         action: Action,
         reason: DropReason,
     ) {
-        self.metrics.drop(reason);
+        self.metrics.count_drop(reason);
         self.ledger_push(peer, ip, action, Cow::Borrowed(reason.as_str()), None);
     }
 
@@ -495,6 +495,9 @@ impl Inner {
     }
 }
 
+/// Scores within this many points of a threshold count as having reached it.
+pub const SCORE_TOLERANCE_POINTS: f64 = 0.01;
+
 /// A ban's cause as a ledger reason.
 const BAN_CAUSE_SCORE: &str = "score";
 const BAN_CAUSE_IP_THRESHOLD: &str = "ip_threshold";
@@ -557,8 +560,8 @@ impl Guard {
             )),
             ledger: Mutex::new(Ledger::new(usize_of(config.ledger_capacity_entries))),
             connected: Mutex::new(HashMap::new()),
-            throttle: ThrottleShared::new(&config),
-            metrics,
+            throttle: Arc::new(ThrottleShared::new(&config)),
+            metrics: Arc::new(metrics),
             events,
             wakers: Mutex::new(HashMap::new()),
             next_waker_id: AtomicU64::new(1),
@@ -693,6 +696,9 @@ impl Guard {
             (f64::from(c.disconnect_score_points), f64::from(c.ban_score_points), c.ban_duration_secs)
         };
         let score = lock(&i.scores).add(*peer, -reason.weight_points(), Instant::now());
+        // Thresholds are whole points; the tolerance keeps the microseconds of decay between
+        // two back-to-back penalties from deciding the outcome.
+        let score = score - SCORE_TOLERANCE_POINTS;
         if score <= ban_at {
             lock(&i.scores).reset(peer);
             match self.ban_with(
@@ -1062,7 +1068,7 @@ impl Guard {
 
     /// Wraps an authenticated connection's muxer in the bandwidth throttle.
     pub fn throttle<M: StreamMuxer>(&self, peer: PeerId, muxer: M) -> ThrottledMuxer<M> {
-        ThrottledMuxer::new(self.clone(), peer, muxer)
+        ThrottledMuxer::new(self, peer, muxer)
     }
 
     /// libp2p's connection-limits behaviour with the total / direction / per-peer / pending

@@ -173,7 +173,7 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn drop(&self, r: DropReason) {
+    pub(crate) fn count_drop(&self, r: DropReason) {
         if let Some(c) = self.drops.get(r.index()) {
             c.inc();
         }

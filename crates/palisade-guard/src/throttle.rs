@@ -29,8 +29,9 @@ use libp2p::core::muxing::{StreamMuxer, StreamMuxerEvent};
 use libp2p::PeerId;
 
 use crate::config::GuardConfig;
+use crate::metrics::Metrics;
 use crate::reason::Direction;
-use crate::Guard;
+use crate::{Guard, Inner};
 
 /// Smallest bucket capacity whatever the rate: a bucket must hold at least a few frames, or a
 /// slow rate would stall protocols in sub-frame steps.
@@ -233,10 +234,12 @@ impl ThrottleShared {
     }
 }
 
-/// The buckets of one connection.
-#[derive(Debug)]
+/// The buckets of one connection. It holds the guard's state weakly: a connection task that
+/// outlives its swarm must not keep the guard (and its store) alive.
 struct ConnThrottle {
-    guard: Guard,
+    shared: Arc<ThrottleShared>,
+    metrics: Arc<Metrics>,
+    guard: Weak<Inner>,
     peer_id: PeerId,
     peer: Arc<PeerThrottle>,
     inbound: Bucket,
@@ -247,6 +250,12 @@ struct ConnThrottle {
     last_ledger_ms: AtomicU64,
 }
 
+impl std::fmt::Debug for ConnThrottle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnThrottle").field("peer_id", &self.peer_id).field("exempt", &self.exempt).finish()
+    }
+}
+
 impl Drop for ConnThrottle {
     fn drop(&mut self) {
         self.peer.connections.fetch_sub(1, Ordering::Relaxed);
@@ -255,7 +264,7 @@ impl Drop for ConnThrottle {
 
 impl ConnThrottle {
     fn buckets(&self, dir: Direction) -> [&Bucket; 3] {
-        let shared = &self.guard.inner.throttle;
+        let shared = &self.shared;
         match dir {
             Direction::Inbound => [&self.inbound, &self.peer.inbound, &shared.global_in],
             Direction::Outbound => [&self.outbound, &self.peer.outbound, &shared.global_out],
@@ -266,7 +275,7 @@ impl ConnThrottle {
         if want == 0 {
             return Grant::Now(0);
         }
-        let rates = &self.guard.inner.throttle.rates;
+        let rates = &self.shared.rates;
         let now = Instant::now();
         let need = (want as u64).min(MIN_GRANT_BYTES) as f64;
         let mut allowed = want as f64;
@@ -300,7 +309,7 @@ impl ConnThrottle {
             }
             b.consume(n);
         }
-        let m = &self.guard.inner.metrics;
+        let m = &self.metrics;
         let n64 = n as u64;
         match dir {
             Direction::Inbound => {
@@ -321,7 +330,7 @@ impl ConnThrottle {
     }
 
     fn note_wait(&self, dir: Direction) {
-        let m = &self.guard.inner.metrics;
+        let m = &self.metrics;
         match dir {
             Direction::Inbound => m.throttle_waits_in.inc(),
             Direction::Outbound => m.throttle_waits_out.inc(),
@@ -340,7 +349,9 @@ impl ConnThrottle {
                 Direction::Inbound => "inbound_bandwidth",
                 Direction::Outbound => "outbound_bandwidth",
             };
-            self.guard.inner.ledger_throttle(self.peer_id, reason);
+            if let Some(inner) = self.guard.upgrade() {
+                inner.ledger_throttle(self.peer_id, reason);
+            }
         }
     }
 }
@@ -361,20 +372,21 @@ pub struct ThrottledMuxer<M> {
 }
 
 impl<M> ThrottledMuxer<M> {
-    pub(crate) fn new(guard: Guard, peer_id: PeerId, inner: M) -> ThrottledMuxer<M> {
-        let shared = &guard.inner.throttle;
+    pub(crate) fn new(guard: &Guard, peer_id: PeerId, inner: M) -> ThrottledMuxer<M> {
+        let shared = guard.inner.throttle.clone();
         let peer = shared.peer(peer_id);
         peer.connections.fetch_add(1, Ordering::Relaxed);
-        let exempt = guard.is_allowlisted(&peer_id);
         let conn = ConnThrottle {
             inbound: Bucket::new(Class::Conn, Direction::Inbound, &shared.rates),
             outbound: Bucket::new(Class::Conn, Direction::Outbound, &shared.rates),
             peer,
             peer_id,
-            exempt,
+            exempt: guard.is_allowlisted(&peer_id),
             created: Instant::now(),
             last_ledger_ms: AtomicU64::new(0),
-            guard,
+            metrics: guard.inner.metrics.clone(),
+            guard: Arc::downgrade(&guard.inner),
+            shared,
         };
         ThrottledMuxer { inner, conn: Arc::new(conn) }
     }

@@ -7,6 +7,7 @@
 //! `max_pending_incoming` and the per-IP cap (which counts pending connections) this bounds
 //! what slow-loris peers can hold.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerBox};
@@ -54,9 +55,18 @@ impl Guard {
         M::Substream: Send + 'static,
         M::Error: Send + Sync + 'static,
     {
-        let guard = self.clone();
+        // The transport (and every pending upgrade) holds the guard weakly: a swarm's leftover
+        // connection tasks must not keep the guard, and with it the store, open.
+        let guard = Arc::downgrade(&self.inner);
         TransportTimeout::new(transport, self.handshake_timeout())
-            .map(move |(peer, muxer), _| (peer, StreamMuxerBox::new(guard.throttle(peer, muxer))))
+            .map(move |(peer, muxer), _| {
+                let muxer = match guard.upgrade() {
+                    Some(inner) => StreamMuxerBox::new(Guard { inner }.throttle(peer, muxer)),
+                    // The guard is gone, so is the swarm it served; nothing left to protect.
+                    None => StreamMuxerBox::new(muxer),
+                };
+                (peer, muxer)
+            })
             .boxed()
     }
 

@@ -1,0 +1,153 @@
+//! Layer 2: the bandwidth throttle holds each peer to its byte rate, and peers share the
+//! global budget.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId};
+use palisade_guard::GuardConfig;
+
+use crate::*;
+
+const KIB: u64 = 1024;
+const CHUNK: usize = 32 * 1024;
+const IN_FLIGHT: usize = 4;
+const WARMUP: Duration = Duration::from_secs(1);
+const WINDOW: Duration = Duration::from_secs(5);
+
+/// A peer pushing `CHUNK`-byte blobs as fast as the node accepts them, `IN_FLIGHT` at a time.
+fn flooder(addr: Multiaddr, node: PeerId) -> (PeerId, tokio::task::JoinHandle<()>) {
+    let key = Keypair::generate_ed25519();
+    let id = PeerId::from(key.public());
+    let task = tokio::spawn(async move {
+        let mut s = peer_swarm(key);
+        s.dial(addr).unwrap();
+        loop {
+            match s.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    for _ in 0..IN_FLIGHT {
+                        s.behaviour_mut().push.send_request(&node, vec![0xAB; CHUNK]);
+                    }
+                }
+                SwarmEvent::Behaviour(PeerEvent::Push(libp2p::request_response::Event::Message {
+                    ..
+                }))
+                | SwarmEvent::Behaviour(PeerEvent::Push(
+                    libp2p::request_response::Event::OutboundFailure { .. },
+                )) => {
+                    s.behaviour_mut().push.send_request(&node, vec![0xAB; CHUNK]);
+                }
+                _ => {}
+            }
+        }
+    });
+    (id, task)
+}
+
+/// Bytes each peer delivered to the node during `[start + WARMUP, start + WARMUP + WINDOW)`.
+async fn measure(events: &mut tokio::sync::mpsc::Receiver<Report>, peers: &[PeerId]) -> HashMap<PeerId, u64> {
+    let mut out: HashMap<PeerId, u64> = peers.iter().map(|p| (*p, 0)).collect();
+    // The window starts once every peer has delivered something (connections are up).
+    let mut seen: HashMap<PeerId, bool> = HashMap::new();
+    within("all flooders to deliver", async {
+        while seen.len() < peers.len() {
+            if let Some(Report::Request { peer, .. }) = events.recv().await {
+                seen.insert(peer, true);
+            }
+        }
+    })
+    .await;
+    let start = Instant::now() + WARMUP;
+    let end = start + WINDOW;
+    within("the measurement window", async {
+        loop {
+            match tokio::time::timeout_at(end.into(), events.recv()).await {
+                Err(_) => break,
+                Ok(Some(Report::Request { peer, bytes, at })) if at >= start && at < end => {
+                    *out.entry(peer).or_default() += bytes as u64;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("node stopped"),
+            }
+        }
+    })
+    .await;
+    out
+}
+
+fn rate(bytes: u64) -> f64 {
+    bytes as f64 / WINDOW.as_secs_f64()
+}
+
+/// Two peers push as fast as they can; each is held to `peer_inbound_bytes_per_sec` within
+/// ±20%, so the first does not take the second's share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_peer_is_held_to_its_inbound_byte_rate() {
+    let peer_rate = 256 * KIB;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GuardConfig {
+        peer_inbound_bytes_per_sec: peer_rate,
+        conn_inbound_bytes_per_sec: 4 * peer_rate,
+        global_inbound_bytes_per_sec: 64 * peer_rate,
+        ..GuardConfig::default()
+    };
+    let g = guard(cfg, dir.path());
+    let (addr, node_id, mut events, node) = spawn_node(&g).await;
+    let (a, ta) = flooder(addr.clone(), node_id);
+    let (b, tb) = flooder(addr, node_id);
+    let got = measure(&mut events, &[a, b]).await;
+    for p in [a, b] {
+        let r = rate(got[&p]);
+        let ratio = r / peer_rate as f64;
+        eprintln!("peer {p}: {r:.0} B/s = {ratio:.3}x its budget");
+        assert!(
+            (0.8..=1.2).contains(&ratio),
+            "peer {p} got {r:.0} B/s, {ratio:.2}x its {peer_rate} B/s budget"
+        );
+    }
+    let c = g.counters();
+    assert!(c["throttled_bytes.inbound"] > 0, "{c:?}");
+    assert!(c["throttle_waits.inbound"] > 0);
+    assert!(g.ledger(None, 1000).iter().any(|e| e.reason == "inbound_bandwidth"));
+    let st = g.peer_state(&a).unwrap();
+    assert!(st.bytes_in > 0 && st.connections >= 1, "{st:?}");
+    ta.abort();
+    tb.abort();
+    node.abort();
+}
+
+/// With a generous per-peer budget, two flooders share the global budget: the total holds to
+/// `global_inbound_bytes_per_sec` within ±20% and each peer gets a fair part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_share_the_global_inbound_budget() {
+    let global = 384 * KIB;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GuardConfig {
+        peer_inbound_bytes_per_sec: 4 * global,
+        conn_inbound_bytes_per_sec: 4 * global,
+        global_inbound_bytes_per_sec: global,
+        ..GuardConfig::default()
+    };
+    let g = guard(cfg, dir.path());
+    let (addr, node_id, mut events, node) = spawn_node(&g).await;
+    let (a, ta) = flooder(addr.clone(), node_id);
+    let (b, tb) = flooder(addr, node_id);
+    let got = measure(&mut events, &[a, b]).await;
+    let total = rate(got[&a] + got[&b]);
+    let ratio = total / global as f64;
+    eprintln!("total {total:.0} B/s = {ratio:.3}x the global budget; a {} B, b {} B", got[&a], got[&b]);
+    assert!(
+        (0.8..=1.2).contains(&ratio),
+        "total {total:.0} B/s is {ratio:.2}x the {global} B/s global budget"
+    );
+    for p in [a, b] {
+        let share = got[&p] as f64 / (got[&a] + got[&b]) as f64;
+        assert!(share >= 0.25, "peer {p} got only {:.0}% of the global budget", share * 100.0);
+    }
+    ta.abort();
+    tb.abort();
+    node.abort();
+}

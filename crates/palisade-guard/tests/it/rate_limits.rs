@@ -1,0 +1,122 @@
+//! Layer 4: per-peer message and byte rates, per-author quotas, Sybil authors, map bounds.
+
+use libp2p::PeerId;
+use palisade_guard::{Admission, DropReason, GuardConfig};
+use palisade_types::AuthorKey;
+
+use crate::*;
+
+fn author(i: u32) -> AuthorKey {
+    let mut k = [0u8; 32];
+    k[..4].copy_from_slice(&i.to_be_bytes());
+    AuthorKey(k)
+}
+
+#[test]
+fn admit_message_denies_above_the_message_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GuardConfig { peer_messages_per_sec: 1, peer_burst_messages: 10, ..GuardConfig::default() };
+    let g = guard(cfg, dir.path());
+    let p = PeerId::random();
+    let allowed = (0..50).filter(|_| g.admit_message(&p, 100).is_allowed()).count();
+    assert_eq!(allowed, 10);
+    assert_eq!(g.admit_message(&p, 100), Admission::Deny(DropReason::PeerRateExceeded));
+    // Other peers are unaffected.
+    assert!(g.admit_message(&PeerId::random(), 100).is_allowed());
+    assert_eq!(g.counters()["dropped.peer_rate_exceeded"], 41);
+    let st = g.peer_state(&p).unwrap();
+    assert_eq!(st.messages.available, 0);
+    assert_eq!(st.messages.burst, 10);
+}
+
+#[test]
+fn admit_message_denies_above_the_byte_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GuardConfig {
+        max_message_bytes: 16 * 1024,
+        peer_bytes_per_sec: 1024,
+        peer_burst_bytes: 64 * 1024,
+        ..GuardConfig::default()
+    };
+    let g = guard(cfg, dir.path());
+    let p = PeerId::random();
+    let allowed = (0..10).filter(|_| g.admit_message(&p, 16 * 1024).is_allowed()).count();
+    assert_eq!(allowed, 4);
+    assert_eq!(g.admit_message(&p, 16 * 1024), Admission::Deny(DropReason::PeerByteRateExceeded));
+    // Small messages still fit in what is left (the ~1 KiB/s refill).
+    assert_eq!(g.counters()["dropped.peer_byte_rate_exceeded"], 7);
+}
+
+#[test]
+fn author_quota_applies_across_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GuardConfig { author_records_per_sec: 1, author_burst_records: 5, ..GuardConfig::default() };
+    let g = guard(cfg, dir.path());
+    let a = author(1);
+    // Five relays of five different peers exhaust the author's burst.
+    for _ in 0..5 {
+        assert!(g.admit_author(&PeerId::random(), &a).is_allowed());
+    }
+    assert_eq!(g.admit_author(&PeerId::random(), &a), Admission::Deny(DropReason::AuthorQuotaExceeded));
+    assert!(g.admit_author(&PeerId::random(), &author(2)).is_allowed());
+}
+
+/// One peer signing with 1000 fresh author keys: every author is new (full quota), yet the
+/// per-peer record rate caps the peer, and the author map barely grows.
+#[test]
+fn sybil_authors_behind_one_peer_are_capped_by_the_peer_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GuardConfig {
+        peer_records_per_sec: 1,
+        peer_burst_records: 20,
+        author_records_per_sec: 100,
+        author_burst_records: 100,
+        ..GuardConfig::default()
+    };
+    let g = guard(cfg, dir.path());
+    let sybil = PeerId::random();
+    let admitted = (0..1000u32).filter(|i| g.admit_author(&sybil, &author(*i)).is_allowed()).count();
+    assert!((20..=21).contains(&admitted), "{admitted} Sybil records admitted");
+    assert!(g.counters()["dropped.peer_record_rate_exceeded"] >= 979);
+    let authors = g.tracker_stats().into_iter().find(|s| s.map == "authors").unwrap();
+    assert!(authors.keys <= 21, "{authors:?}");
+    // An honest peer with its own author is unaffected.
+    assert!(g.admit_author(&PeerId::random(), &author(5000)).is_allowed());
+}
+
+/// 100k distinct peers and 100k distinct authors: the maps never exceed their caps, and
+/// the overflow is refused and counted (`tracker_full`).
+#[test]
+fn limiter_maps_are_bounded_under_100k_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let helper = PeerId::random();
+    let cfg = GuardConfig {
+        max_tracked_peers: 1000,
+        max_tracked_authors: 1000,
+        // The helper relays the Sybil authors without its own per-peer limit in the way.
+        allowlist_peers: vec![helper.to_base58()],
+        ..GuardConfig::default()
+    };
+    let g = guard(cfg, dir.path());
+    let check = |g: &palisade_guard::Guard| {
+        for s in g.tracker_stats() {
+            assert!(s.keys <= s.cap, "{s:?}");
+        }
+    };
+    for i in 0..100_000u32 {
+        let _ = g.admit_message(&PeerId::random(), 100);
+        let _ = g.admit_author(&helper, &author(i));
+        if i % 5000 == 0 {
+            check(&g);
+        }
+    }
+    check(&g);
+    let stats = g.tracker_stats();
+    let peers = stats.iter().find(|s| s.map == "peer_messages").unwrap();
+    assert_eq!(peers.cap, 1000);
+    assert!(peers.keys > 0);
+    assert!(g.counters()["dropped.tracker_full"] > 0);
+    // Maintenance keeps working and the gauges follow.
+    g.maintain();
+    check(&g);
+}
