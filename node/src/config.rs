@@ -192,7 +192,6 @@ verify_batch_deadline_ms = {vd}
 verify_workers = {vw}
 # Record ids kept in the in-memory dedup cache.
 seen_cache_records = {sc}
-idle_connection_timeout_secs = {ict}
 kad_random_walk_interval_secs = {kad}
 # Group commit of records received by gossip and sync.
 flush_interval_ms = {fi}
@@ -232,7 +231,6 @@ format = "pretty"
         vd = n.verify_batch_deadline_ms,
         vw = n.verify_workers,
         sc = n.seen_cache_records,
-        ict = n.idle_connection_timeout_secs,
         kad = n.kad_random_walk_interval_secs,
         fi = n.flush_interval_ms,
         fm = n.flush_max_records,

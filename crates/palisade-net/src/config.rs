@@ -56,8 +56,6 @@ pub struct NetConfig {
     pub verify_workers: usize,
     /// Record ids remembered in the in-memory seen cache (dedup before the store lookup).
     pub seen_cache_records: usize,
-    /// Seconds a connection with no active streams stays open.
-    pub idle_connection_timeout_secs: u64,
     /// Seconds between Kademlia random walks (peer discovery).
     pub kad_random_walk_interval_secs: u64,
     /// Group commit: the store is flushed at least this often while writes are pending (ms).
@@ -89,7 +87,6 @@ impl Default for NetConfig {
             verify_batch_deadline_ms: 2,
             verify_workers: 0,
             seen_cache_records: 200_000,
-            idle_connection_timeout_secs: 60,
             kad_random_walk_interval_secs: 300,
             flush_interval_ms: 10,
             flush_max_records: 64,
@@ -200,12 +197,6 @@ impl NetConfig {
         )?;
         InvalidSetting::check_range("network.verify_workers", self.verify_workers, 0, 256)?;
         InvalidSetting::check_range("network.seen_cache_records", self.seen_cache_records, 1024, 10_000_000)?;
-        InvalidSetting::check_range(
-            "network.idle_connection_timeout_secs",
-            self.idle_connection_timeout_secs,
-            1,
-            86400,
-        )?;
         InvalidSetting::check_range(
             "network.kad_random_walk_interval_secs",
             self.kad_random_walk_interval_secs,

@@ -1,10 +1,186 @@
 //! # palisade-net
 //!
-//! The network layer: one task owns the libp2p `Swarm`; everyone else holds a cloneable
-//! handle. (Being built: for now only the configuration exists.)
+//! The network layer. One task ([`event_loop`]) owns the libp2p `Swarm`; everything else
+//! holds a cloneable [`Handle`] that sends commands over a bounded channel with oneshot
+//! replies and subscribes to [`NetEvent`]s. Records from peers pass the ingest
+//! [`pipeline`] (cheap checks on the loop, batched signature checks on worker threads,
+//! group-committed writes on a store thread). Anti-entropy [`sync`] pulls what gossip
+//! missed.
+//!
+//! ```text
+//!  Handle ──Command──► EventLoop ──owns──► Swarm<Behaviour>
+//!    ▲                   │  ▲                 (limits, guard, identify, ping, gossipsub,
+//!    └──NetEvent─────────┘  │                  kad, mdns, sync)
+//!                           └── Finished ◄── verify workers ◄── verify queue
+//!                                        ◄── store thread (group commit)
+//! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+mod behaviour;
 pub mod config;
+mod error;
+mod event_loop;
+pub mod gossip;
+mod handle;
+pub mod metrics;
+pub mod pipeline;
+mod proof;
 pub mod sync;
+pub mod topics;
+mod transport;
 
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::Swarm;
+use palisade_guard::Guard;
+use palisade_store::Store;
+use palisade_types::ed25519_dalek::SigningKey;
+use palisade_types::{AuthorKey, FeedWriter};
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 pub use config::NetConfig;
+pub use error::NetError;
+pub use handle::{Handle, NetEvent, NetInfo, PeerInfo, SubmitReceipt};
+pub use metrics::{IngestStats, NetMetrics};
+pub use pipeline::{ingest_blocking, IngestError, Outcome};
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A running network: the swarm task plus its handle.
+pub struct Network {
+    handle: Handle,
+    task: JoinHandle<()>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network").field("handle", &self.handle).finish()
+    }
+}
+
+impl Network {
+    /// Builds the swarm, starts listening and dialling the bootstrap peers, and spawns the
+    /// event loop. `identity` is the libp2p key; `author` signs this node's records.
+    pub async fn start(
+        cfg: NetConfig,
+        identity: Keypair,
+        author: SigningKey,
+        store: Store,
+        guard: Guard,
+        registry: &mut Registry,
+    ) -> Result<Network, NetError> {
+        cfg.validate().map_err(|e| NetError::Setup(e.to_string()))?;
+        let peer_id = identity.public().to_peer_id();
+        let transport = transport::build(&identity, &guard).map_err(NetError::Setup)?;
+        let mut behaviour = behaviour::Behaviour::new(&identity, &cfg, &guard).map_err(NetError::Setup)?;
+        for t in topics::TopicKind::ALL {
+            behaviour
+                .gossipsub
+                .subscribe(&t.topic())
+                .map_err(|e| NetError::Setup(format!("subscribe: {e}")))?;
+        }
+        let libp2p_metrics = libp2p::metrics::Metrics::new(registry);
+        let swarm_cfg = libp2p::swarm::Config::with_tokio_executor()
+            .with_idle_connection_timeout(Duration::from_secs(guard.limits().idle_connection_timeout_secs));
+        let mut swarm = Swarm::new(transport, behaviour, peer_id, swarm_cfg);
+
+        for addr in cfg.listen_addrs() {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
+        }
+        for addr in cfg.external_addrs() {
+            swarm.add_external_address(addr);
+        }
+        for addr in cfg.bootstrap_addrs() {
+            if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
+                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            }
+            if let Err(e) = swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+            }
+        }
+        if !cfg.bootstrap.is_empty() {
+            let _ = swarm.behaviour_mut().kad.bootstrap();
+        }
+
+        let metrics = NetMetrics::new(registry);
+        let author_key = AuthorKey(author.verifying_key().to_bytes());
+        let last = store.latest_in_feed(&author_key)?;
+        let writer = FeedWriter::resume(author, last);
+        let pipeline_cfg = pipeline::PipelineConfig {
+            max_record_age_ms: cfg.gossip_max_record_age_secs.saturating_mul(1000),
+            verify_queue_records: cfg.verify_queue_records,
+            verify_batch_max_records: cfg.verify_batch_max_records,
+            verify_batch_deadline: Duration::from_millis(cfg.verify_batch_deadline_ms),
+            verify_workers: cfg.verify_workers,
+            seen_cache_records: cfg.seen_cache_records,
+            flush_interval: Duration::from_millis(cfg.flush_interval_ms),
+            flush_max_records: cfg.flush_max_records,
+        };
+        let live_threads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (pipeline, finished) = pipeline::Pipeline::start(
+            pipeline_cfg,
+            store.clone(),
+            guard.clone(),
+            metrics.clone(),
+            live_threads.clone(),
+        )
+        .map_err(|e| NetError::Setup(format!("starting pipeline threads: {e}")))?;
+
+        let (cmd_tx, cmd_rx) = mpsc::channel(handle::COMMAND_QUEUE);
+        let (events, _) = broadcast::channel(handle::EVENT_QUEUE);
+        let handle = Handle::new(
+            cmd_tx,
+            events.clone(),
+            store.clone(),
+            guard.clone(),
+            metrics.clone(),
+            writer,
+            peer_id,
+            live_threads,
+        );
+        let shutdown = CancellationToken::new();
+        let event_loop = event_loop::EventLoop::new(event_loop::EventLoopParts {
+            swarm,
+            cfg,
+            commands: cmd_rx,
+            finished,
+            pipeline,
+            events,
+            store,
+            guard,
+            metrics,
+            libp2p_metrics,
+            shutdown: shutdown.clone(),
+        });
+        info!(%peer_id, author = %author_key, "network starting");
+        let task = tokio::spawn(event_loop.run());
+        Ok(Network { handle, task, shutdown })
+    }
+
+    /// The handle.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Stops the event loop, drains the pipeline (every queued record decided, the store
+    /// flushed) and waits for it. No task outlives this call.
+    pub async fn shutdown(self) -> Result<(), NetError> {
+        self.shutdown.cancel();
+        self.task.await.map_err(|_| NetError::Stopped)
+    }
+}

@@ -1,0 +1,855 @@
+//! The task that owns the `Swarm`.
+//!
+//! Sources: finished pipeline decisions, commands from [`Handle`](crate::Handle)s, sync
+//! responses served by blocking tasks, verified equivocation proofs, swarm events and
+//! timers. Each wake-up drains every source up to a budget before it waits again, so a
+//! flooding source (a peer spamming gossip, a burst of API calls) cannot starve the others;
+//! the waiting `select!` is `biased` with shutdown first.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
+use palisade_guard::{Guard, PenaltyReason};
+use palisade_store::{Source, Store};
+use palisade_types::{BoundedBytes, BoundedVec, ParsedEnvelope};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::handle::{Command, NetEvent, NetInfo, PeerInfo};
+use crate::metrics::{DirectionLabels, KindLabels, NetMetrics};
+use crate::pipeline::{Finished, Origin, Outcome, Pipeline};
+use crate::proof::{self, ProofCheck};
+use crate::sync::{Refusal, SyncRequest, SyncResponse, WireHead};
+use crate::topics::TopicKind;
+use crate::{now_ms, NetConfig};
+
+/// Items handled per source per wake-up. Large enough to keep throughput, small enough that
+/// one source cannot delay the others by more than a few milliseconds.
+const SOURCE_BUDGET: usize = 64;
+/// Most sync requests we have outstanding to one peer.
+const MAX_OUTBOUND_SYNC_PER_PEER: usize = 4;
+/// Most sync requests queued for one peer; beyond it, the next round catches up.
+const MAX_QUEUED_SYNC_PER_PEER: usize = 1024;
+/// Capacity of the channel that brings served sync responses back to the loop.
+const SERVE_QUEUE: usize = 256;
+
+struct Connected {
+    addr: Multiaddr,
+    direction: &'static str,
+    since_ms: u64,
+    connections: usize,
+    agent: Option<String>,
+}
+
+#[derive(Default)]
+struct PeerSync {
+    outbound_in_flight: usize,
+    inbound_in_flight: usize,
+    queue: VecDeque<SyncRequest>,
+}
+
+pub(crate) struct EventLoop {
+    pub(crate) swarm: Swarm<Behaviour>,
+    pub(crate) cfg: NetConfig,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) finished: mpsc::Receiver<Finished>,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) events: broadcast::Sender<NetEvent>,
+    pub(crate) store: Store,
+    pub(crate) guard: Guard,
+    pub(crate) metrics: NetMetrics,
+    pub(crate) libp2p_metrics: libp2p::metrics::Metrics,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) serve_tx: mpsc::Sender<(PeerId, ResponseChannel<SyncResponse>, SyncResponse)>,
+    pub(crate) serve_rx: mpsc::Receiver<(PeerId, ResponseChannel<SyncResponse>, SyncResponse)>,
+    pub(crate) proof_tx: mpsc::Sender<ProofCheck>,
+    pub(crate) proof_rx: mpsc::Receiver<ProofCheck>,
+    connected: HashMap<PeerId, Connected>,
+    sync: HashMap<PeerId, PeerSync>,
+    pending_sync: HashMap<OutboundRequestId, (PeerId, SyncRequest)>,
+    proofs_in_flight: usize,
+    /// Blocking helpers (sync serving, proof checks) that hold store handles; waited for at
+    /// shutdown.
+    tasks: tokio_util::task::TaskTracker,
+}
+
+/// Most equivocation proofs verified at once (each costs two signature checks).
+const MAX_PROOFS_IN_FLIGHT: usize = 16;
+
+pub(crate) struct EventLoopParts {
+    pub(crate) swarm: Swarm<Behaviour>,
+    pub(crate) cfg: NetConfig,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) finished: mpsc::Receiver<Finished>,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) events: broadcast::Sender<NetEvent>,
+    pub(crate) store: Store,
+    pub(crate) guard: Guard,
+    pub(crate) metrics: NetMetrics,
+    pub(crate) libp2p_metrics: libp2p::metrics::Metrics,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl EventLoop {
+    pub(crate) fn new(p: EventLoopParts) -> EventLoop {
+        let (serve_tx, serve_rx) = mpsc::channel(SERVE_QUEUE);
+        let (proof_tx, proof_rx) = mpsc::channel(MAX_PROOFS_IN_FLIGHT);
+        EventLoop {
+            swarm: p.swarm,
+            cfg: p.cfg,
+            commands: p.commands,
+            finished: p.finished,
+            pipeline: p.pipeline,
+            events: p.events,
+            store: p.store,
+            guard: p.guard,
+            metrics: p.metrics,
+            libp2p_metrics: p.libp2p_metrics,
+            shutdown: p.shutdown,
+            serve_tx,
+            serve_rx,
+            proof_tx,
+            proof_rx,
+            connected: HashMap::new(),
+            sync: HashMap::new(),
+            pending_sync: HashMap::new(),
+            proofs_in_flight: 0,
+            tasks: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut sync_tick = tokio::time::interval(self.cfg.sync_interval());
+        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut kad_walk = tokio::time::interval(Duration::from_secs(self.cfg.kad_random_walk_interval_secs));
+        kad_walk.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            // Sweep every source without waiting, each up to its budget.
+            let mut worked = false;
+            for _ in 0..SOURCE_BUDGET {
+                match self.finished.try_recv() {
+                    Ok(f) => {
+                        self.on_finished(f);
+                        worked = true;
+                    }
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..SOURCE_BUDGET {
+                match self.commands.try_recv() {
+                    Ok(c) => {
+                        self.on_command(c);
+                        worked = true;
+                    }
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..SOURCE_BUDGET {
+                match self.serve_rx.try_recv() {
+                    Ok((peer, channel, response)) => {
+                        self.send_sync_response(peer, channel, response);
+                        worked = true;
+                    }
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..SOURCE_BUDGET {
+                match self.proof_rx.try_recv() {
+                    Ok(check) => {
+                        self.on_proof_checked(check);
+                        worked = true;
+                    }
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..SOURCE_BUDGET {
+                match self.swarm.next().now_or_never() {
+                    Some(Some(event)) => {
+                        self.on_swarm_event(event);
+                        worked = true;
+                    }
+                    _ => break,
+                }
+            }
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            if worked {
+                // Timers still get their turn under sustained load.
+                if sync_tick.tick().now_or_never().is_some() {
+                    self.sync_round(None);
+                }
+                if heartbeat.tick().now_or_never().is_some() {
+                    self.heartbeat();
+                }
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                Some(f) = self.finished.recv() => self.on_finished(f),
+                Some(c) = self.commands.recv() => self.on_command(c),
+                Some((peer, channel, response)) = self.serve_rx.recv() => self.send_sync_response(peer, channel, response),
+                Some(check) = self.proof_rx.recv() => self.on_proof_checked(check),
+                Some(event) = self.swarm.next() => self.on_swarm_event(event),
+                _ = sync_tick.tick() => { self.sync_round(None); }
+                _ = heartbeat.tick() => self.heartbeat(),
+                _ = kad_walk.tick() => self.random_walk(),
+            }
+        }
+        self.stop().await;
+    }
+
+    /// Drains the pipeline (every queued record is decided and stored, the store flushed)
+    /// and returns; dropping the swarm closes all connections.
+    async fn stop(mut self) {
+        // Close every connection and wait (bounded) for the swarm to report them closed: a
+        // connection task holds the throttled muxer, hence the guard and the store, and must
+        // not outlive shutdown.
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        info!(peers = peers.len(), "network stopping: closing connections");
+        for p in peers {
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.swarm.connected_peers().next().is_some() {
+            tokio::select! {
+                _ = self.swarm.select_next_some() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!("connections did not close within 5 s; dropping them");
+                    break;
+                }
+            }
+        }
+        info!("network stopping: draining the ingest pipeline");
+        self.tasks.close();
+        self.tasks.wait().await;
+        let EventLoop { pipeline, mut finished, swarm, .. } = self;
+        drop(swarm);
+        let join = tokio::task::spawn_blocking(move || pipeline.shutdown());
+        // Keep receiving so workers blocked on a full channel can finish.
+        while finished.recv().await.is_some() {}
+        if join.await.is_err() {
+            warn!("pipeline shutdown task failed");
+        }
+        info!("network stopped");
+    }
+
+    fn emit(&self, event: NetEvent) {
+        // No receivers is fine; lagging receivers lose the oldest events.
+        let _ = self.events.send(event);
+    }
+
+    fn peer_ip(&self, peer: &PeerId) -> Option<std::net::IpAddr> {
+        self.connected.get(peer).and_then(|c| palisade_guard::multiaddr_ip(&c.addr))
+    }
+
+    fn penalize(&self, peer: PeerId, reason: PenaltyReason) {
+        let outcome = self.guard.penalize(&peer, self.peer_ip(&peer), reason);
+        debug!(%peer, ?reason, ?outcome, "penalised peer");
+    }
+
+    // ---- ingest ----
+
+    fn report(&mut self, origin: &Origin, outcome: &Outcome) {
+        self.metrics.count(origin.source_label(), outcome);
+        match origin {
+            Origin::Gossip { message_id, source } => {
+                let acceptance = match outcome {
+                    Outcome::Accept => MessageAcceptance::Accept,
+                    Outcome::Reject(_) => MessageAcceptance::Reject,
+                    Outcome::Ignore(_) => MessageAcceptance::Ignore,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(message_id, source, acceptance);
+            }
+            Origin::Sync { .. } => {}
+        }
+        if let Some(reason) = outcome.penalty() {
+            let reason = match origin {
+                Origin::Sync { .. } if reason == PenaltyReason::Malformed => PenaltyReason::SyncAbuse,
+                _ => reason,
+            };
+            self.penalize(origin.peer(), reason);
+        }
+    }
+
+    fn on_gossip_message(&mut self, source: PeerId, message_id: MessageId, message: gossipsub::Message) {
+        let Some(topic) = TopicKind::from_hash(&message.topic) else {
+            self.report(&Origin::Gossip { message_id, source }, &Outcome::Reject("wrong_topic"));
+            return;
+        };
+        let origin = Origin::Gossip { message_id, source };
+        if topic == TopicKind::Proofs {
+            self.on_proof_message(origin, message.data);
+            return;
+        }
+        if let Some(outcome) = self.pipeline.admit(message.data, origin.clone(), Some(topic), now_ms()) {
+            self.report(&origin, &outcome);
+        }
+    }
+
+    fn on_finished(&mut self, f: Finished) {
+        self.pipeline.on_finished(&f);
+        self.report(&f.origin, &f.outcome);
+        let Some(stored) = f.stored else { return };
+        let r = &stored.record;
+        self.metrics.stored.get_or_create(&KindLabels { kind: r.kind().as_str() }).inc();
+        let source = match f.origin {
+            Origin::Gossip { .. } => Source::Gossip,
+            Origin::Sync { .. } => Source::Sync,
+        };
+        self.emit(NetEvent::RecordStored {
+            id: r.id(),
+            kind: r.kind(),
+            author: r.author(),
+            seq: r.record().position.seq,
+            source,
+        });
+        if let Some(proof) = stored.equivocation {
+            self.publish_proof(&proof, r);
+        }
+    }
+
+    // ---- equivocation proofs ----
+
+    fn publish_proof(
+        &mut self,
+        proof: &palisade_store::EquivocationProof,
+        second: &palisade_types::VerifiedRecord,
+    ) {
+        self.metrics.equivocations.inc();
+        self.emit(NetEvent::Equivocation { author: proof.author, seq: proof.seq });
+        let first = match self.store.get(&proof.first) {
+            Ok(Some(s)) => s.record,
+            _ => return,
+        };
+        let message = proof::encode(first.wire_bytes(), second.wire_bytes());
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(TopicKind::Proofs.topic(), message) {
+            debug!(error = %e, "equivocation proof not gossiped (peers will get both records by sync)");
+        }
+    }
+
+    fn on_proof_message(&mut self, origin: Origin, data: Vec<u8>) {
+        let peer = origin.peer();
+        if let palisade_guard::Admission::Deny(_) = self.guard.admit_message(&peer, data.len()) {
+            self.report(&origin, &Outcome::Ignore("rate_limited"));
+            return;
+        }
+        let pair = match proof::decode_and_check(&data) {
+            Ok(pair) => pair,
+            Err(outcome) => {
+                self.report(&origin, &outcome);
+                return;
+            }
+        };
+        if self.pipeline.is_known(&pair.0.id()) && self.pipeline.is_known(&pair.1.id()) {
+            self.report(&origin, &Outcome::Ignore("duplicate"));
+            return;
+        }
+        if self.proofs_in_flight >= MAX_PROOFS_IN_FLIGHT {
+            self.report(&origin, &Outcome::Ignore("verify_queue_full"));
+            return;
+        }
+        self.proofs_in_flight += 1;
+        let store = self.store.clone();
+        let tx = self.proof_tx.clone();
+        self.tasks.spawn_blocking(move || {
+            let check = proof::verify_and_store(&store, origin, pair);
+            let _ = tx.blocking_send(check);
+        });
+    }
+
+    fn on_proof_checked(&mut self, check: ProofCheck) {
+        self.proofs_in_flight = self.proofs_in_flight.saturating_sub(1);
+        self.report(&check.origin, &check.outcome);
+        if check.outcome == Outcome::Accept {
+            self.metrics.equivocations.inc();
+            for id in check.stored_ids {
+                self.pipeline.mark_seen(id);
+            }
+            if let Some((author, seq)) = check.author_seq {
+                self.emit(NetEvent::Equivocation { author, seq });
+            }
+        }
+    }
+
+    // ---- commands ----
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { record, reply } => {
+                self.pipeline.mark_seen(record.id());
+                let topic = TopicKind::for_record(record.kind()).topic();
+                let gossiped =
+                    match self.swarm.behaviour_mut().gossipsub.publish(topic, (*record).into_wire_bytes()) {
+                        Ok(_) => true,
+                        Err(e) => {
+                            debug!(error = %e, "record not gossiped now; peers will get it by sync");
+                            false
+                        }
+                    };
+                let _ = reply.send(gossiped);
+            }
+            Command::Dial { addr, reply } => {
+                let result = self
+                    .swarm
+                    .dial(addr.clone())
+                    .map_err(|e| crate::NetError::Dial { addr: addr.to_string(), reason: e.to_string() });
+                let _ = reply.send(result);
+            }
+            Command::Disconnect { peer, reply } => {
+                let _ = reply.send(self.swarm.disconnect_peer_id(peer).is_ok());
+            }
+            Command::Peers { reply } => {
+                let gossipsub = &self.swarm.behaviour().gossipsub;
+                let peers = self
+                    .connected
+                    .iter()
+                    .map(|(peer, c)| PeerInfo {
+                        peer_id: peer.to_string(),
+                        addr: c.addr.to_string(),
+                        direction: c.direction,
+                        connections: c.connections,
+                        since_ms: c.since_ms,
+                        gossip_score: gossipsub.peer_score(peer),
+                        agent: c.agent.clone(),
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::Info { reply } => {
+                let info = NetInfo {
+                    peer_id: self.swarm.local_peer_id().to_string(),
+                    listen_addrs: self.swarm.listeners().map(|a| a.to_string()).collect(),
+                    external_addrs: self.swarm.external_addresses().map(|a| a.to_string()).collect(),
+                    connected_peers: self.connected.len(),
+                };
+                let _ = reply.send(info);
+            }
+            Command::SyncNow { peer, reply } => {
+                let _ = reply.send(self.sync_round(peer));
+            }
+        }
+    }
+
+    // ---- timers ----
+
+    fn heartbeat(&mut self) {
+        // Feed the guard's reputation into gossipsub's P5 so mesh decisions see it too.
+        let peers: Vec<PeerId> = self.connected.keys().copied().collect();
+        for peer in peers {
+            let score = self.guard.score(&peer);
+            self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
+        }
+    }
+
+    fn random_walk(&mut self) {
+        self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
+    }
+
+    // ---- sync ----
+
+    /// Asks `peer` (or every connected peer when `None`: on the timer, one random peer) for
+    /// its feed heads. Returns how many peers were asked.
+    fn sync_round(&mut self, peer: Option<PeerId>) -> usize {
+        let targets: Vec<PeerId> = match peer {
+            Some(p) => vec![p],
+            None => {
+                let peers: Vec<PeerId> = self.connected.keys().copied().collect();
+                if peers.is_empty() {
+                    return 0;
+                }
+                let i = rand::random::<u64>() as usize % peers.len();
+                peers.get(i).copied().into_iter().collect()
+            }
+        };
+        for p in &targets {
+            let limit = self.cfg.sync_max_heads_per_page as u32;
+            self.queue_sync(*p, SyncRequest::Heads { after: None, limit });
+        }
+        targets.len()
+    }
+
+    fn queue_sync(&mut self, peer: PeerId, request: SyncRequest) {
+        if !self.connected.contains_key(&peer) {
+            return;
+        }
+        let state = self.sync.entry(peer).or_default();
+        if state.queue.len() >= MAX_QUEUED_SYNC_PER_PEER {
+            return;
+        }
+        state.queue.push_back(request);
+        self.dispatch_sync(peer);
+    }
+
+    fn dispatch_sync(&mut self, peer: PeerId) {
+        loop {
+            let Some(state) = self.sync.get_mut(&peer) else { return };
+            if state.outbound_in_flight >= MAX_OUTBOUND_SYNC_PER_PEER {
+                return;
+            }
+            let Some(request) = state.queue.pop_front() else { return };
+            state.outbound_in_flight += 1;
+            let id = self.swarm.behaviour_mut().sync.send_request(&peer, request.clone());
+            self.pending_sync.insert(id, (peer, request));
+        }
+    }
+
+    fn on_sync_event(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.serve_sync(peer, request, channel)
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.sync_done(request_id);
+                    self.on_sync_response(peer, request_id, response);
+                }
+            },
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                debug!(%peer, %error, "sync request failed");
+                self.sync_done(request_id);
+                self.pending_sync.remove(&request_id);
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "serving a sync request failed");
+                if let Some(s) = self.sync.get_mut(&peer) {
+                    s.inbound_in_flight = s.inbound_in_flight.saturating_sub(1);
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn sync_done(&mut self, request_id: OutboundRequestId) {
+        if let Some((peer, _)) = self.pending_sync.get(&request_id) {
+            let peer = *peer;
+            if let Some(s) = self.sync.get_mut(&peer) {
+                s.outbound_in_flight = s.outbound_in_flight.saturating_sub(1);
+            }
+            self.dispatch_sync(peer);
+        }
+    }
+
+    fn on_sync_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: SyncResponse) {
+        let Some((_, request)) = self.pending_sync.remove(&request_id) else { return };
+        match (request, response) {
+            (SyncRequest::Heads { limit, .. }, SyncResponse::Heads { heads, next_after }) => {
+                if heads.len() > limit as usize {
+                    self.penalize(peer, PenaltyReason::SyncAbuse);
+                    return;
+                }
+                for head in heads.iter() {
+                    self.pull_missing(peer, head);
+                }
+                if let Some(after) = next_after {
+                    self.queue_sync(peer, SyncRequest::Heads { after: Some(after), limit });
+                }
+            }
+            (
+                SyncRequest::Records { author, from_seq, to_seq, limit },
+                SyncResponse::Records { records, truncated },
+            ) => {
+                if records.len() > limit as usize {
+                    self.penalize(peer, PenaltyReason::SyncAbuse);
+                    return;
+                }
+                self.metrics.sync_records_received.inc_by(records.len() as u64);
+                let mut last_seq = None;
+                for bytes in records.into_inner() {
+                    // The record must be the one we asked for: right author, seq in range.
+                    let position = ParsedEnvelope::parse(bytes.as_slice().to_vec())
+                        .ok()
+                        .and_then(|p| p.decode().ok())
+                        .map(|u| (u.record().position.author, u.record().position.seq));
+                    match position {
+                        Some((a, s)) if a == author && (from_seq..=to_seq).contains(&s) => last_seq = Some(s),
+                        _ => {
+                            self.report(&Origin::Sync { peer }, &Outcome::Reject("malformed_payload"));
+                            return;
+                        }
+                    }
+                    let origin = Origin::Sync { peer };
+                    if let Some(outcome) =
+                        self.pipeline.admit(bytes.into_inner(), origin.clone(), None, now_ms())
+                    {
+                        self.report(&origin, &outcome);
+                    }
+                }
+                if let (true, Some(last)) = (truncated, last_seq) {
+                    if last < to_seq {
+                        self.queue_sync(
+                            peer,
+                            SyncRequest::Records { author, from_seq: last + 1, to_seq, limit },
+                        );
+                    }
+                }
+            }
+            (_, SyncResponse::Refused(Refusal::Busy)) => {}
+            (_, SyncResponse::Refused(r)) => debug!(%peer, ?r, "sync request refused"),
+            _ => self.penalize(peer, PenaltyReason::SyncAbuse),
+        }
+    }
+
+    /// Queues a records request if `head` shows records we lack.
+    fn pull_missing(&mut self, peer: PeerId, head: &WireHead) {
+        if head.contiguous_seq > head.max_seq {
+            return;
+        }
+        let local = match self.store.feed_head(&head.author) {
+            Ok(h) => h.unwrap_or_default(),
+            Err(_) => return,
+        };
+        // What we have contiguously is settled; ask for everything after it that the peer has.
+        if head.max_seq > local.contiguous_seq
+            && (head.max_seq > local.max_seq || head.contiguous_seq > local.contiguous_seq)
+        {
+            self.queue_sync(
+                peer,
+                SyncRequest::Records {
+                    author: head.author,
+                    from_seq: local.contiguous_seq + 1,
+                    to_seq: head.max_seq,
+                    limit: self.cfg.sync_max_records_per_page as u32,
+                },
+            );
+        }
+    }
+
+    fn serve_sync(&mut self, peer: PeerId, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {
+        let max_inbound = self.cfg.sync_max_inbound_per_peer;
+        let state = self.sync.entry(peer).or_default();
+        if state.inbound_in_flight >= max_inbound {
+            let _ =
+                self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Refused(Refusal::Busy));
+            self.penalize(peer, PenaltyReason::SyncAbuse);
+            return;
+        }
+        if let palisade_guard::Admission::Deny(_) =
+            self.guard.admit_message(&peer, crate::sync::MAX_REQUEST_BYTES)
+        {
+            let _ =
+                self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Refused(Refusal::Busy));
+            return;
+        }
+        let valid = match &request {
+            SyncRequest::Heads { limit, .. } => *limit > 0,
+            SyncRequest::Records { from_seq, to_seq, limit, .. } => {
+                *limit > 0 && *from_seq >= 1 && from_seq <= to_seq
+            }
+        };
+        if !valid {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, SyncResponse::Refused(Refusal::BadRequest));
+            self.penalize(peer, PenaltyReason::SyncAbuse);
+            return;
+        }
+        state.inbound_in_flight += 1;
+        self.metrics.sync_requests_served.inc();
+        let store = self.store.clone();
+        let tx = self.serve_tx.clone();
+        let cfg = self.cfg.clone();
+        self.tasks.spawn_blocking(move || {
+            let response = answer_sync(&store, &cfg, request);
+            let _ = tx.blocking_send((peer, channel, response));
+        });
+    }
+
+    fn send_sync_response(
+        &mut self,
+        peer: PeerId,
+        channel: ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    ) {
+        if let Some(s) = self.sync.get_mut(&peer) {
+            s.inbound_in_flight = s.inbound_in_flight.saturating_sub(1);
+        }
+        let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+    }
+
+    // ---- swarm events ----
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.libp2p_metrics_record(&event);
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_gossip_message(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                if let Some(c) = self.connected.get_mut(&peer_id) {
+                    c.agent = Some(info.agent_version.chars().take(128).collect());
+                }
+                // Only a bounded number of a peer's advertised addresses go into the DHT.
+                for addr in info.listen_addrs.into_iter().take(8) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found.into_iter().take(32) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if !self.connected.contains_key(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })) => {
+                debug!(%peer, "kademlia routing updated");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, num_established, connection_id, ..
+            } => {
+                self.on_connected(peer_id, connection_id, &endpoint, num_established.get() as usize);
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                if num_established == 0 {
+                    if let Some(c) = self.connected.remove(&peer_id) {
+                        self.metrics.peers.get_or_create(&DirectionLabels { direction: c.direction }).dec();
+                    }
+                    self.sync.remove(&peer_id);
+                    self.pending_sync.retain(|_, (p, _)| *p != peer_id);
+                    self.emit(NetEvent::PeerDisconnected { peer: peer_id.to_string() });
+                } else if let Some(c) = self.connected.get_mut(&peer_id) {
+                    c.connections = num_established as usize;
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(?peer_id, %error, "outgoing connection failed");
+            }
+            SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
+            _ => {}
+        }
+    }
+
+    fn on_connected(
+        &mut self,
+        peer: PeerId,
+        _connection: ConnectionId,
+        endpoint: &libp2p::core::ConnectedPoint,
+        established: usize,
+    ) {
+        let (addr, direction) = match endpoint {
+            libp2p::core::ConnectedPoint::Dialer { address, .. } => (address.clone(), "outbound"),
+            libp2p::core::ConnectedPoint::Listener { send_back_addr, .. } => {
+                (send_back_addr.clone(), "inbound")
+            }
+        };
+        if let Some(c) = self.connected.get_mut(&peer) {
+            c.connections = established;
+            return;
+        }
+        self.metrics.peers.get_or_create(&DirectionLabels { direction }).inc();
+        self.connected.insert(
+            peer,
+            Connected {
+                addr: addr.clone(),
+                direction,
+                since_ms: now_ms(),
+                connections: established,
+                agent: None,
+            },
+        );
+        if direction == "outbound" {
+            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        }
+        let entry = palisade_store::PeerBookEntry {
+            peer_id: peer.to_string(),
+            addrs: vec![addr.to_string()],
+            last_seen_ms: now_ms(),
+        };
+        if let Err(e) = self.store.upsert_peer(&entry) {
+            debug!(error = %e, "peer book update failed");
+        }
+        self.emit(NetEvent::PeerConnected { peer: peer.to_string(), addr: addr.to_string(), direction });
+        // Catch up with every new peer right away: this is how a restarted or newly joined
+        // node gets what it missed.
+        self.sync_round(Some(peer));
+    }
+
+    fn libp2p_metrics_record(&self, event: &SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.libp2p_metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.libp2p_metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.libp2p_metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.libp2p_metrics.record(e),
+            other => self.libp2p_metrics.record(other),
+        }
+    }
+}
+
+/// Builds a sync response from the store (runs on a blocking thread).
+fn answer_sync(store: &Store, cfg: &NetConfig, request: SyncRequest) -> SyncResponse {
+    match request {
+        SyncRequest::Heads { after, limit } => {
+            let limit = (limit as usize).min(cfg.sync_max_heads_per_page);
+            match store.feed_heads(after.as_ref(), limit + 1) {
+                Ok(mut heads) => {
+                    let next_after = if heads.len() > limit {
+                        heads.truncate(limit);
+                        heads.last().map(|(a, _)| *a)
+                    } else {
+                        None
+                    };
+                    let wire: Vec<WireHead> = heads
+                        .into_iter()
+                        .map(|(author, h)| WireHead {
+                            author,
+                            contiguous_seq: h.contiguous_seq,
+                            max_seq: h.max_seq,
+                        })
+                        .collect();
+                    match BoundedVec::new(wire) {
+                        Ok(heads) => SyncResponse::Heads { heads, next_after },
+                        Err(_) => SyncResponse::Refused(Refusal::Internal),
+                    }
+                }
+                Err(_) => SyncResponse::Refused(Refusal::Internal),
+            }
+        }
+        SyncRequest::Records { author, from_seq, to_seq, limit } => {
+            let limit = (limit as usize).min(cfg.sync_max_records_per_page);
+            match store.feed_range(&author, from_seq, to_seq, limit, cfg.sync_max_response_bytes) {
+                Ok(records) => {
+                    let truncated = records.len() >= limit
+                        || records.last().is_some_and(|r| r.record().position.seq < to_seq);
+                    let bytes: Vec<BoundedBytes<{ palisade_types::limits::MAX_ENVELOPE_BYTES }>> = records
+                        .into_iter()
+                        .filter_map(|r| BoundedBytes::new(r.into_wire_bytes()).ok())
+                        .collect();
+                    match BoundedVec::new(bytes) {
+                        Ok(records) => SyncResponse::Records { records, truncated },
+                        Err(_) => SyncResponse::Refused(Refusal::Internal),
+                    }
+                }
+                Err(_) => SyncResponse::Refused(Refusal::Internal),
+            }
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The cloneable handle through which everything else talks to the network task.
+
+use std::sync::Arc;
+
+use libp2p::{Multiaddr, PeerId};
+use palisade_guard::Guard;
+use palisade_store::{Source, Store, StoredMeta};
+use palisade_types::{AuthorKey, FeedWriter, RecordId, RecordKind, Statement, VerifiedRecord};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
+
+use crate::error::NetError;
+use crate::metrics::{IngestStats, NetMetrics};
+
+/// Something that happened in the network task, for subscribers (SSE, tests).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NetEvent {
+    /// A record was stored (from any source, including local submissions).
+    RecordStored {
+        /// Record id.
+        id: RecordId,
+        /// Its kind.
+        kind: RecordKind,
+        /// Its author.
+        author: AuthorKey,
+        /// Its feed position.
+        seq: u64,
+        /// How it arrived.
+        source: Source,
+    },
+    /// A peer connected (first connection).
+    PeerConnected {
+        /// The peer.
+        peer: String,
+        /// Its address.
+        addr: String,
+        /// `inbound` or `outbound`.
+        direction: &'static str,
+    },
+    /// A peer's last connection closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: String,
+    },
+    /// An author signed two records at one seq.
+    Equivocation {
+        /// The author.
+        author: AuthorKey,
+        /// The seq.
+        seq: u64,
+    },
+}
+
+/// One connected peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    /// Peer id.
+    pub peer_id: String,
+    /// Remote address of its first connection.
+    pub addr: String,
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// Open connections.
+    pub connections: usize,
+    /// Connected since (ms since epoch).
+    pub since_ms: u64,
+    /// Gossipsub score, if known.
+    pub gossip_score: Option<f64>,
+    /// Agent version from identify, if received.
+    pub agent: Option<String>,
+}
+
+/// Addresses and identity of the node.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetInfo {
+    /// Our peer id.
+    pub peer_id: String,
+    /// Addresses we listen on.
+    pub listen_addrs: Vec<String>,
+    /// Addresses we believe others can reach us at.
+    pub external_addrs: Vec<String>,
+    /// Connected peers.
+    pub connected_peers: usize,
+}
+
+/// Result of a local submission.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubmitReceipt {
+    /// The new record's id.
+    pub id: RecordId,
+    /// Its seq in our feed.
+    pub seq: u64,
+    /// Whether gossipsub had peers to send it to right away (if not, sync delivers it).
+    pub gossiped: bool,
+}
+
+pub(crate) enum Command {
+    Publish { record: Box<VerifiedRecord>, reply: oneshot::Sender<bool> },
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), NetError>> },
+    Disconnect { peer: PeerId, reply: oneshot::Sender<bool> },
+    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
+    Info { reply: oneshot::Sender<NetInfo> },
+    SyncNow { peer: Option<PeerId>, reply: oneshot::Sender<usize> },
+}
+
+/// Capacity of the command channel: enough for bursts of API calls; when full, callers wait
+/// (backpressure on the API, never on peers).
+pub(crate) const COMMAND_QUEUE: usize = 256;
+/// Capacity of the event broadcast: a slow subscriber loses the oldest events (and is told
+/// how many), it never slows the node.
+pub(crate) const EVENT_QUEUE: usize = 4096;
+
+struct Shared {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<NetEvent>,
+    store: Store,
+    guard: Guard,
+    metrics: NetMetrics,
+    writer: Mutex<FeedWriter>,
+    peer_id: PeerId,
+    author: AuthorKey,
+    live_threads: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The network's handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").field("peer_id", &self.shared.peer_id).finish()
+    }
+}
+
+impl Handle {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        commands: mpsc::Sender<Command>,
+        events: broadcast::Sender<NetEvent>,
+        store: Store,
+        guard: Guard,
+        metrics: NetMetrics,
+        writer: FeedWriter,
+        peer_id: PeerId,
+        live_threads: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Handle {
+        let author = writer.author();
+        Handle {
+            shared: Arc::new(Shared {
+                commands,
+                events,
+                store,
+                guard,
+                metrics,
+                writer: Mutex::new(writer),
+                peer_id,
+                author,
+                live_threads,
+            }),
+        }
+    }
+
+    /// Pipeline threads (signature workers and the store writer) still running. Zero after
+    /// [`Network::shutdown`](crate::Network::shutdown) returns.
+    pub fn pipeline_threads_alive(&self) -> usize {
+        self.shared.live_threads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.shared.commands.send(make(tx)).await.map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Signs `statement` as the next record of this node's feed, stores it, makes it durable
+    /// (flush), then gossips it. Returns once the record is durable; if no peer is subscribed
+    /// yet, the record still exists and reaches peers through sync.
+    pub async fn submit(&self, statement: Statement) -> Result<SubmitReceipt, NetError> {
+        let now = crate::now_ms();
+        let record = {
+            // Held across store + flush so seqs are assigned and persisted in order.
+            let mut writer = self.shared.writer.lock().await;
+            let record = writer.sign_candidate(statement, now).map_err(NetError::Sign)?;
+            palisade_types::validate::validate_record(record.record(), now).map_err(NetError::Invalid)?;
+            let store = self.shared.store.clone();
+            let to_store = record.clone();
+            tokio::task::spawn_blocking(move || {
+                store.insert(
+                    &to_store,
+                    StoredMeta { received_at_ms: crate::now_ms(), source: Source::Local },
+                )?;
+                store.flush()
+            })
+            .await
+            .map_err(|_| NetError::Stopped)??;
+            writer.commit(&record);
+            record
+        };
+        let seq = record.record().position.seq;
+        let id = record.id();
+        self.shared
+            .metrics
+            .stored
+            .get_or_create(&crate::metrics::KindLabels { kind: record.kind().as_str() })
+            .inc();
+        let _ = self.shared.events.send(NetEvent::RecordStored {
+            id,
+            kind: record.kind(),
+            author: record.author(),
+            seq,
+            source: Source::Local,
+        });
+        let gossiped = self.request(|reply| Command::Publish { record: Box::new(record), reply }).await?;
+        Ok(SubmitReceipt { id, seq, gossiped })
+    }
+
+    /// Dials an address.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.request(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Closes every connection to a peer. Returns whether it was connected.
+    pub async fn disconnect(&self, peer: PeerId) -> Result<bool, NetError> {
+        self.request(|reply| Command::Disconnect { peer, reply }).await
+    }
+
+    /// Connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NetError> {
+        self.request(|reply| Command::Peers { reply }).await
+    }
+
+    /// Our addresses and identity.
+    pub async fn info(&self) -> Result<NetInfo, NetError> {
+        self.request(|reply| Command::Info { reply }).await
+    }
+
+    /// Starts a sync round now with `peer` (or every connected peer). Returns how many
+    /// peers were asked.
+    pub async fn sync_now(&self, peer: Option<PeerId>) -> Result<usize, NetError> {
+        self.request(|reply| Command::SyncNow { peer, reply }).await
+    }
+
+    /// Subscribes to network events.
+    pub fn subscribe(&self) -> broadcast::Receiver<NetEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Headline ingest counters.
+    pub fn stats(&self) -> IngestStats {
+        self.shared.metrics.snapshot()
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &NetMetrics {
+        &self.shared.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The guard.
+    pub fn guard(&self) -> &Guard {
+        &self.shared.guard
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.peer_id
+    }
+
+    /// Our author key.
+    pub fn author(&self) -> AuthorKey {
+        self.shared.author
+    }
+}

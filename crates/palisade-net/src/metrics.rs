@@ -1,0 +1,234 @@
+//! Ingest and network metrics (Prometheus), also readable in-process for tests and the
+//! admin API.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::pipeline::Outcome;
+
+/// Labels of `palisade_ingest_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngestLabels {
+    /// `gossip`, `sync`, `local`, `import`.
+    pub source: &'static str,
+    /// `accept`, `reject`, `ignore`.
+    pub outcome: &'static str,
+    /// Named reason (`stored`, `duplicate`, `bad_signature`, ...).
+    pub reason: &'static str,
+}
+
+/// Labels of `palisade_peers`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+}
+
+/// Labels of `palisade_records_stored_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Record kind.
+    pub kind: &'static str,
+}
+
+/// All metrics of this crate. Cheap to clone.
+#[derive(Clone)]
+pub struct NetMetrics {
+    /// Every ingest decision by source, outcome and reason.
+    pub ingest: Family<IngestLabels, Counter>,
+    /// Records stored, by kind.
+    pub stored: Family<KindLabels, Counter>,
+    /// Signatures checked (each unique record once, plus batch-fallback singles).
+    pub signatures_verified: Counter,
+    /// Copies dropped as duplicates before any signature work.
+    pub duplicates_before_verify: Counter,
+    /// Records per signature batch.
+    pub verify_batch_size: Histogram,
+    /// Seconds per signature batch.
+    pub verify_batch_seconds: Histogram,
+    /// Seconds per store insert.
+    pub store_write_seconds: Histogram,
+    /// Seconds per group-commit flush.
+    pub store_flush_seconds: Histogram,
+    /// Records waiting for verification.
+    pub verify_queue_depth: Gauge,
+    /// Connected peers by direction.
+    pub peers: Family<DirectionLabels, Gauge>,
+    /// Sync requests served, and records pulled by sync.
+    pub sync_requests_served: Counter,
+    /// Records received through sync responses.
+    pub sync_records_received: Counter,
+    /// Equivocation proofs published or received.
+    pub equivocations: Counter,
+    queue_depth: Arc<AtomicI64>,
+}
+
+impl NetMetrics {
+    /// Registers every metric under `registry` (prefix `palisade`).
+    pub fn new(registry: &mut Registry) -> NetMetrics {
+        let m = NetMetrics {
+            ingest: Family::default(),
+            stored: Family::default(),
+            signatures_verified: Counter::default(),
+            duplicates_before_verify: Counter::default(),
+            verify_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            verify_batch_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            store_write_seconds: Histogram::new(exponential_buckets(0.000005, 2.0, 18)),
+            store_flush_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            verify_queue_depth: Gauge::default(),
+            peers: Family::default(),
+            sync_requests_served: Counter::default(),
+            sync_records_received: Counter::default(),
+            equivocations: Counter::default(),
+            queue_depth: Arc::new(AtomicI64::new(0)),
+        };
+        registry.register(
+            "palisade_ingest",
+            "Ingest decisions by source, outcome and reason",
+            m.ingest.clone(),
+        );
+        registry.register("palisade_records_stored", "Records stored, by kind", m.stored.clone());
+        registry.register(
+            "palisade_signatures_verified",
+            "Record signatures checked (once per unique record)",
+            m.signatures_verified.clone(),
+        );
+        registry.register(
+            "palisade_duplicates_before_verify",
+            "Record copies dropped as duplicates before any signature work",
+            m.duplicates_before_verify.clone(),
+        );
+        registry.register(
+            "palisade_verify_batch_size",
+            "Records per signature batch",
+            m.verify_batch_size.clone(),
+        );
+        registry.register_with_unit(
+            "palisade_verify_batch",
+            "Time to verify one signature batch",
+            prometheus_client::registry::Unit::Seconds,
+            m.verify_batch_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "palisade_store_write",
+            "Time to store one record",
+            prometheus_client::registry::Unit::Seconds,
+            m.store_write_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "palisade_store_flush",
+            "Time of one group-commit flush",
+            prometheus_client::registry::Unit::Seconds,
+            m.store_flush_seconds.clone(),
+        );
+        registry.register(
+            "palisade_verify_queue_depth",
+            "Records waiting for signature checks",
+            m.verify_queue_depth.clone(),
+        );
+        registry.register("palisade_peers", "Connected peers by direction", m.peers.clone());
+        registry.register(
+            "palisade_sync_requests_served",
+            "Sync requests answered",
+            m.sync_requests_served.clone(),
+        );
+        registry.register(
+            "palisade_sync_records_received",
+            "Records received in sync responses",
+            m.sync_records_received.clone(),
+        );
+        registry.register(
+            "palisade_equivocations",
+            "Equivocation proofs detected or received",
+            m.equivocations.clone(),
+        );
+        m
+    }
+
+    /// Counts one ingest decision.
+    pub(crate) fn count(&self, source: &'static str, outcome: &Outcome) {
+        self.ingest
+            .get_or_create(&IngestLabels {
+                source,
+                outcome: outcome.acceptance_str(),
+                reason: outcome.reason(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn queue_add(&self, delta: i64) {
+        let v = self.queue_depth.fetch_add(delta, Ordering::Relaxed) + delta;
+        self.verify_queue_depth.set(v);
+    }
+
+    /// A snapshot of the headline counters.
+    pub fn snapshot(&self) -> IngestStats {
+        let sum = |outcome: &str| -> u64 {
+            // Family has no iterator; the reasons are a closed set, so sum over them.
+            let mut total = 0;
+            for source in ["gossip", "sync", "local", "import"] {
+                for reason in crate::pipeline::ALL_REASONS {
+                    let labels = IngestLabels { source, outcome: static_outcome(outcome), reason };
+                    total += self.ingest.get(&labels).map(|c| c.get()).unwrap_or(0);
+                }
+            }
+            total
+        };
+        IngestStats {
+            signatures_verified: self.signatures_verified.get(),
+            duplicates_before_verify: self.duplicates_before_verify.get(),
+            accepted: sum("accept"),
+            rejected: sum("reject"),
+            ignored: sum("ignore"),
+        }
+    }
+
+    /// Count of one reason across sources and outcomes.
+    pub fn reason_count(&self, reason: &str) -> u64 {
+        let mut total = 0;
+        for source in ["gossip", "sync", "local", "import"] {
+            for outcome in ["accept", "reject", "ignore"] {
+                for r in crate::pipeline::ALL_REASONS {
+                    if *r == reason {
+                        total += self
+                            .ingest
+                            .get(&IngestLabels { source, outcome, reason: r })
+                            .map(|c| c.get())
+                            .unwrap_or(0);
+                    }
+                }
+            }
+        }
+        total
+    }
+}
+
+fn static_outcome(s: &str) -> &'static str {
+    match s {
+        "accept" => "accept",
+        "reject" => "reject",
+        _ => "ignore",
+    }
+}
+
+/// Headline ingest counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestStats {
+    /// Signatures checked.
+    pub signatures_verified: u64,
+    /// Copies dropped as duplicates before signature work.
+    pub duplicates_before_verify: u64,
+    /// Records accepted (stored).
+    pub accepted: u64,
+    /// Records rejected (invalid).
+    pub rejected: u64,
+    /// Records ignored (valid but unwanted, or load shed).
+    pub ignored: u64,
+}

@@ -1,0 +1,603 @@
+//! The ingest pipeline, cheapest checks first.
+//!
+//! ```text
+//! event loop (front, cheap, synchronous):
+//!   size cap ─► per-peer rate + bytes (guard) ─► envelope decode + id ─► dedup (seen cache,
+//!   in-flight set, store) ─► payload decode + static validation ─► topic/age rules
+//!   ─► per-author quota (guard) ─► verification cost charge (guard) ─► verify queue (try_send)
+//! verify workers (N threads): batch up to `verify_batch_max_records` or the deadline,
+//!   `verify_batch_with_keys` with a per-worker key cache, fallback to singles
+//! store thread: insert (feed check, equivocation) with group commit (flush every N records
+//!   or T ms) ─► Finished back to the event loop ─► Accept/Reject/Ignore to gossipsub
+//! ```
+//!
+//! A full verify queue sheds load (Ignore, counted, ledgered) and never blocks the event
+//! loop. Every outcome carries a named reason, which is both the metric label and the
+//! ledger reason.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use libp2p::gossipsub::MessageId;
+use libp2p::PeerId;
+use palisade_guard::{Admission, Guard, PenaltyReason};
+use palisade_store::{InsertOutcome, Source, Store, StoredMeta};
+use palisade_types::ed25519_dalek::VerifyingKey;
+use palisade_types::{
+    verify_batch_with_keys, verifying_key, AuthorKey, DecodeError, ParsedEnvelope, RecordId,
+    UnverifiedRecord, ValidationError, VerifiedRecord, VerifyError,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, error, warn};
+
+use crate::metrics::NetMetrics;
+use crate::topics::TopicKind;
+
+/// Every reason label, for metric sums.
+pub(crate) const ALL_REASONS: &[&str] = &[
+    "stored",
+    "oversized",
+    "malformed_envelope",
+    "unknown_payload_type",
+    "malformed_payload",
+    "invalid",
+    "future_timestamp",
+    "wrong_topic",
+    "bad_signature",
+    "bad_author_key",
+    "duplicate",
+    "rate_limited",
+    "author_quota",
+    "too_old",
+    "verify_queue_full",
+    "store_error",
+];
+
+/// What happened to one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Valid and stored: forward it.
+    Accept,
+    /// Invalid: drop and penalise the sender.
+    Reject(&'static str),
+    /// Valid but unwanted (duplicate, too old, over quota, load shed): drop, no gossip penalty.
+    Ignore(&'static str),
+}
+
+impl Outcome {
+    /// `accept`, `reject` or `ignore`.
+    pub fn acceptance_str(&self) -> &'static str {
+        match self {
+            Outcome::Accept => "accept",
+            Outcome::Reject(_) => "reject",
+            Outcome::Ignore(_) => "ignore",
+        }
+    }
+
+    /// The named reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Outcome::Accept => "stored",
+            Outcome::Reject(r) | Outcome::Ignore(r) => r,
+        }
+    }
+
+    /// The guard penalty a rejection earns.
+    pub(crate) fn penalty(&self) -> Option<PenaltyReason> {
+        match self {
+            Outcome::Reject("bad_signature" | "bad_author_key") => Some(PenaltyReason::InvalidSignature),
+            Outcome::Reject("oversized") => Some(PenaltyReason::Oversized),
+            Outcome::Reject(_) => Some(PenaltyReason::Malformed),
+            _ => None,
+        }
+    }
+}
+
+fn decode_reject(e: &DecodeError) -> Outcome {
+    match e {
+        DecodeError::TooLarge { .. } => Outcome::Reject("oversized"),
+        DecodeError::UnknownPayloadType(_) => Outcome::Reject("unknown_payload_type"),
+        _ => Outcome::Reject("malformed_envelope"),
+    }
+}
+
+fn validation_reject(e: &ValidationError) -> Outcome {
+    match e {
+        ValidationError::InFuture { .. } => Outcome::Reject("future_timestamp"),
+        _ => Outcome::Reject("invalid"),
+    }
+}
+
+/// Where a message came from; decides how its outcome is reported.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    /// A gossipsub message awaiting our validation result.
+    Gossip { message_id: MessageId, source: PeerId },
+    /// A record in a sync response.
+    Sync { peer: PeerId },
+}
+
+impl Origin {
+    pub(crate) fn peer(&self) -> PeerId {
+        match self {
+            Origin::Gossip { source, .. } => *source,
+            Origin::Sync { peer } => *peer,
+        }
+    }
+
+    pub(crate) fn source_label(&self) -> &'static str {
+        match self {
+            Origin::Gossip { .. } => "gossip",
+            Origin::Sync { .. } => "sync",
+        }
+    }
+
+    fn store_source(&self) -> Source {
+        match self {
+            Origin::Gossip { .. } => Source::Gossip,
+            Origin::Sync { .. } => Source::Sync,
+        }
+    }
+}
+
+/// Facts about a record the store just accepted.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredInfo {
+    pub(crate) record: VerifiedRecord,
+    pub(crate) equivocation: Option<palisade_store::EquivocationProof>,
+}
+
+/// A decision made off the event loop.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) id: RecordId,
+    pub(crate) origin: Origin,
+    pub(crate) outcome: Outcome,
+    pub(crate) stored: Option<StoredInfo>,
+}
+
+struct VerifyJob {
+    record: UnverifiedRecord,
+    origin: Origin,
+}
+
+struct StoreJob {
+    record: VerifiedRecord,
+    origin: Origin,
+}
+
+/// Settings of the pipeline (from `NetConfig`).
+#[derive(Debug, Clone)]
+pub(crate) struct PipelineConfig {
+    pub(crate) max_record_age_ms: u64,
+    pub(crate) verify_queue_records: usize,
+    pub(crate) verify_batch_max_records: usize,
+    pub(crate) verify_batch_deadline: Duration,
+    pub(crate) verify_workers: usize,
+    pub(crate) seen_cache_records: usize,
+    pub(crate) flush_interval: Duration,
+    pub(crate) flush_max_records: usize,
+}
+
+/// A bounded FIFO set of ids known to be stored.
+struct SeenCache {
+    set: HashSet<RecordId>,
+    order: VecDeque<RecordId>,
+    capacity: usize,
+}
+
+impl SeenCache {
+    fn new(capacity: usize) -> SeenCache {
+        SeenCache { set: HashSet::with_capacity(capacity.min(1 << 16)), order: VecDeque::new(), capacity }
+    }
+
+    fn contains(&self, id: &RecordId) -> bool {
+        self.set.contains(id)
+    }
+
+    fn insert(&mut self, id: RecordId) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            while self.order.len() > self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// The front of the pipeline (lives on the event loop) plus its worker threads.
+pub(crate) struct Pipeline {
+    cfg: PipelineConfig,
+    store: Store,
+    guard: Guard,
+    metrics: NetMetrics,
+    seen: SeenCache,
+    in_flight: HashSet<RecordId>,
+    verify_tx: Option<Sender<VerifyJob>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts the worker threads. Decisions made off the loop arrive on the returned receiver.
+    pub(crate) fn start(
+        cfg: PipelineConfig,
+        store: Store,
+        guard: Guard,
+        metrics: NetMetrics,
+        live_threads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> std::io::Result<(Pipeline, mpsc::Receiver<Finished>)> {
+        let (finished_tx, finished_rx) = mpsc::channel(cfg.verify_queue_records.max(64));
+        let (verify_tx, verify_rx) = crossbeam_channel::bounded::<VerifyJob>(cfg.verify_queue_records);
+        // The store thread's queue is short: verified records should reach disk quickly, and
+        // when the store lags the workers block here, which backs the verify queue up, which
+        // sheds load at the front.
+        let (store_tx, store_rx) = crossbeam_channel::bounded::<StoreJob>(cfg.flush_max_records.max(64) * 4);
+        let workers = if cfg.verify_workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        } else {
+            cfg.verify_workers
+        };
+        let mut threads = Vec::new();
+        for i in 0..workers {
+            let rx = verify_rx.clone();
+            let store_tx = store_tx.clone();
+            let finished_tx = finished_tx.clone();
+            let metrics = metrics.clone();
+            let batch_max = cfg.verify_batch_max_records;
+            let deadline = cfg.verify_batch_deadline;
+            let alive = LiveThread::enter(&live_threads);
+            threads.push(std::thread::Builder::new().name(format!("palisade-verify-{i}")).spawn(
+                move || {
+                    let _alive = alive;
+                    verify_worker(rx, store_tx, finished_tx, metrics, batch_max, deadline)
+                },
+            )?);
+        }
+        drop(store_tx);
+        {
+            let store = store.clone();
+            let metrics = metrics.clone();
+            let interval = cfg.flush_interval;
+            let max = cfg.flush_max_records;
+            let alive = LiveThread::enter(&live_threads);
+            threads.push(std::thread::Builder::new().name("palisade-store".into()).spawn(move || {
+                let _alive = alive;
+                store_worker(store_rx, finished_tx, store, metrics, interval, max)
+            })?);
+        }
+        let seen = SeenCache::new(cfg.seen_cache_records);
+        Ok((
+            Pipeline {
+                cfg,
+                store,
+                guard,
+                metrics,
+                seen,
+                in_flight: HashSet::new(),
+                verify_tx: Some(verify_tx),
+                threads,
+            },
+            finished_rx,
+        ))
+    }
+
+    /// Marks an id as stored (local publish) so copies coming back are dropped cheaply.
+    pub(crate) fn mark_seen(&mut self, id: RecordId) {
+        self.seen.insert(id);
+    }
+
+    /// Whether an id is known to be stored or in the pipeline (cheap, no I/O).
+    pub(crate) fn is_known(&self, id: &RecordId) -> bool {
+        self.seen.contains(id) || self.in_flight.contains(id)
+    }
+
+    /// Runs the synchronous front checks. `Some(outcome)` = decided now; `None` = queued for
+    /// verification (the decision arrives later as [`Finished`]).
+    pub(crate) fn admit(
+        &mut self,
+        bytes: Vec<u8>,
+        origin: Origin,
+        topic: Option<TopicKind>,
+        now_ms: u64,
+    ) -> Option<Outcome> {
+        let peer = origin.peer();
+        // 1. Size cap: no work at all for oversized input.
+        if bytes.len() > palisade_types::limits::MAX_ENVELOPE_BYTES {
+            return Some(Outcome::Reject("oversized"));
+        }
+        // 2. Per-peer message and byte rate, before any decoding.
+        if let Admission::Deny(_) = self.guard.admit_message(&peer, bytes.len()) {
+            return Some(Outcome::Ignore("rate_limited"));
+        }
+        // 3. Envelope decode + id (one pass and one hash).
+        let parsed = match ParsedEnvelope::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => return Some(decode_reject(&e)),
+        };
+        let id = parsed.id();
+        // 4. Dedup before any signature work: memory first, then one store lookup.
+        if self.is_known(&id) {
+            self.metrics.duplicates_before_verify.inc();
+            return Some(Outcome::Ignore("duplicate"));
+        }
+        match self.store.contains(&id) {
+            Ok(true) => {
+                self.seen.insert(id);
+                self.metrics.duplicates_before_verify.inc();
+                return Some(Outcome::Ignore("duplicate"));
+            }
+            Ok(false) => {}
+            Err(e) => {
+                error!(error = %e, "store lookup failed during ingest");
+                return Some(Outcome::Ignore("store_error"));
+            }
+        }
+        // 5. Payload decode and static rules.
+        let record = match parsed.decode() {
+            Ok(r) => r,
+            Err(_) => return Some(Outcome::Reject("malformed_payload")),
+        };
+        if let Err(e) = record.validate(now_ms) {
+            return Some(validation_reject(&e));
+        }
+        let kind = record.record().kind();
+        if let Some(t) = topic {
+            if TopicKind::for_record(kind) != t {
+                return Some(Outcome::Reject("wrong_topic"));
+            }
+            let issued = record.record().position.issued_at_ms;
+            if issued.saturating_add(self.cfg.max_record_age_ms) < now_ms {
+                return Some(Outcome::Ignore("too_old"));
+            }
+        }
+        // 6. Per-author quota (Sybil authors), then the cost of a signature check.
+        let author = record.record().position.author;
+        if let Admission::Deny(_) = self.guard.admit_author(&peer, &author) {
+            return Some(Outcome::Ignore("author_quota"));
+        }
+        if let Admission::Deny(_) = self.guard.charge_verification(&peer) {
+            return Some(Outcome::Ignore("rate_limited"));
+        }
+        // 7. Hand over to the verify workers, or shed load.
+        let Some(tx) = &self.verify_tx else { return Some(Outcome::Ignore("verify_queue_full")) };
+        match tx.try_send(VerifyJob { record, origin }) {
+            Ok(()) => {
+                self.in_flight.insert(id);
+                self.metrics.queue_add(1);
+                None
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.guard.record_drop(Some(&peer), None, palisade_guard::DropReason::VerifyQueueFull);
+                Some(Outcome::Ignore("verify_queue_full"))
+            }
+        }
+    }
+
+    /// Updates dedup state with a decision that came back from the workers.
+    pub(crate) fn on_finished(&mut self, f: &Finished) {
+        if self.in_flight.remove(&f.id) {
+            self.metrics.queue_add(-1);
+        }
+        match f.outcome {
+            Outcome::Accept | Outcome::Ignore("duplicate") => self.seen.insert(f.id),
+            // A copy with a bad signature must not block a valid copy of the same id (the id
+            // does not cover the signature): forget it.
+            _ => {}
+        }
+    }
+
+    /// Stops the workers after they drain their queues (the store is flushed last).
+    pub(crate) fn shutdown(mut self) {
+        self.verify_tx = None;
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                error!("a pipeline thread panicked");
+            }
+        }
+    }
+}
+
+/// Counts a pipeline thread as alive until it exits (for the clean-shutdown check).
+struct LiveThread(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl LiveThread {
+    fn enter(counter: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> LiveThread {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        LiveThread(counter.clone())
+    }
+}
+
+impl Drop for LiveThread {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Verifying-key cache of one worker: decompressing a key costs about a tenth of a
+/// verification, and authors repeat. Cleared when full (bounded).
+struct KeyCache {
+    keys: HashMap<AuthorKey, Option<VerifyingKey>>,
+}
+
+const KEY_CACHE_ENTRIES: usize = 4096;
+
+impl KeyCache {
+    fn get(&mut self, author: &AuthorKey) -> Option<VerifyingKey> {
+        if let Some(k) = self.keys.get(author) {
+            return *k;
+        }
+        if self.keys.len() >= KEY_CACHE_ENTRIES {
+            self.keys.clear();
+        }
+        let k = verifying_key(author).ok();
+        self.keys.insert(*author, k);
+        k
+    }
+}
+
+fn verify_worker(
+    rx: Receiver<VerifyJob>,
+    store_tx: Sender<StoreJob>,
+    finished_tx: mpsc::Sender<Finished>,
+    metrics: NetMetrics,
+    batch_max: usize,
+    deadline: Duration,
+) {
+    let mut keys = KeyCache { keys: HashMap::new() };
+    let mut batch: Vec<VerifyJob> = Vec::with_capacity(batch_max);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        // Take what is already queued; wait up to the deadline only to fill a batch.
+        let until = Instant::now() + deadline;
+        while batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => match rx.recv_deadline(until) {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                },
+            }
+        }
+        let started = Instant::now();
+        let mut origins = Vec::with_capacity(batch.len());
+        let mut items = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            let key = keys.get(&job.record.record().position.author);
+            origins.push(job.origin);
+            items.push((job.record, key));
+        }
+        metrics.verify_batch_size.observe(items.len() as f64);
+        metrics.signatures_verified.inc_by(items.len() as u64);
+        let outcomes = verify_batch_with_keys(items);
+        metrics.verify_batch_seconds.observe(started.elapsed().as_secs_f64());
+        for (outcome, origin) in outcomes.into_iter().zip(origins) {
+            match outcome {
+                Ok(record) => {
+                    if store_tx.send(StoreJob { record, origin }).is_err() {
+                        return;
+                    }
+                }
+                Err((id, e)) => {
+                    let outcome = match e {
+                        VerifyError::BadAuthorKey => Outcome::Reject("bad_author_key"),
+                        _ => Outcome::Reject("bad_signature"),
+                    };
+                    if finished_tx.blocking_send(Finished { id, origin, outcome, stored: None }).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn store_worker(
+    rx: Receiver<StoreJob>,
+    finished_tx: mpsc::Sender<Finished>,
+    store: Store,
+    metrics: NetMetrics,
+    flush_interval: Duration,
+    flush_max: usize,
+) {
+    let mut pending = 0usize;
+    let mut first_pending: Option<Instant> = None;
+    let flush = |pending: &mut usize, first: &mut Option<Instant>| {
+        let t = Instant::now();
+        if let Err(e) = store.flush() {
+            error!(error = %e, "group-commit flush failed");
+        }
+        metrics.store_flush_seconds.observe(t.elapsed().as_secs_f64());
+        *pending = 0;
+        *first = None;
+    };
+    loop {
+        let job = match first_pending {
+            Some(t) => match rx.recv_timeout(flush_interval.saturating_sub(t.elapsed())) {
+                Ok(j) => Some(j),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(j) => Some(j),
+                Err(_) => break,
+            },
+        };
+        if let Some(StoreJob { record, origin }) = job {
+            let started = Instant::now();
+            let meta = StoredMeta { received_at_ms: crate::now_ms(), source: origin.store_source() };
+            let id = record.id();
+            let finished = match store.insert(&record, meta) {
+                Ok(InsertOutcome::Inserted(ins)) => {
+                    pending += 1;
+                    first_pending.get_or_insert(started);
+                    if ins.equivocation.is_some() {
+                        warn!(author = %record.author(), seq = record.record().position.seq, "equivocation detected");
+                    }
+                    Finished {
+                        id,
+                        origin,
+                        outcome: Outcome::Accept,
+                        stored: Some(StoredInfo { record, equivocation: ins.equivocation }),
+                    }
+                }
+                Ok(InsertOutcome::Duplicate) => {
+                    Finished { id, origin, outcome: Outcome::Ignore("duplicate"), stored: None }
+                }
+                Err(e) => {
+                    error!(error = %e, %id, "storing a verified record failed");
+                    Finished { id, origin, outcome: Outcome::Ignore("store_error"), stored: None }
+                }
+            };
+            metrics.store_write_seconds.observe(started.elapsed().as_secs_f64());
+            if finished_tx.blocking_send(finished).is_err() {
+                debug!("event loop gone; store worker stopping");
+                break;
+            }
+        }
+        let due = first_pending.is_some_and(|t| t.elapsed() >= flush_interval);
+        if pending >= flush_max || (pending > 0 && due) {
+            flush(&mut pending, &mut first_pending);
+        }
+    }
+    if pending > 0 {
+        flush(&mut pending, &mut first_pending);
+    }
+}
+
+/// Runs every check and stores one record synchronously (import and tests). Verifies the
+/// signature alone. Blocking: call from a blocking context.
+pub fn ingest_blocking(
+    store: &Store,
+    wire: Vec<u8>,
+    source: Source,
+    now_ms: u64,
+) -> Result<(VerifiedRecord, InsertOutcome), IngestError> {
+    let parsed = ParsedEnvelope::parse(wire).map_err(IngestError::Decode)?;
+    let unverified = parsed.decode().map_err(IngestError::Decode)?;
+    unverified.validate(now_ms).map_err(IngestError::Invalid)?;
+    let verified = unverified.verify().map_err(IngestError::Signature)?;
+    let outcome =
+        store.insert(&verified, StoredMeta { received_at_ms: now_ms, source }).map_err(IngestError::Store)?;
+    Ok((verified, outcome))
+}
+
+/// Why [`ingest_blocking`] refused a record.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Bytes are not a record.
+    #[error("not a valid record encoding: {0}")]
+    Decode(DecodeError),
+    /// A static rule is broken.
+    #[error("record is invalid: {0}")]
+    Invalid(ValidationError),
+    /// The signature does not verify.
+    #[error("signature check failed: {0}")]
+    Signature(VerifyError),
+    /// Storage failed.
+    #[error("storing the record failed: {0}")]
+    Store(palisade_store::StoreError),
+}

@@ -1,0 +1,142 @@
+//! Dissemination: gossip between live nodes, sync for late joiners, restarts and partitions.
+
+use palisade_net::NetEvent;
+use palisade_types::fixtures::{anomaly, attestation};
+use palisade_types::RecordId;
+
+use crate::harness::{init_tracing, line, TestNode};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_a_record_reaches_the_other_and_is_verified_once() {
+    init_tracing();
+    let mut a = TestNode::start(1).await;
+    let mut b = TestNode::start(2).await;
+    b.connect(&mut a).await;
+    // Let gossipsub exchange subscriptions, then publish.
+    let id = a.submit(attestation(1)).await;
+    b.wait_for(|n| n.has(&id)).await;
+    assert_eq!(b.handle.stats().signatures_verified, 1, "verified exactly once");
+    // A's own record is not re-verified when it comes back.
+    assert_eq!(a.handle.stats().signatures_verified, 0);
+    let stored = b.store().get(&id).unwrap().unwrap();
+    assert_eq!(stored.record.author(), a.handle.author());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_every_record_reaches_every_node_verified_once_each() {
+    init_tracing();
+    let mut nodes = Vec::new();
+    for seed in 10..15 {
+        nodes.push(TestNode::start(seed).await);
+    }
+    line(&mut nodes).await;
+    // Close the ring so there are redundant paths (duplicates must die before verification).
+    {
+        let (first, rest) = nodes.split_at_mut(1);
+        first[0].connect(rest.last_mut().unwrap()).await;
+    }
+    let mut ids: Vec<RecordId> = Vec::new();
+    for i in 0..10u64 {
+        let n = &nodes[(i % 5) as usize];
+        let statement = if i % 2 == 0 { attestation(i) } else { anomaly(i) };
+        ids.push(n.submit(statement).await);
+    }
+    for n in nodes.iter_mut() {
+        let want = ids.clone();
+        n.wait_for(|n| n.has_all(&want)).await;
+    }
+    for n in &nodes {
+        let stats = n.handle.stats();
+        // Each node verifies each foreign record exactly once: 10 records, 2 of them its own.
+        assert_eq!(stats.signatures_verified, 8, "node {} stats {stats:?}", n.seed);
+        assert_eq!(stats.rejected, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_gets_500_records_through_sync() {
+    init_tracing();
+    let mut a = TestNode::start(20).await;
+    let mut b = TestNode::start(21).await;
+    b.connect(&mut a).await;
+    let mut ids = Vec::new();
+    for i in 0..250u64 {
+        ids.push(a.submit(attestation(i)).await);
+        ids.push(b.submit(anomaly(i)).await);
+    }
+    {
+        let want = ids.clone();
+        a.wait_for(|n| n.has_all(&want)).await;
+    }
+    let mut c = TestNode::start(22).await;
+    c.connect(&mut a).await;
+    let want = ids.clone();
+    c.wait_for(|n| n.has_all(&want)).await;
+    assert_eq!(c.store().record_count(), 500);
+    // Everything came by sync, not gossip (C was not there).
+    assert!(c.handle.metrics().sync_records_received.get() >= 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_keeps_its_records_and_catches_up() {
+    init_tracing();
+    let mut a = TestNode::start(30).await;
+    let mut b = TestNode::start(31).await;
+    b.connect(&mut a).await;
+    let own = b.submit(attestation(1)).await;
+    let before = a.submit(attestation(2)).await;
+    b.wait_for(|n| n.has(&before)).await;
+
+    let (dir, seed) = b.stop().await;
+    let missed: Vec<RecordId> = {
+        let mut v = Vec::new();
+        for i in 10..20 {
+            v.push(a.submit(attestation(i)).await);
+        }
+        v
+    };
+    let mut b =
+        TestNode::start_in(dir, seed, crate::harness::net_config(), crate::harness::guard_config()).await;
+    assert!(b.has(&own) && b.has(&before), "records survive a restart");
+    b.connect(&mut a).await;
+    b.wait_for(|n| n.has_all(&missed)).await;
+    // B continues its own feed where it stopped: no seq is reused.
+    let next = b.handle.submit(attestation(99)).await.unwrap();
+    assert_eq!(next.seq, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_groups_converge_to_the_union_after_healing() {
+    init_tracing();
+    let mut left = vec![TestNode::start(40).await, TestNode::start(41).await];
+    let mut right = vec![TestNode::start(42).await, TestNode::start(43).await];
+    line(&mut left).await;
+    line(&mut right).await;
+    let mut ids = Vec::new();
+    for i in 0..5u64 {
+        ids.push(left[(i % 2) as usize].submit(attestation(i)).await);
+        ids.push(right[(i % 2) as usize].submit(anomaly(i)).await);
+    }
+    // Heal: one link between the groups.
+    {
+        let (l, r) = (&mut left[1], &mut right[0]);
+        l.connect(r).await;
+    }
+    for n in left.iter_mut().chain(right.iter_mut()) {
+        let want = ids.clone();
+        n.wait_for(|n| n.has_all(&want)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_announce_stored_records() {
+    init_tracing();
+    let mut a = TestNode::start(50).await;
+    let mut b = TestNode::start(51).await;
+    b.connect(&mut a).await;
+    let id = a.submit(attestation(7)).await;
+    let event = b.wait_for_event(|e| matches!(e, NetEvent::RecordStored { id: got, .. } if *got == id)).await;
+    let NetEvent::RecordStored { source, seq, .. } = event else { unreachable!() };
+    assert_eq!(seq, 1);
+    assert!(matches!(source, palisade_store::Source::Gossip | palisade_store::Source::Sync));
+}

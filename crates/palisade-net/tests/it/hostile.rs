@@ -1,0 +1,85 @@
+//! A hostile peer built from plain libp2p: a gossipsub-only swarm that publishes whatever
+//! bytes the test gives it (bad signatures, junk, equivocations).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::core::upgrade::Version;
+use libp2p::gossipsub;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm, Transport};
+use palisade_net::topics::TopicKind;
+
+pub(crate) struct Hostile {
+    pub(crate) swarm: Swarm<gossipsub::Behaviour>,
+}
+
+impl Hostile {
+    pub(crate) fn new(seed: u8) -> Hostile {
+        let key = libp2p::identity::Keypair::ed25519_from_bytes([seed; 32]).unwrap();
+        let transport = tcp::tokio::Transport::new(tcp::Config::default())
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise::Config::new(&key).unwrap())
+            .multiplex(yamux::Config::default())
+            .boxed();
+        // Same gossipsub settings as a real node (anonymous, record-id message ids), but
+        // without peer scoring and without validation: it forwards anything.
+        let config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Anonymous)
+            .message_id_fn(|m: &gossipsub::Message| palisade_net::gossip::message_id(&m.data))
+            .max_transmit_size(1024 * 1024)
+            .heartbeat_interval(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let mut behaviour =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).unwrap();
+        for t in TopicKind::ALL {
+            behaviour.subscribe(&t.topic()).unwrap();
+        }
+        let swarm = Swarm::new(
+            transport,
+            behaviour,
+            key.public().to_peer_id(),
+            libp2p::swarm::Config::with_tokio_executor()
+                .with_idle_connection_timeout(Duration::from_secs(60)),
+        );
+        Hostile { swarm }
+    }
+
+    pub(crate) fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Dials `addr` and drives the swarm until `peer` has subscribed to our topics (so
+    /// publishing reaches it).
+    pub(crate) async fn connect(&mut self, addr: Multiaddr, peer: PeerId) {
+        self.swarm.dial(addr).unwrap();
+        let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .expect("hostile connect");
+            if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, topic }) = event {
+                if peer_id == peer && topic == TopicKind::Anomalies.topic().hash() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Publishes raw bytes on a topic and keeps the swarm running for `drive`.
+    pub(crate) async fn publish(&mut self, topic: TopicKind, data: Vec<u8>) {
+        self.swarm.behaviour_mut().publish(topic.topic(), data).unwrap();
+        self.drive(Duration::from_millis(50)).await;
+    }
+
+    /// Polls the swarm for a while (it must be polled to send anything).
+    pub(crate) async fn drive(&mut self, d: Duration) {
+        let _ = tokio::time::timeout(d, async {
+            loop {
+                self.swarm.select_next_some().await;
+            }
+        })
+        .await;
+    }
+}

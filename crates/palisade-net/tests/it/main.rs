@@ -1,0 +1,9 @@
+//! Multi-node tests on loopback with real swarms. Every wait is for an event (or a condition
+//! re-checked on each event) with a timeout, never a fixed sleep.
+
+mod harness;
+mod hostile;
+
+mod gossip;
+mod resilience;
+mod shutdown;

@@ -1,0 +1,95 @@
+//! Invalid records and equivocation, from a hostile libp2p peer.
+
+use std::time::Duration;
+
+use palisade_net::topics::TopicKind;
+use palisade_types::fixtures::{attestation, key, FIXED_NOW_MS};
+use palisade_types::{FeedWriter, RecordId};
+
+use crate::harness::{init_tracing, TestNode};
+use crate::hostile::Hostile;
+
+fn now_ms() -> u64 {
+    palisade_net::now_ms()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_records_are_rejected_not_stored_not_forwarded_and_cost_the_sender() {
+    init_tracing();
+    let mut a = TestNode::start(60).await;
+    let mut c = TestNode::start(61).await;
+    c.connect(&mut a).await;
+    // Two hostile peers: gossipsub graylists a peer after about three invalid messages
+    // (P4 = -10 x count^2 < -80), after which it ignores the peer entirely.
+    let mut hostile = Hostile::new(62);
+    hostile.connect(a.addr.clone(), a.peer_id()).await;
+    let mut hostile2 = Hostile::new(64);
+    hostile2.connect(a.addr.clone(), a.peer_id()).await;
+
+    let mut w = FeedWriter::new(key(63));
+    // 1. Bad signature.
+    let good = w.sign_next(attestation(1), now_ms()).unwrap();
+    let mut bad_sig = good.wire_bytes().to_vec();
+    let n = bad_sig.len();
+    bad_sig[n - 1] ^= 0x01;
+    let bad_sig_id = good.id();
+    // 2. Malformed bytes. 3. Oversized (over the record cap, under gossip's transmit cap).
+    let junk = b"this is not a record".to_vec();
+    let oversized = vec![7u8; palisade_types::limits::MAX_ENVELOPE_BYTES + 100];
+    // 4. A valid attestation on the anomalies topic (wrong topic for its kind).
+    let wrong_topic = w.sign_next(attestation(2), now_ms()).unwrap();
+
+    hostile.publish(TopicKind::Attestations, bad_sig).await;
+    hostile.publish(TopicKind::Attestations, junk).await;
+    hostile2.publish(TopicKind::Attestations, oversized).await;
+    hostile2.publish(TopicKind::Anomalies, wrong_topic.wire_bytes().to_vec()).await;
+
+    // A valid record from an honest node still flows afterwards, and acts as a barrier:
+    // once C has it, A has long decided the hostile messages.
+    let honest = a.submit(attestation(3)).await;
+    hostile.drive(Duration::from_millis(300)).await;
+    hostile2.drive(Duration::from_millis(300)).await;
+    c.wait_for(|n| n.has(&honest)).await;
+    a.wait_for(|n| n.handle.stats().rejected >= 4).await;
+
+    assert!(!a.has(&bad_sig_id) && !a.has(&wrong_topic.id()), "nothing invalid stored");
+    assert!(!c.has(&bad_sig_id) && !c.has(&wrong_topic.id()), "nothing invalid forwarded");
+    let metrics = a.handle.metrics();
+    assert_eq!(metrics.reason_count("bad_signature"), 1);
+    assert_eq!(metrics.reason_count("malformed_envelope"), 1);
+    assert_eq!(metrics.reason_count("oversized"), 1);
+    assert_eq!(metrics.reason_count("wrong_topic"), 1);
+    // Only the bad-signature record and the honest one reached the verifier.
+    assert!(a.handle.stats().signatures_verified <= 1, "junk never reached signature checks");
+    // The sender lost reputation with the guard and in gossipsub.
+    assert!(a.handle.guard().score(&hostile.peer_id()) < 0.0);
+    let peers = a.handle.peers().await.unwrap();
+    if let Some(p) = peers.iter().find(|p| p.peer_id == hostile.peer_id().to_string()) {
+        assert!(p.gossip_score.unwrap_or(0.0) < 0.0, "gossipsub score dropped: {p:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocating_author_is_flagged_on_every_node() {
+    init_tracing();
+    let mut a = TestNode::start(70).await;
+    let mut b = TestNode::start(71).await;
+    b.connect(&mut a).await;
+    let mut hostile = Hostile::new(72);
+    hostile.connect(a.addr.clone(), a.peer_id()).await;
+
+    // One key, two different records at seq 1.
+    let r1 = FeedWriter::new(key(73)).sign_next(attestation(1), now_ms()).unwrap();
+    let r2 = FeedWriter::new(key(73)).sign_next(attestation(2), now_ms()).unwrap();
+    let author = r1.author();
+    hostile.publish(TopicKind::Attestations, r1.wire_bytes().to_vec()).await;
+    a.wait_for(|n| n.has(&r1.id())).await;
+    hostile.publish(TopicKind::Attestations, r2.wire_bytes().to_vec()).await;
+    hostile.drive(Duration::from_millis(200)).await;
+
+    for n in [&mut a, &mut b] {
+        let ids: Vec<RecordId> = vec![r1.id(), r2.id()];
+        n.wait_for(|n| n.has_all(&ids) && n.store().is_flagged(&author).unwrap()).await;
+    }
+    let _ = FIXED_NOW_MS;
+}
