@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use palisade_guard::GuardConfig;
 use palisade_net::NetConfig;
 use palisade_types::InvalidSetting;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,9 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9740";
 pub struct NodeConfig {
     /// `[network]`: listen addresses, bootstrap peers, gossip and sync limits.
     pub network: NetConfig,
+    /// `[limits]`: every DoS limit (connections, bandwidth, rates, reputation, bans). See
+    /// `docs/dos-protection.md`.
+    pub limits: GuardConfig,
     /// `[store]`: the sled database.
     pub store: StoreSection,
     /// `[admin]`: the local admin API.
@@ -114,6 +118,7 @@ impl NodeConfig {
     /// Validates every section.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         self.network.validate()?;
+        self.limits.validate()?;
         InvalidSetting::check_range(
             "store.cache_capacity_bytes",
             self.store.cache_capacity_bytes,
@@ -196,6 +201,11 @@ kad_random_walk_interval_secs = {kad}
 # Group commit of records received by gossip and sync.
 flush_interval_ms = {fi}
 flush_max_records = {fm}
+
+[limits]
+# DoS protection: connection caps, bandwidth, message and author rates, reputation, bans.
+# Every key, its default, unit and effect: docs/dos-protection.md, or
+# `palisade config check` to print the effective values.
 
 [store]
 # sled page cache in bytes.

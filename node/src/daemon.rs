@@ -1,8 +1,19 @@
 //! `palisade run`: start every part, wait for a signal, stop in order.
+//!
+//! Start order: key → store → guard (re-applies persisted bans) → network → metrics.
+//! Stop order is the reverse: network (closes connections, drains the ingest pipeline,
+//! which flushes) → final store flush.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use palisade_guard::Guard;
+use palisade_net::Network;
 use palisade_store::{Store, StoreConfig};
+use prometheus_client::registry::Registry;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::NodeConfig;
@@ -32,10 +43,53 @@ pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
     })
     .with_context(|| "opening the record store")?;
     info!(path = %paths.db_dir().display(), records = store.record_count(), "store open");
-    info!(parts = "store", "palisade is running (network not yet started in this build)");
+
+    let mut registry = Registry::default();
+    let guard =
+        Guard::new(config.limits.clone(), store.clone(), &mut registry).context("starting the guard")?;
+    info!(bans = guard.bans().len(), "guard ready (persisted bans re-applied)");
+    let network = Network::start(
+        config.network.clone(),
+        keys.identity.clone(),
+        keys.author.clone(),
+        store.clone(),
+        guard.clone(),
+        &mut registry,
+    )
+    .await
+    .context("starting the network")?;
+    let handle = network.handle();
+
+    let shutdown = CancellationToken::new();
+    let registry = Arc::new(registry);
+    let mut parts = vec!["store", "guard", "network"];
+    if let Ok(addr) = config.metrics.listen.parse() {
+        crate::metrics::serve(addr, registry.clone(), shutdown.clone()).await?;
+        parts.push("metrics");
+    }
+
+    // Report where we listen once the listeners are up (bounded wait).
+    let mut listen_addrs = Vec::new();
+    for _ in 0..50 {
+        listen_addrs = handle.info().await.map(|i| i.listen_addrs).unwrap_or_default();
+        if !listen_addrs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    info!(
+        parts = parts.join(","),
+        peer_id = %handle.peer_id(),
+        listen = listen_addrs.join(" "),
+        bootstrap = config.network.bootstrap.len(),
+        "palisade is running"
+    );
 
     wait_for_shutdown_signal().await?;
-    info!("shutting down: flushing the store");
+    info!("shutting down");
+    shutdown.cancel();
+    network.shutdown().await.context("stopping the network")?;
+    drop(handle);
     store.flush_async().await.context("final flush of the store")?;
     info!("stopped cleanly");
     Ok(())

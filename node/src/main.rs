@@ -14,6 +14,7 @@ mod config;
 mod daemon;
 mod keys;
 mod logging;
+mod metrics;
 mod paths;
 
 use std::process::ExitCode;

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `palisade` binary.
 
 mod cli;
+mod process;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -22,7 +23,15 @@ pub(crate) fn palisade(dir: &std::path::Path) -> Command {
 
 /// Reads the child's stderr until a line contains `marker`; returns all lines read.
 pub(crate) fn wait_for_line(child: &mut Child, marker: &str, timeout: Duration) -> Vec<String> {
-    let stderr = child.stderr.take().expect("stderr piped");
+    read_until_line(child.stderr.take().expect("stderr piped"), marker, timeout)
+}
+
+/// Reads `stderr` until a line contains `marker`, then keeps draining it in the background.
+pub(crate) fn read_until_line(
+    stderr: std::process::ChildStderr,
+    marker: &str,
+    timeout: Duration,
+) -> Vec<String> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1024);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {

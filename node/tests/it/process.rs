@@ -1,0 +1,109 @@
+//! The daemon path end to end: a `palisade` process relays records between two in-process
+//! nodes on other loopback addresses (127.0.0.1 ── 127.0.0.2 (process) ── 127.0.0.3).
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use palisade_guard::{Guard, GuardConfig};
+use palisade_net::{NetConfig, Network};
+use palisade_store::{Store, StoreConfig};
+use palisade_types::ed25519_dalek::SigningKey;
+use palisade_types::fixtures::attestation;
+use prometheus_client::registry::Registry;
+
+use crate::{palisade, read_until_line, sigterm};
+
+async fn in_process_node(dir: &std::path::Path, ip: &str, seed: u8) -> Network {
+    let store = Store::open(&StoreConfig::new(dir.join("db"))).unwrap();
+    let mut registry = Registry::default();
+    let guard = Guard::new(GuardConfig::default(), store.clone(), &mut registry).unwrap();
+    let net =
+        NetConfig { listen: vec![format!("/ip4/{ip}/tcp/0")], verify_workers: 1, ..NetConfig::default() };
+    let identity = libp2p::identity::Keypair::ed25519_from_bytes([seed; 32]).unwrap();
+    Network::start(net, identity, SigningKey::from_bytes(&[seed; 32]), store, guard, &mut registry)
+        .await
+        .unwrap()
+}
+
+async fn listen_addr(network: &Network) -> Multiaddr {
+    let handle = network.handle();
+    for _ in 0..500 {
+        if let Some(a) = handle.info().await.unwrap().listen_addrs.first() {
+            return a.parse::<Multiaddr>().unwrap().with(libp2p::multiaddr::Protocol::P2p(handle.peer_id()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no listen address");
+}
+
+/// Pulls `key=value` out of a log line (values end at a space; quotes are stripped).
+fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    let rest = &line[start..];
+    let rest = rest.trim_start_matches('"');
+    Some(rest.split(['"', ' ']).next()?.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_palisade_process_verifies_stores_and_relays_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = in_process_node(&tmp.path().join("a"), "127.0.0.1", 1).await;
+    let a_addr = listen_addr(&a).await;
+
+    let b_dir = tmp.path().join("b");
+    let mut b = palisade(&b_dir)
+        .args([
+            "run",
+            "--listen",
+            "/ip4/127.0.0.2/tcp/0",
+            "--metrics-listen",
+            "off",
+            "--log-format",
+            "pretty",
+        ])
+        .args(["--bootstrap", &a_addr.to_string()])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = b.stderr.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        read_until_line(stderr, "palisade is running", Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    let running = lines.iter().find(|l| l.contains("palisade is running")).unwrap();
+    let b_listen = field(running, "listen").expect("listen address in the log");
+    let b_peer = field(running, "peer_id").expect("peer id in the log");
+    assert!(b_listen.contains("127.0.0.2"), "{running}");
+    let b_addr: Multiaddr = format!("{b_listen}/p2p/{b_peer}").parse().unwrap();
+
+    let c = in_process_node(&tmp.path().join("c"), "127.0.0.3", 3).await;
+    let c_handle = c.handle();
+    let mut c_events = c_handle.subscribe();
+    c_handle.dial(b_addr).await.unwrap();
+
+    // A publishes; C is connected only to the process, so whatever C gets went through it.
+    let a_handle = a.handle();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(a_handle.submit(attestation(i)).await.unwrap().id);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !ids.iter().all(|id| c_handle.store().contains(id).unwrap()) {
+        let _ = tokio::time::timeout_at(deadline, c_events.recv())
+            .await
+            .expect("records reach C through the process");
+    }
+    assert!(c_handle.peers().await.unwrap().iter().all(|p| p.peer_id == b_peer), "C only knows the process");
+
+    // Clean stop of the process; its store holds the records.
+    sigterm(&b);
+    let status = tokio::task::spawn_blocking(move || b.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+    let store = Store::open(&StoreConfig::new(b_dir.join("db"))).unwrap();
+    assert!(ids.iter().all(|id| store.contains(id).unwrap()));
+    c.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
