@@ -99,17 +99,17 @@ fn cost_ratios(dir: &std::path::Path) {
 
     let verified = ns_per_op(2_000, || verify_record(&wire));
     let allowed = ns_per_op(200_000, || {
-        black_box(allow.admit_message(&p, 1000));
+        let _ = black_box(allow.admit_message(&p, 1000));
     });
     let rate_dropped = ns_per_op(200_000, || {
-        black_box(deny.admit_message(&p, 1000));
+        let _ = black_box(deny.admit_message(&p, 1000));
     });
     let oversized = ns_per_op(200_000, || {
-        black_box(deny.admit_message(&p, usize::MAX));
+        let _ = black_box(deny.admit_message(&p, usize::MAX));
     });
     let guarded = ns_per_op(200_000, || {
-        black_box(allow.admit_message(&p, 1000));
-        black_box(allow.charge_verification(&p));
+        let _ = black_box(allow.admit_message(&p, 1000));
+        let _ = black_box(allow.charge_verification(&p));
     });
     println!("\n== cost relative to a signature-verified record (same run) ==");
     println!("verified record (parse+decode+validate+verify)  1.000x  ({verified:.0} ns)");
@@ -191,12 +191,12 @@ fn memory_per_key(dir: &std::path::Path) {
     // Steady state: a known key among 100k costs about what it costs among few.
     let p = peers[KEYS as usize / 2];
     let among_many = ns_per_op(200_000, || {
-        black_box(g.admit_message(&p, 1000));
+        let _ = black_box(g.admit_message(&p, 1000));
     });
     let few = guard(unlimited(), &dir.join("f"));
     let _ = few.admit_message(&p, 1000);
     let among_few = ns_per_op(200_000, || {
-        black_box(few.admit_message(&p, 1000));
+        let _ = black_box(few.admit_message(&p, 1000));
     });
     println!(
         "admit_message for a known key with {KEYS} tracked vs 1 tracked: {:.2}x ({among_many:.0} ns vs {among_few:.0} ns)",
