@@ -24,10 +24,12 @@ use std::task::{Context, Poll};
 
 use libp2p::core::transport::PortUse;
 use libp2p::core::Endpoint;
-use libp2p::swarm::behaviour::{ConnectionClosed, ConnectionEstablished, FromSwarm, ListenFailure};
+use libp2p::swarm::behaviour::{
+    ConnectionClosed, ConnectionEstablished, DialFailure, FromSwarm, ListenFailure,
+};
 use libp2p::swarm::{
-    dummy, CloseConnection, ConnectionDenied, ConnectionId, NetworkBehaviour, THandler, THandlerInEvent,
-    THandlerOutEvent, ToSwarm,
+    dummy, CloseConnection, ConnectionDenied, ConnectionId, DialError, ListenError, NetworkBehaviour,
+    THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::broadcast::error::TryRecvError;
@@ -194,6 +196,21 @@ impl GuardBehaviour {
         }
     }
 
+    /// Counts refusals by libp2p's own limit behaviours, so every refused connection is in
+    /// the guard's metrics and ledger; the guard's own refusals were counted when made.
+    fn count_libp2p_denial(&self, cause: &ConnectionDenied, peer: Option<PeerId>, ip: Option<IpAddr>) {
+        let reason = if let Some(e) = cause.downcast_ref::<libp2p::connection_limits::Exceeded>() {
+            Some((DropReason::ConnectionLimitExceeded, e.to_string()))
+        } else {
+            cause
+                .downcast_ref::<libp2p::memory_connection_limits::MemoryUsageLimitExceeded>()
+                .map(|e| (DropReason::MemoryLimitExceeded, e.to_string()))
+        };
+        if let Some((reason, detail)) = reason {
+            self.guard.inner.record_detail(peer, ip, crate::ledger::Action::Denied, reason, Some(detail));
+        }
+    }
+
     /// After missing events (broadcast lag), re-check every connection against the bans.
     fn resync(&mut self) {
         let conns: Vec<Conn> = self.established.values().copied().collect();
@@ -314,10 +331,18 @@ impl NetworkBehaviour for GuardBehaviour {
                 }
                 self.to_close.retain(|(_, c)| !matches!(c, CloseConnection::One(x) if *x == connection_id));
             }
-            FromSwarm::ListenFailure(ListenFailure { connection_id, .. }) => {
+            FromSwarm::ListenFailure(ListenFailure {
+                connection_id, error, send_back_addr, peer_id, ..
+            }) => {
                 if let Some(ip) = self.pending.remove(&connection_id) {
                     self.uncount(ip);
                 }
+                if let ListenError::Denied { cause } = error {
+                    self.count_libp2p_denial(cause, peer_id, multiaddr_ip(send_back_addr));
+                }
+            }
+            FromSwarm::DialFailure(DialFailure { error: DialError::Denied { cause }, peer_id, .. }) => {
+                self.count_libp2p_denial(cause, peer_id, None);
             }
             _ => {}
         }

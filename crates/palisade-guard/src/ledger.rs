@@ -107,7 +107,7 @@ impl Ledger {
         Ledger { entries: VecDeque::with_capacity(capacity), capacity, next_seq: 1 }
     }
 
-    /// Appends (or folds) an entry.
+    /// Appends (or folds) an entry; returns whether the oldest entry was overwritten.
     pub(crate) fn push(
         &mut self,
         time_ms: u64,
@@ -116,7 +116,7 @@ impl Ledger {
         action: Action,
         reason: Cow<'static, str>,
         detail: Option<String>,
-    ) {
+    ) -> bool {
         if detail.is_none() {
             if let Some(last) = self.entries.back_mut() {
                 if last.peer == peer
@@ -128,16 +128,18 @@ impl Ledger {
                 {
                     last.count = last.count.saturating_add(1);
                     last.time_ms = time_ms.max(last.time_ms);
-                    return;
+                    return false;
                 }
             }
         }
-        if self.entries.len() >= self.capacity {
+        let overwritten = self.entries.len() >= self.capacity;
+        if overwritten {
             self.entries.pop_front();
         }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.entries.push_back(LedgerEntry { seq, time_ms, peer, ip, action, reason, count: 1, detail });
+        overwritten
     }
 
     /// Entries with `seq > after_seq`, oldest first, at most `limit`.

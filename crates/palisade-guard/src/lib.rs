@@ -62,6 +62,7 @@ pub use score::FORGET_BELOW_POINTS;
 pub use throttle::{
     ThrottledMuxer, ThrottledSubstream, MIN_BUCKET_BYTES, MIN_GRANT_BYTES, THROTTLE_LEDGER_INTERVAL,
 };
+pub use transport::YAMUX_STREAMS_PER_GUARD_STREAM;
 
 use ban::BanTable;
 use config::Allowlist;
@@ -393,7 +394,9 @@ impl Inner {
         reason: Cow<'static, str>,
         detail: Option<String>,
     ) {
-        lock(&self.ledger).push(now_ms(), peer, ip, action, reason, detail);
+        if lock(&self.ledger).push(now_ms(), peer, ip, action, reason, detail) {
+            self.metrics.ledger_overwritten.inc();
+        }
     }
 
     /// Counts a drop and writes it to the ledger.
@@ -404,8 +407,20 @@ impl Inner {
         action: Action,
         reason: DropReason,
     ) {
+        self.record_detail(peer, ip, action, reason, None);
+    }
+
+    /// [`Inner::record`] with a detail text (rare events only: it allocates and never folds).
+    pub(crate) fn record_detail(
+        &self,
+        peer: Option<PeerId>,
+        ip: Option<IpAddr>,
+        action: Action,
+        reason: DropReason,
+        detail: Option<String>,
+    ) {
         self.metrics.count_drop(reason);
-        self.ledger_push(peer, ip, action, Cow::Borrowed(reason.as_str()), None);
+        self.ledger_push(peer, ip, action, Cow::Borrowed(reason.as_str()), detail);
     }
 
     fn deny_message(&self, peer: &PeerId, reason: DropReason) -> Admission {
@@ -774,6 +789,7 @@ impl Guard {
         };
         let mut result = i.persist_ban(&info);
         if let Some(ev) = evicted {
+            i.metrics.ban_evictions.inc();
             if let Err(e) = i.unpersist_ban(&ev.target, true) {
                 result = result.and(Err(e));
             }
@@ -952,6 +968,8 @@ impl Guard {
         out.insert("transferred_bytes.inbound".into(), m.bytes_in.get());
         out.insert("transferred_bytes.outbound".into(), m.bytes_out.get());
         out.insert("ban_store_errors".into(), m.store_errors.get());
+        out.insert("ban_evictions".into(), m.ban_evictions.get());
+        out.insert("ledger_overwritten".into(), m.ledger_overwritten.get());
         out
     }
 

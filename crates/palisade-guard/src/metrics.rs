@@ -61,6 +61,8 @@ pub(crate) struct Metrics {
     pub(crate) active_bans: Gauge,
     pub(crate) tracked: Vec<Gauge>,
     pub(crate) store_errors: Counter,
+    pub(crate) ban_evictions: Counter,
+    pub(crate) ledger_overwritten: Counter,
 }
 
 impl Metrics {
@@ -154,7 +156,22 @@ impl Metrics {
             store_errors.clone(),
         );
 
+        let ban_evictions = Counter::default();
+        registry.register(
+            "palisade_guard_ban_evictions",
+            "Bans dropped early because the ban table was full (max_bans); the soonest-ending go first",
+            ban_evictions.clone(),
+        );
+        let ledger_overwritten = Counter::default();
+        registry.register(
+            "palisade_guard_ledger_overwritten",
+            "Ledger entries pushed out of the ring buffer by newer ones (ledger_capacity_entries)",
+            ledger_overwritten.clone(),
+        );
+
         Metrics {
+            ban_evictions,
+            ledger_overwritten,
             drops,
             penalties,
             bans_peer,

@@ -57,11 +57,21 @@ pub enum DropReason {
     /// A bounded key map (peers, authors, IPs) was full of active keys; new keys are refused
     /// until some go idle.
     TrackerFull,
+    /// A connection did not finish its handshake within `limits.handshake_timeout_secs`.
+    HandshakeTimeout,
+    /// A peer opened more concurrent streams than `limits.max_streams_per_connection`; the
+    /// extra stream was reset.
+    StreamLimitExceeded,
+    /// libp2p's connection limits refused a connection (`limits.max_established_*`,
+    /// `limits.max_pending_*`); the ledger detail says which.
+    ConnectionLimitExceeded,
+    /// libp2p's memory limit refused a connection (`limits.max_process_memory_bytes`).
+    MemoryLimitExceeded,
 }
 
 impl DropReason {
     /// Every reason, in declaration order (for metrics pre-registration and docs).
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Oversized,
         DropReason::PeerRateExceeded,
         DropReason::PeerByteRateExceeded,
@@ -82,6 +92,10 @@ impl DropReason {
         DropReason::ConnectionRateExceeded,
         DropReason::SubnetConnectionRateExceeded,
         DropReason::TrackerFull,
+        DropReason::HandshakeTimeout,
+        DropReason::StreamLimitExceeded,
+        DropReason::ConnectionLimitExceeded,
+        DropReason::MemoryLimitExceeded,
     ];
 
     /// The snake_case name used as metric label and ledger reason.
@@ -107,6 +121,10 @@ impl DropReason {
             DropReason::ConnectionRateExceeded => "connection_rate_exceeded",
             DropReason::SubnetConnectionRateExceeded => "subnet_connection_rate_exceeded",
             DropReason::TrackerFull => "tracker_full",
+            DropReason::HandshakeTimeout => "handshake_timeout",
+            DropReason::StreamLimitExceeded => "stream_limit_exceeded",
+            DropReason::ConnectionLimitExceeded => "connection_limit_exceeded",
+            DropReason::MemoryLimitExceeded => "memory_limit_exceeded",
         }
     }
 

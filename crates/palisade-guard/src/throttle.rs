@@ -60,6 +60,7 @@ pub(crate) struct Rates {
     global_in: AtomicU64,
     global_out: AtomicU64,
     burst_millis: AtomicU64,
+    max_inbound_streams: AtomicU64,
 }
 
 impl Rates {
@@ -72,6 +73,7 @@ impl Rates {
             global_in: AtomicU64::new(0),
             global_out: AtomicU64::new(0),
             burst_millis: AtomicU64::new(0),
+            max_inbound_streams: AtomicU64::new(0),
         };
         r.update(c);
         r
@@ -85,6 +87,7 @@ impl Rates {
         self.global_in.store(c.global_inbound_bytes_per_sec, Ordering::Relaxed);
         self.global_out.store(c.global_outbound_bytes_per_sec, Ordering::Relaxed);
         self.burst_millis.store(c.throttle_burst_millis, Ordering::Relaxed);
+        self.max_inbound_streams.store(u64::from(c.max_streams_per_connection), Ordering::Relaxed);
     }
 }
 
@@ -248,6 +251,24 @@ struct ConnThrottle {
     exempt: bool,
     created: Instant,
     last_ledger_ms: AtomicU64,
+    /// Inbound (remote-opened) substreams alive now, against `max_streams_per_connection`.
+    open_inbound: AtomicUsize,
+    max_inbound: usize,
+}
+
+/// Holds one inbound stream slot; frees it when the substream is dropped.
+struct StreamSlot(Arc<ConnThrottle>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.open_inbound.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for StreamSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamSlot")
+    }
 }
 
 impl std::fmt::Debug for ConnThrottle {
@@ -384,6 +405,9 @@ impl<M> ThrottledMuxer<M> {
             exempt: guard.is_allowlisted(&peer_id),
             created: Instant::now(),
             last_ledger_ms: AtomicU64::new(0),
+            open_inbound: AtomicUsize::new(0),
+            max_inbound: usize::try_from(shared.rates.max_inbound_streams.load(Ordering::Relaxed))
+                .unwrap_or(usize::MAX),
             metrics: guard.inner.metrics.clone(),
             guard: Arc::downgrade(&guard.inner),
             shared,
@@ -405,9 +429,30 @@ impl<M: StreamMuxer> StreamMuxer for ThrottledMuxer<M> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::Substream, Self::Error>> {
-        let this = self.project();
-        let s = futures::ready!(this.inner.poll_inbound(cx))?;
-        Poll::Ready(Ok(ThrottledSubstream::new(s, this.conn.clone())))
+        let mut this = self.project();
+        loop {
+            let s = futures::ready!(this.inner.as_mut().poll_inbound(cx))?;
+            let conn: &Arc<ConnThrottle> = this.conn;
+            let open = conn.open_inbound.fetch_add(1, Ordering::Relaxed);
+            let slot = StreamSlot(conn.clone());
+            if open >= conn.max_inbound && !conn.exempt {
+                // Over the soft cap: reset this stream only (dropping it does), keep the
+                // connection, count it, and look for the next one.
+                drop((s, slot));
+                if let Some(inner) = conn.guard.upgrade() {
+                    inner.record(
+                        Some(conn.peer_id),
+                        None,
+                        crate::Action::Dropped,
+                        crate::DropReason::StreamLimitExceeded,
+                    );
+                }
+                continue;
+            }
+            let mut sub = ThrottledSubstream::new(s, conn.clone());
+            sub.slot = Some(slot);
+            return Poll::Ready(Ok(sub));
+        }
     }
 
     fn poll_outbound(
@@ -439,6 +484,8 @@ pub struct ThrottledSubstream<S> {
     write_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     read_waited: bool,
     write_waited: bool,
+    /// The inbound stream slot this substream holds (`None` for outbound substreams).
+    slot: Option<StreamSlot>,
 }
 
 impl<S> ThrottledSubstream<S> {
@@ -450,6 +497,7 @@ impl<S> ThrottledSubstream<S> {
             write_timer: None,
             read_waited: false,
             write_waited: false,
+            slot: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerBox};
-use libp2p::core::transport::timeout::TransportTimeout;
+use libp2p::core::transport::timeout::{TransportTimeout, TransportTimeoutError};
 use libp2p::core::transport::{Boxed, Transport};
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
@@ -19,18 +19,28 @@ use libp2p::PeerId;
 
 use crate::{Guard, GuardError};
 
+/// yamux's hard stream cap as a multiple of `max_streams_per_connection` (see
+/// [`Guard::yamux_config`]): 4, so the default 128 gives yamux's own default of 512.
+pub const YAMUX_STREAMS_PER_GUARD_STREAM: usize = 4;
+
 impl Guard {
     /// The handshake timeout in force.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.limits().handshake_timeout_secs)
     }
 
-    /// A yamux config with the stream cap (`max_streams_per_connection`) set explicitly.
+    /// A yamux config with its stream cap set explicitly to
+    /// [`YAMUX_STREAMS_PER_GUARD_STREAM`] × `max_streams_per_connection`.
+    ///
+    /// yamux enforces its cap by terminating the whole connection, which would punish an
+    /// honest peer for one burst of streams. So yamux's cap is the hard backstop (bounding
+    /// per-connection memory), and the guard's [`ThrottledMuxer`](crate::ThrottledMuxer)
+    /// enforces `max_streams_per_connection` softly, resetting only the extra inbound streams
+    /// and counting them (`stream_limit_exceeded`).
     pub fn yamux_config(&self) -> libp2p::yamux::Config {
         let mut c = libp2p::yamux::Config::default();
-        c.set_max_num_streams(
-            usize::try_from(self.limits().max_streams_per_connection).unwrap_or(usize::MAX),
-        );
+        let soft = usize::try_from(self.limits().max_streams_per_connection).unwrap_or(usize::MAX);
+        c.set_max_num_streams(soft.saturating_mul(YAMUX_STREAMS_PER_GUARD_STREAM));
         c
     }
 
@@ -58,7 +68,17 @@ impl Guard {
         // The transport (and every pending upgrade) holds the guard weakly: a swarm's leftover
         // connection tasks must not keep the guard, and with it the store, open.
         let guard = Arc::downgrade(&self.inner);
+        let on_error = guard.clone();
         TransportTimeout::new(transport, self.handshake_timeout())
+            .map_err(move |e| {
+                if matches!(e, TransportTimeoutError::Timeout) {
+                    if let Some(inner) = on_error.upgrade() {
+                        // The remote address is not known here; the ledger entry has none.
+                        inner.record(None, None, crate::Action::Denied, crate::DropReason::HandshakeTimeout);
+                    }
+                }
+                e
+            })
             .map(move |(peer, muxer), _| {
                 let muxer = match guard.upgrade() {
                     Some(inner) => StreamMuxerBox::new(Guard { inner }.throttle(peer, muxer)),

@@ -151,3 +151,95 @@ async fn peers_share_the_global_inbound_budget() {
     tb.abort();
     node.abort();
 }
+
+/// The throttle also holds what this node sends: a guarded peer pushing to a node is held to
+/// its `peer_outbound_bytes_per_sec`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_bytes_are_held_to_the_peer_rate() {
+    let out_rate = 256 * KIB;
+    let dir = tempfile::tempdir().unwrap();
+    // The receiving node is generous; the sender's own guard does the limiting.
+    let receiver = guard(GuardConfig::default(), &dir.path().join("rx"));
+    let sender_guard = guard(
+        GuardConfig {
+            peer_outbound_bytes_per_sec: out_rate,
+            conn_outbound_bytes_per_sec: 4 * out_rate,
+            ..GuardConfig::default()
+        },
+        &dir.path().join("tx"),
+    );
+    let (addr, node_id, mut events, node) = spawn_node(&receiver).await;
+    let mut s = guarded_peer_swarm(&sender_guard);
+    let sender = *s.local_peer_id();
+    let task = tokio::spawn(async move {
+        s.dial(addr).unwrap();
+        loop {
+            match s.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    for _ in 0..IN_FLIGHT {
+                        s.behaviour_mut().push.send_request(&node_id, vec![0xCD; CHUNK]);
+                    }
+                }
+                SwarmEvent::Behaviour(PeerEvent::Push(libp2p::request_response::Event::Message {
+                    ..
+                }))
+                | SwarmEvent::Behaviour(PeerEvent::Push(
+                    libp2p::request_response::Event::OutboundFailure { .. },
+                )) => {
+                    s.behaviour_mut().push.send_request(&node_id, vec![0xCD; CHUNK]);
+                }
+                _ => {}
+            }
+        }
+    });
+    let got = measure(&mut events, &[sender]).await;
+    let r = rate(got[&sender]);
+    let ratio = r / out_rate as f64;
+    eprintln!("outbound: {r:.0} B/s = {ratio:.3}x the budget");
+    assert!((0.8..=1.2).contains(&ratio), "sender pushed {r:.0} B/s, {ratio:.2}x its {out_rate} B/s budget");
+    assert!(sender_guard.counters()["throttled_bytes.outbound"] > 0);
+    task.abort();
+    node.abort();
+}
+
+/// A peer opening more concurrent streams than `max_streams_per_connection` gets the extra
+/// streams reset (counted), not its connection killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_streams_are_reset_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GuardConfig {
+        max_streams_per_connection: 4,
+        // Slow reads keep the first streams open while the rest arrive.
+        peer_inbound_bytes_per_sec: 32 * KIB,
+        conn_inbound_bytes_per_sec: 32 * KIB,
+        ..GuardConfig::default()
+    };
+    let g = guard(cfg, dir.path());
+    let (addr, node_id, mut events, node) = spawn_node(&g).await;
+    let mut s = peer_swarm(Keypair::generate_ed25519());
+    assert_eq!(dial_once(&mut s, &addr).await, DialOutcome::Connected);
+    for _ in 0..12 {
+        s.behaviour_mut().push.send_request(&node_id, vec![1; 64 * 1024]);
+    }
+    let (mut ok, mut failed) = (0, 0);
+    within("all 12 pushes to finish", async {
+        while ok + failed < 12 {
+            match s.select_next_some().await {
+                SwarmEvent::Behaviour(PeerEvent::Push(libp2p::request_response::Event::Message {
+                    ..
+                })) => ok += 1,
+                SwarmEvent::Behaviour(PeerEvent::Push(
+                    libp2p::request_response::Event::OutboundFailure { .. },
+                )) => failed += 1,
+                SwarmEvent::ConnectionClosed { .. } => panic!("the connection was closed"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(ok >= 4, "{ok} pushes served");
+    assert!(failed >= 1, "no stream was refused");
+    assert!(g.counters()["dropped.stream_limit_exceeded"] >= 1);
+    while events.try_recv().is_ok() {}
+    node.abort();
+}

@@ -260,3 +260,107 @@ fn ip_rate_maps_are_bounded_under_100k_addresses() {
     }
     assert!(g.counters()["dropped.tracker_full"] > 0);
 }
+
+/// The new-connection rate per subnet trips for a spread of addresses in one /24.
+#[test]
+fn connection_rate_per_subnet_is_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GuardConfig {
+        ip_new_connections_per_sec: 1,
+        ip_new_connections_burst: 2,
+        subnet_new_connections_per_sec: 1,
+        subnet_new_connections_burst: 5,
+        ..GuardConfig::default()
+    };
+    let g = guard(cfg, dir.path());
+    let mut b = g.behaviour();
+    let results: Vec<_> = (1..=8).map(|i| pending(&mut b, i, &format!("10.4.4.{i}"))).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 5, "{results:?}");
+    assert_eq!(results[7], Err(DropReason::SubnetConnectionRateExceeded));
+    // Another subnet is unaffected.
+    assert_eq!(pending(&mut b, 100, "10.4.5.1"), Ok(()));
+    assert_eq!(g.counters()["dropped.subnet_connection_rate_exceeded"], 3);
+}
+
+/// Refusals by libp2p's own connection-limit behaviour are counted by the guard too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libp2p_connection_limits_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GuardConfig { max_established_incoming: 2, ..GuardConfig::default() };
+    let g = guard(cfg, dir.path());
+    let (addr, node_id, _events, node) = spawn_node(&g).await;
+    let mut outcomes = Vec::new();
+    let mut keep = Vec::new();
+    for _ in 0..3 {
+        let mut s = peer_swarm(Keypair::generate_ed25519());
+        outcomes.push(dial_and_push(&mut s, node_id, &addr).await);
+        keep.push(keep_polling(s));
+    }
+    assert_eq!(outcomes, vec![DialOutcome::Connected, DialOutcome::Connected, DialOutcome::Failed]);
+    assert!(g.counters()["dropped.connection_limit_exceeded"] >= 1);
+    let e = g.ledger(None, 100).into_iter().find(|e| e.reason == "connection_limit_exceeded").unwrap();
+    assert!(e.detail.unwrap().contains("established incoming"));
+    for k in keep {
+        k.abort();
+    }
+    node.abort();
+}
+
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct MemoryNode {
+    memory: libp2p::memory_connection_limits::Behaviour,
+    guard: GuardBehaviour,
+}
+
+/// Refusals by libp2p's memory-pressure behaviour are counted as `memory_limit_exceeded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_pressure_refusals_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = guard(GuardConfig::default(), dir.path());
+    assert!(g.memory_connection_limits().is_some());
+    let off =
+        guard(GuardConfig { max_process_memory_bytes: 0, ..GuardConfig::default() }, &dir.path().join("off"));
+    assert!(off.memory_connection_limits().is_none());
+    // Any process is over a 1-byte limit (the config refuses such a value; build it directly).
+    let mut node = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| g.tcp_transport(key, libp2p::tcp::Config::default()).unwrap())
+        .unwrap()
+        .with_behaviour(|_| MemoryNode {
+            memory: libp2p::memory_connection_limits::Behaviour::with_max_bytes(1),
+            guard: g.behaviour(),
+        })
+        .unwrap()
+        .build();
+    node.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    let addr = within("listen address", async {
+        loop {
+            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+                futures::StreamExt::select_next_some(&mut node).await
+            {
+                return address;
+            }
+        }
+    })
+    .await;
+    let dialer = tokio::spawn(async move {
+        let mut s = peer_swarm(Keypair::generate_ed25519());
+        let _ = dial_once(&mut s, &addr).await;
+        s
+    });
+    // The swarm reports the refusal after the behaviours saw it: wait for that event.
+    within("the node to refuse the connection", async {
+        loop {
+            if let libp2p::swarm::SwarmEvent::IncomingConnectionError { .. } =
+                futures::StreamExt::select_next_some(&mut node).await
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert_eq!(g.counters()["dropped.memory_limit_exceeded"], 1);
+    let e = g.ledger(None, 10).into_iter().find(|e| e.reason == "memory_limit_exceeded").unwrap();
+    assert!(e.detail.unwrap().contains("memory"));
+    dialer.abort();
+}

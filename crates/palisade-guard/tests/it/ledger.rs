@@ -24,6 +24,7 @@ fn ledger_is_bounded_and_pages_by_seq() {
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![91, 92, 93, 94, 95]);
     assert!(all.iter().all(|e| e.action == Action::Dropped && e.reason == "verify_queue_full"));
     assert_eq!(g.counters()["dropped.verify_queue_full"], 100);
+    assert_eq!(g.counters()["ledger_overwritten"], 84);
 
     // A flood from one peer folds into one entry with a count; the counter stays exact.
     let p = PeerId::random();

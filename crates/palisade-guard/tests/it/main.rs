@@ -160,6 +160,18 @@ pub(crate) fn peer_swarm(key: Keypair) -> Swarm<Peer> {
         .build()
 }
 
+/// A peer whose transport goes through `guard` (its outbound bytes are throttled).
+pub(crate) fn guarded_peer_swarm(guard: &Guard) -> Swarm<Peer> {
+    SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| guard.tcp_transport(key, tcp::Config::default()).unwrap())
+        .unwrap()
+        .with_behaviour(|_| Peer { push: push_behaviour(ProtocolSupport::Outbound) })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE))
+        .build()
+}
+
 /// A peer whose TCP connections leave from `local_ip` (e.g. 127.0.0.2), so tests can act as a
 /// different host on loopback.
 pub(crate) fn peer_swarm_from(key: Keypair, local_ip: IpAddr) -> Swarm<Peer> {

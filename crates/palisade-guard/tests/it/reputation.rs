@@ -136,3 +136,18 @@ fn manual_bans_validate_and_list() {
         palisade_guard::Admission::Deny(palisade_guard::DropReason::BannedPeer)
     );
 }
+
+#[test]
+fn the_ban_table_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = guard(GuardConfig { max_bans: 16, ..GuardConfig::default() }, dir.path());
+    for i in 0..20u64 {
+        let ip = IpAddr::from([10, 99, 0, i as u8]);
+        // Later bans last longer, so the first ones are the soonest to end.
+        g.ban(BanTarget::Ip(ip), Duration::from_secs(100 + i), "bulk").unwrap();
+    }
+    assert_eq!(g.bans().len(), 16);
+    assert!(!g.is_banned_ip(IpAddr::from([10, 99, 0, 0])));
+    assert!(g.is_banned_ip(IpAddr::from([10, 99, 0, 19])));
+    assert_eq!(g.counters()["ban_evictions"], 4);
+}

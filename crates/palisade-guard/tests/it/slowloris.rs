@@ -74,6 +74,13 @@ async fn silent_and_trickling_sockets_are_closed_within_the_handshake_timeout() 
     let refused = held.iter().filter(|d| **d < TIMEOUT / 2).count();
     assert!(refused >= SOCKETS - PENDING_CAP as usize);
 
+    // Both limits are counted: libp2p's pending cap and the guard's handshake timeout.
+    let c = g.counters();
+    assert!(c["dropped.connection_limit_exceeded"] >= (SOCKETS - PENDING_CAP as usize) as u64, "{c:?}");
+    assert!(c["dropped.handshake_timeout"] >= long_lived as u64, "{c:?}");
+    let limit = g.ledger(None, 1000).into_iter().find(|e| e.reason == "connection_limit_exceeded").unwrap();
+    assert!(limit.detail.as_deref().unwrap_or("").contains("pending incoming"), "{limit:?}");
+
     // The node still serves an honest peer afterwards.
     let mut honest = peer_swarm(libp2p::identity::Keypair::generate_ed25519());
     assert_eq!(dial_once(&mut honest, &addr).await, DialOutcome::Connected);
