@@ -12,17 +12,8 @@ pub enum GuardError {
     /// Reading or writing the persisted ban table failed.
     #[error("ban table storage failed: {0}")]
     Store(#[from] palisade_store::StoreError),
-    /// A persisted ban names a target this version cannot parse.
-    #[error(
-        "persisted ban target {target:?} is not `peer:<base58 peer id>` or `ip:<address>`; \
-         remove it with `palisade peers unban {target}` or restore the data directory from a backup"
-    )]
-    BadBanTarget {
-        /// The stored target string.
-        target: String,
-    },
     /// A ban duration or time computation does not fit.
-    #[error("ban duration {secs} s is out of range; use 1 s up to 10 years, or unban manually")]
+    #[error("ban duration {secs} s is out of range; give a positive duration (very long durations mean permanent)")]
     BadDuration {
         /// The requested duration in seconds.
         secs: u64,
