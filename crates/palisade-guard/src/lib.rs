@@ -612,22 +612,24 @@ impl Guard {
         if i.ban_count.load(Ordering::Relaxed) > 0 && self.is_banned_peer(peer) {
             return i.deny_message(peer, DropReason::BannedPeer);
         }
+        // Checked in order and stopped at the first refusal, so a message refused for its
+        // count does not also drain the byte and cost budgets.
         let l = read(&i.limiters);
-        let checks = [
-            (l.peer_messages.check(peer, 1), DropReason::PeerRateExceeded),
-            (l.peer_bytes.check(peer, bytes32), DropReason::PeerByteRateExceeded),
-            (
-                l.peer_cost.check(peer, i.message_cost_units.load(Ordering::Relaxed)),
-                DropReason::PeerCostExceeded,
-            ),
-        ];
+        let cost = i.message_cost_units.load(Ordering::Relaxed);
+        let refused = [
+            (&l.peer_messages, 1, DropReason::PeerRateExceeded),
+            (&l.peer_bytes, bytes32, DropReason::PeerByteRateExceeded),
+            (&l.peer_cost, cost, DropReason::PeerCostExceeded),
+        ]
+        .into_iter()
+        .find_map(|(limiter, n, reason)| match limiter.check(peer, n) {
+            Check::Allowed => None,
+            Check::Denied => Some(reason),
+            Check::Full => Some(DropReason::TrackerFull),
+        });
         drop(l);
-        for (check, reason) in checks {
-            match check {
-                Check::Allowed => {}
-                Check::Denied => return i.deny_message(peer, reason),
-                Check::Full => return i.deny_message(peer, DropReason::TrackerFull),
-            }
+        if let Some(reason) = refused {
+            return i.deny_message(peer, reason);
         }
         Admission::Allow
     }
