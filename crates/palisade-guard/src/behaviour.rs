@@ -59,6 +59,8 @@ pub struct GuardBehaviour {
     guard: Guard,
     waker_id: u64,
     events: tokio::sync::broadcast::Receiver<GuardEvent>,
+    // Every map below has one entry per live connection (or per address with one), so the
+    // libp2p pending and established caps bound them; entries leave with their connection.
     /// Inbound connections admitted and still in the handshake.
     pending: HashMap<ConnectionId, IpAddr>,
     established: HashMap<ConnectionId, Conn>,
