@@ -1,1 +1,40 @@
-//! placeholder
+//! # palisade-api
+//!
+//! The node's local admin API and its typed client.
+//!
+//! The server ([`ApiServer`]) speaks HTTP/1.1 + JSON under `/v1`, on a Unix socket in the
+//! data directory (mode 0600: file permissions are the access control, as for docker.sock
+//! or geth's IPC) and optionally on a loopback TCP port that requires a bearer token written
+//! at start to a 0600 file (bitcoind's cookie). Every request passes a global rate limit
+//! (429), body caps (413), a deadline (except the streams: export, import, events) and a
+//! panic catcher (500, logged); errors are `{"error": {"code", "message"}}` naming the
+//! field. The OpenAPI document is generated from the handlers ([`ApiDoc`]) and served at
+//! `/v1/openapi.json`.
+//!
+//! [`ApiClient`] is the typed client the `palisade` CLI and the chaos harness use:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), palisade_api::ClientError> {
+//! let api = palisade_api::ApiClient::unix("/var/lib/palisade/admin.sock");
+//! let node = api.node().await?;
+//! println!("{} has {} records", node.peer_id, node.records.total);
+//! # Ok(()) }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+
+mod client;
+pub mod config;
+mod error;
+mod extract;
+pub mod metrics;
+pub mod model;
+mod openapi;
+mod routes;
+mod schema;
+mod server;
+
+pub use client::{ApiClient, ByteStream, EventStream, RawResponse, SseItem, Transport, DEFAULT_TIMEOUT};
+pub use config::{ApiConfig, ApiLimits, TrustPolicy};
+pub use error::{ApiError, ClientError, ServeError};
+pub use openapi::{document_json, ApiDoc};
+pub use server::{ApiServer, ROUTES, SHUTDOWN_GRACE};

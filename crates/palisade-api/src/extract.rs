@@ -1,0 +1,200 @@
+//! Request extractors whose errors are API errors naming the field: a size-capped, strict
+//! JSON body and a strict query string.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// Reads a whole body, at most `limit` bytes (413 beyond).
+pub(crate) async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            if is_length_limit(&e) {
+                Err(ApiError::too_large(limit))
+            } else {
+                Err(ApiError::bad_request(format!("could not read the request body: {e}")))
+            }
+        }
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Parses JSON text into a value (400 `bad_json` with line and column otherwise).
+pub(crate) fn parse_json_value(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_json",
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// Deserialises `value` as `T`, naming the field path in errors, and refuses fields `T` does
+/// not know (a typo must never be silently ignored). `prefix` is prepended to paths.
+pub(crate) fn from_value_strict<T: DeserializeOwned + Serialize>(
+    value: Value,
+    prefix: &str,
+) -> Result<T, ApiError> {
+    let input = value.clone();
+    let parsed: T = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let field = join_path(prefix, &path);
+        if field.is_empty() {
+            // Missing fields are reported at their parent; serde's message names the field.
+            ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_field", inner)
+        } else {
+            ApiError::invalid_field(&field, inner)
+        }
+    })?;
+    let known = serde_json::to_value(&parsed).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(path) = first_unknown(&input, &known, prefix.to_string()) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "unknown_field",
+            format!(
+                "unknown field `{path}`; check the spelling against the OpenAPI document (/v1/openapi.json)"
+            ),
+        ));
+    }
+    Ok(parsed)
+}
+
+fn join_path(prefix: &str, path: &str) -> String {
+    let path = if path == "." { "" } else { path };
+    match (prefix.is_empty(), path.is_empty()) {
+        (true, _) => path.to_string(),
+        (false, true) => prefix.to_string(),
+        (false, false) if path.starts_with('[') => format!("{prefix}{path}"),
+        (false, false) => format!("{prefix}.{path}"),
+    }
+}
+
+/// The first object key in `input` that the re-serialised `known` value lacks.
+fn first_unknown(input: &Value, known: &Value, path: String) -> Option<String> {
+    match (input, known) {
+        (Value::Object(i), Value::Object(k)) => {
+            for (key, v) in i {
+                let p = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                match k.get(key) {
+                    None => return Some(p),
+                    Some(kv) => {
+                        if let Some(found) = first_unknown(v, kv, p) {
+                            return Some(found);
+                        }
+                    }
+                }
+            }
+            None
+        }
+        (Value::Array(i), Value::Array(k)) => i
+            .iter()
+            .zip(k.iter())
+            .enumerate()
+            .find_map(|(n, (iv, kv))| first_unknown(iv, kv, format!("{path}[{n}]"))),
+        _ => None,
+    }
+}
+
+/// A JSON body, at most `admin.max_body_bytes`, parsed strictly.
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Serialize> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = read_body(req.into_body(), state.limits().max_body_bytes).await?;
+        let value = parse_json_value(&bytes)?;
+        from_value_strict(value, "").map(JsonBody)
+    }
+}
+
+/// A query string parsed strictly into `T` (unknown parameters are refused).
+pub(crate) struct QueryParams<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let q = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+        serde_path_to_error::deserialize(de).map(QueryParams).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." || path.is_empty() {
+                ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    format!("query string: {inner}"),
+                )
+            } else {
+                ApiError::invalid_field(&path, inner)
+            }
+        })
+    }
+}
+
+/// Checks a page size: default 100, allowed 1..=1000.
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let max = palisade_store::QUERY_LIMIT_MAX;
+    match limit {
+        None => Ok(100),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::invalid_field("limit", format!("is {n}; allowed is 1..={max}"))),
+    }
+}
+
+/// Parses a text parameter with `FromStr`, naming the field in errors.
+pub(crate) fn parse_field<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse::<T>().map_err(|e| ApiError::invalid_field(field, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_found_at_any_depth() {
+        let input = serde_json::json!({"a": 1, "b": {"c": 2, "typo": 3}});
+        let known = serde_json::json!({"a": 1, "b": {"c": 2}});
+        assert_eq!(first_unknown(&input, &known, String::new()).as_deref(), Some("b.typo"));
+        let input = serde_json::json!({"l": [{"x": 1}, {"x": 1, "y": 2}]});
+        let known = serde_json::json!({"l": [{"x": 1}, {"x": 1}]});
+        assert_eq!(first_unknown(&input, &known, String::new()).as_deref(), Some("l[1].y"));
+    }
+
+    #[test]
+    fn paths_join() {
+        assert_eq!(join_path("", "."), "");
+        assert_eq!(join_path("", "subject.name"), "subject.name");
+        assert_eq!(join_path("x", "[0]"), "x[0]");
+        assert_eq!(join_path("x", "y"), "x.y");
+    }
+}

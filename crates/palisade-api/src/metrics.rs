@@ -1,0 +1,84 @@
+//! Prometheus metrics of the admin API, registered in the node's shared registry.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+/// Labels of `palisade_api_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route template, e.g. `/v1/records/{id}` (`unmatched` for unknown paths).
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Labels of `palisade_api_request_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Route template.
+    pub route: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~13 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// The API's metrics. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ApiMetrics {
+    /// Requests by route, method and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency by route.
+    pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Connected `/v1/events` subscribers.
+    pub sse_subscribers: Gauge,
+    /// Requests refused by the API's own rate limit.
+    pub rate_limited: Counter,
+    /// Handler panics turned into 500s.
+    pub panics: Counter,
+}
+
+impl ApiMetrics {
+    /// Registers the metrics: `palisade_api_requests_total`,
+    /// `palisade_api_request_duration_seconds`, `palisade_api_sse_subscribers`,
+    /// `palisade_api_rate_limited_total`, `palisade_api_panics_total`.
+    pub fn new(registry: &mut Registry) -> ApiMetrics {
+        let m = ApiMetrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            sse_subscribers: Gauge::default(),
+            rate_limited: Counter::default(),
+            panics: Counter::default(),
+        };
+        registry.register(
+            "palisade_api_requests",
+            "Admin API requests by route, method and status",
+            m.requests.clone(),
+        );
+        registry.register_with_unit(
+            "palisade_api_request_duration",
+            "Admin API request latency by route",
+            Unit::Seconds,
+            m.latency.clone(),
+        );
+        registry.register(
+            "palisade_api_sse_subscribers",
+            "Connected /v1/events subscribers",
+            m.sse_subscribers.clone(),
+        );
+        registry.register(
+            "palisade_api_rate_limited",
+            "Admin API requests refused by its rate limit",
+            m.rate_limited.clone(),
+        );
+        registry.register("palisade_api_panics", "Admin API handler panics (answered 500)", m.panics.clone());
+        m
+    }
+}

@@ -1,0 +1,89 @@
+//! Health, readiness, node info.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use palisade_types::RecordKind;
+
+use crate::error::ApiError;
+use crate::model::{ErrorBody, ErrorDetail, FeedHeadView, Health, NodeInfo, Readiness, RecordCounts};
+use crate::server::AppState;
+
+/// Liveness: the server answers.
+#[utoipa::path(get, path = "/v1/health", tag = "node",
+    responses((status = 200, description = "The API server is alive", body = Health)))]
+pub(crate) async fn health() -> Json<Health> {
+    Json(Health { status: "ok".into() })
+}
+
+/// Readiness.
+///
+/// Store open, swarm listening, and at least one peer if bootstrap peers are configured.
+/// 503 (same body, with `error`) until then.
+#[utoipa::path(get, path = "/v1/ready", tag = "node",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready yet", body = Readiness),
+    ))]
+pub(crate) async fn ready(State(s): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let store_open = s.blocking(|store| store.record_counts().map_err(ApiError::from)).await.is_ok();
+    let info = s.handle().info().await.ok();
+    let listening = info.as_ref().is_some_and(|i| !i.listen_addrs.is_empty());
+    let connected_peers = info.as_ref().map(|i| i.connected_peers).unwrap_or(0);
+    let bootstrap_configured = s.inner.cfg.bootstrap_configured;
+    let mut missing = Vec::new();
+    if !store_open {
+        missing.push("the store does not answer");
+    }
+    if info.is_none() {
+        missing.push("the network task is not running");
+    } else if !listening {
+        missing.push("the swarm has no listen address yet");
+    }
+    if bootstrap_configured && connected_peers == 0 {
+        missing.push("no peer is connected yet (bootstrap peers are configured)");
+    }
+    let ready = missing.is_empty();
+    let error = (!ready).then(|| ErrorDetail { code: "not_ready".into(), message: missing.join("; ") });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Readiness { ready, store_open, listening, bootstrap_configured, connected_peers, error }))
+}
+
+/// Identity, addresses, uptime, record counts and this node's feed head.
+#[utoipa::path(get, path = "/v1/node", tag = "node",
+    responses(
+        (status = 200, description = "Node information", body = NodeInfo),
+        (status = 503, description = "The network is stopping", body = ErrorBody),
+    ))]
+pub(crate) async fn node_info(State(s): State<AppState>) -> Result<Json<NodeInfo>, ApiError> {
+    let info = s.handle().info().await?;
+    let author = s.handle().author();
+    let (records, head, authors) = s
+        .blocking(move |store| {
+            let counts = store.record_counts()?;
+            let head = store.feed_head(&author)?;
+            Ok((counts, head, store.author_count()))
+        })
+        .await?;
+    let get = |k: RecordKind| records.get(&k).copied().unwrap_or(0);
+    let counts = RecordCounts {
+        attestation: get(RecordKind::Attestation),
+        anomaly: get(RecordKind::Anomaly),
+        anomaly_update: get(RecordKind::AnomalyUpdate),
+        revocation: get(RecordKind::Revocation),
+        total: records.values().sum(),
+    };
+    Ok(Json(NodeInfo {
+        peer_id: info.peer_id,
+        author,
+        version: s.inner.cfg.version.clone(),
+        listen_addrs: info.listen_addrs,
+        external_addrs: info.external_addrs,
+        uptime_secs: s.inner.started.elapsed().as_secs(),
+        started_at_ms: s.inner.started_ms,
+        records: counts,
+        peers: info.connected_peers,
+        authors: authors as u64,
+        feed_head: head.map(FeedHeadView::from),
+    }))
+}

@@ -1,0 +1,306 @@
+//! NDJSON export (streamed page by page, never buffered whole) and import (streamed line by
+//! line, every record fully re-verified, a report per line).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use futures::StreamExt;
+use palisade_net::{IngestError, NetMetrics};
+use palisade_store::{InsertOutcome, Source, Store};
+use palisade_types::{DecodeError, ValidationError, VerifyError};
+
+use crate::config::MAX_IMPORT_LINE_BYTES;
+use crate::error::ApiError;
+use crate::extract::QueryParams;
+use crate::model::{ErrorBody, ExportLine, ImportRejection, ImportReport, RecordFilter};
+use crate::routes::records::build_query;
+use crate::server::AppState;
+
+/// Most rejections listed in an import report (all are counted).
+pub(crate) const MAX_LISTED_REJECTIONS: usize = 1000;
+/// Lines handed to one blocking ingest task.
+const IMPORT_BATCH_LINES: usize = 256;
+
+/// Export records as NDJSON.
+///
+/// Every matching record as NDJSON, one `{"id", "kind", "envelope"}` object per line, in
+/// issue-time order (author order with `author`). Streamed: memory use does not grow with
+/// the store. A body that ends without its final newline was cut short (the node stopped or
+/// failed): retry.
+#[utoipa::path(get, path = "/v1/export", tag = "records", params(RecordFilter),
+    responses((status = 200, description = "NDJSON, one ExportLine per line", content_type = "application/x-ndjson", body = ExportLine),
+              (status = 400, description = "Bad filter", body = ErrorBody)))]
+pub(crate) async fn export(
+    State(s): State<AppState>,
+    QueryParams(f): QueryParams<RecordFilter>,
+) -> Result<Response, ApiError> {
+    if f.limit.is_some() || f.envelope.is_some() {
+        return Err(ApiError::bad_request(
+            "export takes filters and `cursor` only (no `limit` or `envelope`)",
+        ));
+    }
+    let query = build_query(&f, palisade_store::QUERY_LIMIT_MAX)?;
+    let store = s.store().clone();
+    let shutdown = s.inner.shutdown.clone();
+    let pages = futures::stream::try_unfold(Some(query), move |state| {
+        let store = store.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let Some(q) = state else { return Ok(None) };
+            if shutdown.is_cancelled() {
+                return Err(std::io::Error::other("the node is shutting down; export cut short"));
+            }
+            let (page, q) = tokio::task::spawn_blocking(move || (store.query(&q), q))
+                .await
+                .map_err(std::io::Error::other)?;
+            let page = page.map_err(std::io::Error::other)?;
+            let mut out = Vec::with_capacity(page.records.len() * 512);
+            for r in &page.records {
+                let line = ExportLine {
+                    id: Some(r.record.id()),
+                    kind: Some(r.record.kind()),
+                    envelope: base64::engine::general_purpose::STANDARD.encode(r.record.wire_bytes()),
+                };
+                serde_json::to_writer(&mut out, &line).map_err(std::io::Error::other)?;
+                out.push(b'\n');
+            }
+            let next = page.next_cursor.map(|c| {
+                let mut q = q;
+                q.cursor = Some(c);
+                q
+            });
+            Ok::<_, std::io::Error>(Some((bytes::Bytes::from(out), next)))
+        }
+    })
+    .filter(|chunk| futures::future::ready(chunk.as_ref().map(|b| !b.is_empty()).unwrap_or(true)));
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(pages)).into_response())
+}
+
+/// What happened to one line.
+enum LineResult {
+    Accepted,
+    Duplicate,
+    Rejected(String),
+}
+
+fn ingest_reason(e: &IngestError) -> (&'static str, &'static str) {
+    match e {
+        IngestError::Decode(DecodeError::TooLarge { .. }) => ("reject", "oversized"),
+        IngestError::Decode(DecodeError::UnknownPayloadType(_)) => ("reject", "unknown_payload_type"),
+        IngestError::Decode(_) => ("reject", "malformed_envelope"),
+        IngestError::Invalid(ValidationError::InFuture { .. }) => ("reject", "future_timestamp"),
+        IngestError::Invalid(_) => ("reject", "invalid"),
+        IngestError::Signature(VerifyError::BadAuthorKey) => ("reject", "bad_author_key"),
+        IngestError::Signature(_) => ("reject", "bad_signature"),
+        IngestError::Store(_) => ("ignore", "store_error"),
+    }
+}
+
+fn count(metrics: &NetMetrics, outcome: &'static str, reason: &'static str) {
+    metrics
+        .ingest
+        .get_or_create(&palisade_net::metrics::IngestLabels { source: "import", outcome, reason })
+        .inc();
+}
+
+/// Decodes and ingests one line (blocking: signature check and store write).
+fn ingest_line(store: &Store, metrics: &NetMetrics, line: &[u8], now_ms: u64) -> LineResult {
+    let parsed: ExportLine = match serde_json::from_slice(line) {
+        Ok(l) => l,
+        Err(e) => {
+            count(metrics, "reject", "malformed_envelope");
+            return LineResult::Rejected(format!("not an export line ({{\"envelope\": \"<base64>\"}}): {e}"));
+        }
+    };
+    let wire = match base64::engine::general_purpose::STANDARD.decode(parsed.envelope.trim()) {
+        Ok(w) => w,
+        Err(e) => {
+            count(metrics, "reject", "malformed_envelope");
+            return LineResult::Rejected(format!("`envelope` is not standard base64: {e}"));
+        }
+    };
+    if let Some(claimed) = parsed.id {
+        match palisade_types::ParsedEnvelope::parse(wire.clone()) {
+            Ok(env) if env.id() != claimed => {
+                count(metrics, "reject", "malformed_envelope");
+                return LineResult::Rejected(format!(
+                    "`id` {claimed} does not match the envelope, whose id is {}",
+                    env.id()
+                ));
+            }
+            // A bad envelope is reported by the full ingest below.
+            _ => {}
+        }
+    }
+    match palisade_net::ingest_blocking(store, wire, Source::Import, now_ms) {
+        Ok((record, outcome)) => match outcome {
+            InsertOutcome::Inserted(_) => {
+                count(metrics, "accept", "stored");
+                metrics
+                    .stored
+                    .get_or_create(&palisade_net::metrics::KindLabels { kind: record.kind().as_str() })
+                    .inc();
+                LineResult::Accepted
+            }
+            InsertOutcome::Duplicate => {
+                count(metrics, "ignore", "duplicate");
+                LineResult::Duplicate
+            }
+        },
+        Err(e) => {
+            let (outcome, reason) = ingest_reason(&e);
+            count(metrics, outcome, reason);
+            LineResult::Rejected(e.to_string())
+        }
+    }
+}
+
+struct Importer {
+    report: ImportReport,
+    line_no: u64,
+    batch: Vec<(u64, Vec<u8>)>,
+    batch_bytes: usize,
+}
+
+impl Importer {
+    fn reject(&mut self, line: u64, error: String) {
+        self.report.rejected += 1;
+        if self.report.rejections.len() < MAX_LISTED_REJECTIONS {
+            self.report.rejections.push(ImportRejection { line, error });
+        } else {
+            self.report.rejections_truncated = true;
+        }
+    }
+
+    /// Queues one complete line (without its newline).
+    fn push_line(&mut self, line: Vec<u8>) {
+        self.line_no += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        self.report.lines += 1;
+        self.batch_bytes += line.len();
+        self.batch.push((self.line_no, line));
+    }
+
+    async fn flush_batch(&mut self, s: &AppState) -> Result<(), ApiError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let store = s.store().clone();
+        let metrics = s.handle().metrics().clone();
+        let results = tokio::task::spawn_blocking(move || {
+            let now = palisade_net::now_ms();
+            batch.into_iter().map(|(n, l)| (n, ingest_line(&store, &metrics, &l, now))).collect::<Vec<_>>()
+        })
+        .await?;
+        for (n, r) in results {
+            match r {
+                LineResult::Accepted => self.report.accepted += 1,
+                LineResult::Duplicate => self.report.duplicate += 1,
+                LineResult::Rejected(e) => self.reject(n, e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Import NDJSON records.
+///
+/// Imports NDJSON export lines (`{"envelope": "<base64>"}`; `id` and `kind` optional). Every
+/// record is decoded, validated and signature-checked like one from a peer, then stored and
+/// flushed before the answer. A bad line is reported with its number and never stops the
+/// rest. Imported records are not gossiped; peers get them through sync.
+#[utoipa::path(post, path = "/v1/import", tag = "records",
+    request_body(content = String, content_type = "application/x-ndjson", description = "One ExportLine per line"),
+    responses((status = 200, description = "Per-line report", body = ImportReport),
+              (status = 413, description = "Body larger than admin.max_import_bytes (lines before the limit were imported)", body = ErrorBody)))]
+pub(crate) async fn import(State(s): State<AppState>, body: Body) -> Result<Json<ImportReport>, ApiError> {
+    let max_total = s.limits().max_import_bytes;
+    let mut stream = body.into_data_stream();
+    let mut imp = Importer { report: ImportReport::default(), line_no: 0, batch: Vec::new(), batch_bytes: 0 };
+    let mut current: Vec<u8> = Vec::new();
+    // Set while skipping the rest of an over-long line.
+    let mut overlong = false;
+    let mut total: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading the import body failed: {e}")))?;
+        total += chunk.len() as u64;
+        if total > max_total {
+            imp.flush_batch(&s).await?;
+            flush_store(&s).await?;
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the import body exceeds admin.max_import_bytes ({max_total} bytes); lines 1..={} were imported ({} accepted); split the file and import the rest",
+                    imp.line_no, imp.report.accepted
+                ),
+            ));
+        }
+        let mut rest: &[u8] = &chunk;
+        while !rest.is_empty() {
+            match rest.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    let (head, tail) = rest.split_at(i);
+                    rest = tail.get(1..).unwrap_or(&[]);
+                    if overlong {
+                        overlong = false;
+                        imp.line_no += 1;
+                        let n = imp.line_no;
+                        imp.report.lines += 1;
+                        imp.reject(n, format!("line is longer than {MAX_IMPORT_LINE_BYTES} bytes"));
+                        continue;
+                    }
+                    if current.len() + head.len() > MAX_IMPORT_LINE_BYTES {
+                        current.clear();
+                        imp.line_no += 1;
+                        let n = imp.line_no;
+                        imp.report.lines += 1;
+                        imp.reject(n, format!("line is longer than {MAX_IMPORT_LINE_BYTES} bytes"));
+                        continue;
+                    }
+                    current.extend_from_slice(head);
+                    imp.push_line(std::mem::take(&mut current));
+                }
+                None => {
+                    if !overlong {
+                        if current.len() + rest.len() > MAX_IMPORT_LINE_BYTES {
+                            current.clear();
+                            overlong = true;
+                        } else {
+                            current.extend_from_slice(rest);
+                        }
+                    }
+                    rest = &[];
+                }
+            }
+        }
+        if imp.batch.len() >= IMPORT_BATCH_LINES || imp.batch_bytes >= 4 * 1024 * 1024 {
+            imp.flush_batch(&s).await?;
+        }
+    }
+    if overlong {
+        imp.line_no += 1;
+        let n = imp.line_no;
+        imp.report.lines += 1;
+        imp.reject(n, format!("line is longer than {MAX_IMPORT_LINE_BYTES} bytes"));
+    } else if !current.is_empty() {
+        imp.push_line(current);
+    }
+    imp.flush_batch(&s).await?;
+    flush_store(&s).await?;
+    // Over-long lines are judged while reading, the rest in batches: list them in order.
+    imp.report.rejections.sort_by_key(|r| r.line);
+    Ok(Json(imp.report))
+}
+
+async fn flush_store(s: &AppState) -> Result<(), ApiError> {
+    s.store().flush_async().await.map_err(ApiError::from)
+}

@@ -1,0 +1,9 @@
+//! Integration tests: real nodes, their admin API over the Unix socket.
+
+mod cluster;
+mod errors;
+mod events;
+mod harness;
+mod openapi;
+mod records;
+mod server;
