@@ -514,8 +514,9 @@ fn store_worker(
         *pending = 0;
         *first = None;
     };
+    let mut group: Vec<StoreJob> = Vec::with_capacity(flush_max);
     loop {
-        let job = match first_pending {
+        let first = match first_pending {
             Some(t) => match rx.recv_timeout(flush_interval.saturating_sub(t.elapsed())) {
                 Ok(j) => Some(j),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -526,36 +527,68 @@ fn store_worker(
                 Err(_) => break,
             },
         };
-        if let Some(StoreJob { record, origin }) = job {
+        if let Some(job) = first {
+            // Write everything already queued (up to one group) in one atomic batch.
+            group.push(job);
+            while group.len() < flush_max {
+                match rx.try_recv() {
+                    Ok(j) => group.push(j),
+                    Err(_) => break,
+                }
+            }
             let started = Instant::now();
-            let meta = StoredMeta { received_at_ms: crate::now_ms(), source: origin.store_source() };
-            let id = record.id();
-            let finished = match store.insert(&record, meta) {
-                Ok(InsertOutcome::Inserted(ins)) => {
-                    pending += 1;
-                    first_pending.get_or_insert(started);
-                    if ins.equivocation.is_some() {
-                        warn!(author = %record.author(), seq = record.record().position.seq, "equivocation detected");
-                    }
-                    Finished {
-                        id,
-                        origin,
-                        outcome: Outcome::Accept,
-                        stored: Some(StoredInfo { record, equivocation: ins.equivocation }),
-                    }
-                }
-                Ok(InsertOutcome::Duplicate) => {
-                    Finished { id, origin, outcome: Outcome::Ignore("duplicate"), stored: None }
-                }
+            let now = crate::now_ms();
+            let items: Vec<(&VerifiedRecord, StoredMeta)> = group
+                .iter()
+                .map(|j| (&j.record, StoredMeta { received_at_ms: now, source: j.origin.store_source() }))
+                .collect();
+            let result = store.insert_many(&items);
+            drop(items);
+            let per_record = started.elapsed().as_secs_f64() / group.len().max(1) as f64;
+            let outcomes: Vec<Result<InsertOutcome, ()>> = match result {
+                Ok(o) => o.into_iter().map(Ok).collect(),
                 Err(e) => {
-                    error!(error = %e, %id, "storing a verified record failed");
-                    Finished { id, origin, outcome: Outcome::Ignore("store_error"), stored: None }
+                    error!(error = %e, records = group.len(), "storing verified records failed");
+                    group.iter().map(|_| Err(())).collect()
                 }
             };
-            metrics.store_write_seconds.observe(started.elapsed().as_secs_f64());
-            if finished_tx.blocking_send(finished).is_err() {
-                debug!("event loop gone; store worker stopping");
-                break;
+            for (job, outcome) in group.drain(..).zip(outcomes) {
+                metrics.store_write_seconds.observe(per_record);
+                let id = job.record.id();
+                let finished = match outcome {
+                    Ok(InsertOutcome::Inserted(ins)) => {
+                        pending += 1;
+                        first_pending.get_or_insert(started);
+                        if ins.equivocation.is_some() {
+                            warn!(author = %job.record.author(), seq = job.record.record().position.seq, "equivocation detected");
+                        }
+                        Finished {
+                            id,
+                            origin: job.origin,
+                            outcome: Outcome::Accept,
+                            stored: Some(StoredInfo { record: job.record, equivocation: ins.equivocation }),
+                        }
+                    }
+                    Ok(InsertOutcome::Duplicate) => Finished {
+                        id,
+                        origin: job.origin,
+                        outcome: Outcome::Ignore("duplicate"),
+                        stored: None,
+                    },
+                    Err(()) => Finished {
+                        id,
+                        origin: job.origin,
+                        outcome: Outcome::Ignore("store_error"),
+                        stored: None,
+                    },
+                };
+                if finished_tx.blocking_send(finished).is_err() {
+                    debug!("event loop gone; store worker stopping");
+                    if pending > 0 {
+                        flush(&mut pending, &mut first_pending);
+                    }
+                    return;
+                }
             }
         }
         let due = first_pending.is_some_and(|t| t.elapsed() >= flush_interval);

@@ -1,4 +1,12 @@
-//! Key layouts of the `index` tree. Integers are big-endian so byte order is numeric order.
+//! Key layouts of the `data` tree. Integers are big-endian so byte order is numeric order.
+//!
+//! Every key starts with a one-byte space: `r` records (id → meta + envelope), `i` indexes,
+//! `f` feed heads (author → head), `e` equivocation proofs (author ++ seq → proof), `a`
+//! anomaly states (fingerprint → status), `m` counters. One tree lets a group of records and
+//! all their index entries be written with one atomic `apply_batch`, which costs a fraction
+//! of a multi-tree transaction.
+//!
+//! Index keys (after `i`):
 //!
 //! | tag | index            | key after the tag                          | value            |
 //! |-----|------------------|--------------------------------------------|------------------|
@@ -12,6 +20,39 @@
 
 use palisade_types::{AuthorKey, Digest, Fingerprint, RecordId, RecordKind};
 
+pub(crate) const SPACE_RECORD: u8 = b'r';
+pub(crate) const SPACE_INDEX: u8 = b'i';
+pub(crate) const SPACE_FEED: u8 = b'f';
+pub(crate) const SPACE_EQUIVOCATION: u8 = b'e';
+pub(crate) const SPACE_ANOMALY: u8 = b'a';
+pub(crate) const SPACE_META: u8 = b'm';
+
+/// `space ++ bytes`.
+pub(crate) fn spaced(space: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + bytes.len());
+    k.push(space);
+    k.extend_from_slice(bytes);
+    k
+}
+
+pub(crate) fn record_key(id: &RecordId) -> Vec<u8> {
+    spaced(SPACE_RECORD, id.as_bytes())
+}
+
+pub(crate) fn feed_key(author: &AuthorKey) -> Vec<u8> {
+    spaced(SPACE_FEED, author.as_bytes())
+}
+
+pub(crate) fn anomaly_key(fp: &Fingerprint) -> Vec<u8> {
+    spaced(SPACE_ANOMALY, fp.as_bytes())
+}
+
+pub(crate) fn equivocation_key(author: &AuthorKey, seq: u64) -> Vec<u8> {
+    let mut k = spaced(SPACE_EQUIVOCATION, author.as_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
 pub(crate) const TAG_AUTHOR_SEQ: u8 = 1;
 pub(crate) const TAG_TIME: u8 = 2;
 pub(crate) const TAG_KIND_TIME: u8 = 3;
@@ -21,7 +62,8 @@ pub(crate) const TAG_SOURCE: u8 = 6;
 pub(crate) const TAG_REVOCATION: u8 = 7;
 
 pub(crate) fn author_prefix(author: &AuthorKey) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + 32);
+    let mut k = Vec::with_capacity(2 + 32);
+    k.push(SPACE_INDEX);
     k.push(TAG_AUTHOR_SEQ);
     k.extend_from_slice(author.as_bytes());
     k
@@ -49,11 +91,11 @@ pub(crate) fn timed(prefix: &[u8], t: u64, id: &RecordId) -> Vec<u8> {
 }
 
 pub(crate) fn time_prefix() -> Vec<u8> {
-    vec![TAG_TIME]
+    vec![SPACE_INDEX, TAG_TIME]
 }
 
 pub(crate) fn kind_prefix(kind: RecordKind) -> Vec<u8> {
-    vec![TAG_KIND_TIME, kind.tag()]
+    vec![SPACE_INDEX, TAG_KIND_TIME, kind.tag()]
 }
 
 pub(crate) fn subject_prefix(d: &Digest) -> Vec<u8> {
@@ -65,21 +107,24 @@ pub(crate) fn source_prefix(source: &str) -> Vec<u8> {
 }
 
 pub(crate) fn fingerprint_prefix(fp: &Fingerprint) -> Vec<u8> {
-    let mut k = Vec::with_capacity(33);
+    let mut k = Vec::with_capacity(34);
+    k.push(SPACE_INDEX);
     k.push(TAG_FINGERPRINT);
     k.extend_from_slice(fp.as_bytes());
     k
 }
 
 pub(crate) fn revocation_prefix(target: &RecordId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(65);
+    let mut k = Vec::with_capacity(66);
+    k.push(SPACE_INDEX);
     k.push(TAG_REVOCATION);
     k.extend_from_slice(target.as_bytes());
     k
 }
 
 fn hashed_prefix(tag: u8, context: &str, data: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(33);
+    let mut k = Vec::with_capacity(34);
+    k.push(SPACE_INDEX);
     k.push(tag);
     k.extend_from_slice(&blake3::derive_key(context, data));
     k
@@ -92,9 +137,9 @@ pub(crate) fn trailing_id(key: &[u8]) -> Option<RecordId> {
     Some(RecordId(bytes))
 }
 
-/// The `seq` of an author-feed key.
+/// The `seq` of an author-feed key (`i`, tag, author(32), seq(8), id(32)).
 pub(crate) fn author_key_seq(key: &[u8]) -> Option<u64> {
-    let bytes: [u8; 8] = key.get(33..41)?.try_into().ok()?;
+    let bytes: [u8; 8] = key.get(34..42)?.try_into().ok()?;
     Some(u64::from_be_bytes(bytes))
 }
 

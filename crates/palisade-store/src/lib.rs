@@ -6,17 +6,16 @@
 //! so a storage change touches this crate only.
 //!
 //! ## Trees
-//! - `records`: id → [`StoredMeta`] + envelope bytes.
-//! - `index`: every secondary index in one tree, one tag byte per index (see `keys.rs`), so a
-//!   record and all its index entries are written in one multi-tree transaction.
-//! - `feeds`: author → [`FeedHead`] (highest contiguous seq, highest seq, record count).
-//! - `equivocations`: author ++ seq → [`EquivocationProof`].
-//! - `anomalies`: fingerprint → [`AnomalyStatus`] (the folded state).
-//! - `meta`: schema version, record counts by kind.
-//! - `bans`, `peers`: guard and network state, not part of record transactions.
+//! - `data`: everything about records, in key spaces (see `keys.rs`): records (id →
+//!   [`StoredMeta`] + envelope bytes), secondary indexes, feed heads ([`FeedHead`]),
+//!   equivocation proofs ([`EquivocationProof`]), anomaly states ([`AnomalyStatus`]) and
+//!   counters. One tree means a group of records with all their index entries is one atomic
+//!   `apply_batch` — much cheaper than a multi-tree transaction.
+//! - `meta`: the schema version.
+//! - `bans`, `peers`: guard and network state, written on their own.
 //!
 //! ## Durability
-//! Writes are atomic (one sled transaction per record) but not durable until [`Store::flush`]
+//! Writes are atomic (one batch per insert call) but not durable until [`Store::flush`]
 //! returns. sled's own background flush is off: the caller's group-commit policy (or the
 //! admin API's flush-before-acknowledge) is the only thing that makes writes durable, so
 //! durability is explicit and measurable. Writers are serialised by a mutex, which makes
@@ -27,7 +26,7 @@ mod error;
 mod keys;
 mod query;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -36,7 +35,6 @@ use palisade_types::codec::{decode_exact, encode};
 use palisade_types::{
     AnomalyEvent, AnomalyState, AuthorKey, Fingerprint, RecordId, RecordKind, Statement, VerifiedRecord,
 };
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::Tree;
 
 pub use error::{Result, StoreError};
@@ -129,8 +127,9 @@ fn encode_record_value(meta: StoredMeta, wire: &[u8]) -> Vec<u8> {
     v
 }
 
-fn decode_record_value(key: &[u8], value: &[u8]) -> Result<(StoredMeta, VerifiedRecord)> {
-    let corrupt = |d: &str| StoreError::corrupt("records", key, d);
+fn decode_record_value(id: &RecordId, value: &[u8]) -> Result<(StoredMeta, VerifiedRecord)> {
+    let key = keys::record_key(id);
+    let corrupt = |d: &str| StoreError::corrupt("data", &key, d);
     let (head, wire) = value.split_at_checked(RECORD_META_LEN).ok_or_else(|| corrupt("value too short"))?;
     let [format, t @ .., source] = head else { return Err(corrupt("value too short")) };
     if *format != RECORD_VALUE_FORMAT {
@@ -139,7 +138,7 @@ fn decode_record_value(key: &[u8], value: &[u8]) -> Result<(StoredMeta, Verified
     let t: [u8; 8] = t.try_into().map_err(|_| corrupt("bad timestamp"))?;
     let source = Source::from_byte(*source).ok_or_else(|| corrupt("unknown source"))?;
     let record = VerifiedRecord::from_trusted_bytes(wire.to_vec()).map_err(|e| corrupt(&e.to_string()))?;
-    if record.id().as_bytes().as_slice() != key {
+    if record.id() != *id {
         return Err(corrupt("record id does not match its key"));
     }
     Ok((StoredMeta { received_at_ms: u64::from_le_bytes(t), source }, record))
@@ -250,11 +249,9 @@ pub struct PeerBookEntry {
 struct Inner {
     path: PathBuf,
     db: sled::Db,
-    records: Tree,
-    index: Tree,
-    feeds: Tree,
-    equivocations: Tree,
-    anomalies: Tree,
+    /// Records, indexes, feeds, equivocations, anomaly states, counters (see `keys.rs`).
+    data: Tree,
+    /// The schema version only.
     meta: Tree,
     bans: Tree,
     peers: Tree,
@@ -274,16 +271,31 @@ impl std::fmt::Debug for Store {
 }
 
 const META_SCHEMA: &[u8] = b"schema_version";
-const META_COUNT_PREFIX: &[u8] = b"count/";
 
 fn count_key(kind: RecordKind) -> Vec<u8> {
-    let mut k = META_COUNT_PREFIX.to_vec();
-    k.push(kind.tag());
-    k
+    keys::spaced(keys::SPACE_META, &[b'c', kind.tag()])
+}
+
+fn authors_key() -> Vec<u8> {
+    keys::spaced(keys::SPACE_META, b"authors")
 }
 
 fn u64_value(v: &[u8]) -> u64 {
     v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// State read and written while one group of records is inserted: reads see the group's own
+/// earlier writes before they hit the tree.
+#[derive(Default)]
+struct Overlay {
+    new_ids: HashSet<RecordId>,
+    at: HashMap<(AuthorKey, u64), Vec<RecordId>>,
+    heads: HashMap<AuthorKey, FeedHead>,
+    anomalies: HashMap<Fingerprint, AnomalyStatus>,
+    fp_events: HashMap<Fingerprint, Vec<(AnomalyEvent, bool)>>,
+    counts: HashMap<RecordKind, u64>,
+    new_authors: u64,
+    proofs: HashSet<(AuthorKey, u64)>,
 }
 
 impl Store {
@@ -306,11 +318,7 @@ impl Store {
             .map_err(io)?;
         let tree = |name: &str| db.open_tree(name).map_err(io);
         let inner = Inner {
-            records: tree("records")?,
-            index: tree("index")?,
-            feeds: tree("feeds")?,
-            equivocations: tree("equivocations")?,
-            anomalies: tree("anomalies")?,
+            data: tree("data")?,
             meta: tree("meta")?,
             bans: tree("bans")?,
             peers: tree("peers")?,
@@ -326,7 +334,7 @@ impl Store {
                 }
             }
             None => {
-                if !inner.records.is_empty() {
+                if !inner.data.is_empty() {
                     return Err(StoreError::SchemaMismatch { path, found: 0, expected: SCHEMA_VERSION });
                 }
                 inner.meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
@@ -345,6 +353,10 @@ impl Store {
         StoreError::Io { path: self.inner.path.clone(), source }
     }
 
+    fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
+        self.inner.data.get(key).map_err(|e| self.io(e))
+    }
+
     /// Makes every write so far durable (fsync). Returns when it is on disk.
     pub fn flush(&self) -> Result<()> {
         self.inner.db.flush().map(|_| ()).map_err(|e| self.io(e))
@@ -357,7 +369,7 @@ impl Store {
 
     /// Whether a record is stored. One point lookup: the dedup check behind the seen-cache.
     pub fn contains(&self, id: &RecordId) -> Result<bool> {
-        self.inner.records.contains_key(id.as_bytes()).map_err(|e| self.io(e))
+        self.inner.data.contains_key(keys::record_key(id)).map_err(|e| self.io(e))
     }
 
     /// Stores a verified record with its indexes, feed head and anomaly state, atomically.
@@ -366,17 +378,53 @@ impl Store {
     ///
     /// Not durable until [`flush`](Self::flush).
     pub fn insert(&self, record: &VerifiedRecord, meta: StoredMeta) -> Result<InsertOutcome> {
+        let mut out = self.insert_many(&[(record, meta)])?;
+        out.pop().ok_or_else(|| StoreError::corrupt("data", record.id().as_bytes(), "empty insert result"))
+    }
+
+    /// Stores a group of records in one atomic batch (all or nothing), with the same checks
+    /// and outcomes as [`insert`](Self::insert) for each, in order. The ingest pipeline's store
+    /// thread writes whatever it has queued this way: one batch costs about as much as a
+    /// single insert plus the per-record key writes.
+    pub fn insert_many(&self, items: &[(&VerifiedRecord, StoredMeta)]) -> Result<Vec<InsertOutcome>> {
         let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let inner = &*self.inner;
+        let mut ov = Overlay::default();
+        let mut batch = sled::Batch::default();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (record, meta) in items {
+            outcomes.push(self.stage(&mut ov, &mut batch, record, *meta)?);
+        }
+        for (kind, added) in &ov.counts {
+            let key = count_key(*kind);
+            let now = self.get_raw(&key)?.map(|v| u64_value(&v)).unwrap_or(0);
+            batch.insert(key, &(now + added).to_be_bytes());
+        }
+        if ov.new_authors > 0 {
+            let key = authors_key();
+            let now = self.get_raw(&key)?.map(|v| u64_value(&v)).unwrap_or(0);
+            batch.insert(key, &(now + ov.new_authors).to_be_bytes());
+        }
+        self.inner.data.apply_batch(batch).map_err(|e| self.io(e))?;
+        Ok(outcomes)
+    }
+
+    /// Checks one record against stored and staged state and adds its writes to `batch`.
+    fn stage(
+        &self,
+        ov: &mut Overlay,
+        batch: &mut sled::Batch,
+        record: &VerifiedRecord,
+        meta: StoredMeta,
+    ) -> Result<InsertOutcome> {
         let id = record.id();
-        if self.contains(&id)? {
+        if ov.new_ids.contains(&id) || self.contains(&id)? {
             return Ok(InsertOutcome::Duplicate);
         }
         let pos = &record.record().position;
         let author = pos.author;
 
         // Equivocation: another record at (author, seq)?
-        let same_seq = self.ids_at(&author, pos.seq)?;
+        let same_seq = self.staged_ids_at(ov, &author, pos.seq)?;
         let equivocation = same_seq.first().map(|first| EquivocationProof {
             author,
             seq: pos.seq,
@@ -384,92 +432,89 @@ impl Store {
             second: id,
             detected_at_ms: meta.received_at_ms,
         });
-        let proof_exists = match &equivocation {
-            Some(_) => inner
-                .equivocations
-                .contains_key(equivocation_key(&author, pos.seq))
-                .map_err(|e| self.io(e))?,
-            None => false,
-        };
-
+        if let Some(proof) = &equivocation {
+            let key = keys::equivocation_key(&author, pos.seq);
+            if !ov.proofs.contains(&(author, pos.seq)) && self.get_raw(&key)?.is_none() {
+                batch.insert(key, encode(proof));
+                ov.proofs.insert((author, pos.seq));
+            }
+        }
         let prev_mismatch = match (pos.seq.checked_sub(1), pos.prev) {
             (Some(prev_seq), Some(prev)) if prev_seq >= 1 => {
-                let stored = self.ids_at(&author, prev_seq)?;
+                let stored = self.staged_ids_at(ov, &author, prev_seq)?;
                 !stored.is_empty() && !stored.contains(&prev)
             }
             _ => false,
         };
+        ov.at.entry((author, pos.seq)).or_insert(same_seq).push(id);
+        ov.new_ids.insert(id);
 
         // Feed head: advance the contiguous prefix through any records that were waiting.
-        let mut head = self.feed_head(&author)?.unwrap_or_default();
+        let mut head = match ov.heads.get(&author) {
+            Some(h) => *h,
+            None => match self.feed_head(&author)? {
+                Some(h) => h,
+                None => {
+                    ov.new_authors += 1;
+                    FeedHead::default()
+                }
+            },
+        };
         head.records += 1;
         head.max_seq = head.max_seq.max(pos.seq);
         if pos.seq == head.contiguous_seq + 1 {
             head.contiguous_seq = pos.seq;
             while head.contiguous_seq < head.max_seq
-                && !self.ids_at(&author, head.contiguous_seq + 1)?.is_empty()
+                && !self.staged_ids_at(ov, &author, head.contiguous_seq + 1)?.is_empty()
             {
                 head.contiguous_seq += 1;
             }
         }
+        ov.heads.insert(author, head);
+        batch.insert(keys::feed_key(&author), encode(&head));
 
-        let anomaly = self.next_anomaly_status(record)?;
-        let index_entries = index_entries(record);
-        let record_value = encode_record_value(meta, record.wire_bytes());
-        let head_value = encode(&head);
-        let count_key = count_key(record.kind());
-
-        let tx =
-            (&inner.records, &inner.index, &inner.feeds, &inner.equivocations, &inner.anomalies, &inner.meta)
-                .transaction(|(records, index, feeds, equivocations, anomalies, meta_tree)| {
-                    records.insert(id.as_bytes().as_slice(), record_value.as_slice())?;
-                    for (k, v) in &index_entries {
-                        index.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    feeds.insert(author.as_bytes().as_slice(), head_value.as_slice())?;
-                    if let (Some(proof), false) = (&equivocation, proof_exists) {
-                        equivocations.insert(equivocation_key(&author, pos.seq), encode(proof))?;
-                    }
-                    if let Some(status) = &anomaly {
-                        anomalies.insert(status.fingerprint.as_bytes().as_slice(), encode(status))?;
-                    }
-                    let count = meta_tree.get(&count_key)?.map(|v| u64_value(&v)).unwrap_or(0);
-                    meta_tree.insert(count_key.as_slice(), &(count + 1).to_be_bytes())?;
-                    Ok::<_, ConflictableTransactionError<()>>(())
-                });
-        match tx {
-            Ok(()) => {}
-            Err(TransactionError::Storage(e)) => return Err(self.io(e)),
-            Err(TransactionError::Abort(())) => {
-                return Err(StoreError::corrupt("records", id.as_bytes(), "transaction aborted"))
-            }
+        if let Some(status) = self.next_anomaly_status(ov, record)? {
+            batch.insert(keys::anomaly_key(&status.fingerprint), encode(&status));
+            ov.anomalies.insert(status.fingerprint, status);
         }
+        for (k, v) in index_entries(record) {
+            batch.insert(k, v);
+        }
+        batch.insert(keys::record_key(&id), encode_record_value(meta, record.wire_bytes()));
+        *ov.counts.entry(record.kind()).or_default() += 1;
         Ok(InsertOutcome::Inserted(Inserted { feed_head: head, equivocation, prev_mismatch }))
+    }
+
+    fn staged_ids_at(&self, ov: &Overlay, author: &AuthorKey, seq: u64) -> Result<Vec<RecordId>> {
+        match ov.at.get(&(*author, seq)) {
+            Some(ids) => Ok(ids.clone()),
+            None => self.ids_at(author, seq),
+        }
     }
 
     /// Record ids stored at (author, seq): normally zero or one, more after equivocation.
     pub fn ids_at(&self, author: &AuthorKey, seq: u64) -> Result<Vec<RecordId>> {
         let mut out = Vec::new();
-        for item in self.inner.index.scan_prefix(keys::author_seq_prefix(author, seq)) {
+        for item in self.inner.data.scan_prefix(keys::author_seq_prefix(author, seq)) {
             let (k, _) = item.map_err(|e| self.io(e))?;
-            out.push(keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?);
+            out.push(
+                keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("data", &k, "short index key"))?,
+            );
         }
         Ok(out)
     }
 
     /// Gets a record by id.
     pub fn get(&self, id: &RecordId) -> Result<Option<StoredRecord>> {
-        let Some(v) = self.inner.records.get(id.as_bytes()).map_err(|e| self.io(e))? else {
-            return Ok(None);
-        };
-        let (meta, record) = decode_record_value(id.as_bytes(), &v)?;
-        let revoked_by = self.revoked_by(&record)?;
-        Ok(Some(StoredRecord { record, meta, revoked_by }))
+        match self.record_by_id_raw(id)? {
+            Some((meta, record)) => self.stored(meta, record).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The revocation of `record` by its own author, if any.
     fn revoked_by(&self, record: &VerifiedRecord) -> Result<Option<RecordId>> {
-        for item in self.inner.index.scan_prefix(keys::revocation_prefix(&record.id())) {
+        for item in self.inner.data.scan_prefix(keys::revocation_prefix(&record.id())) {
             let (k, v) = item.map_err(|e| self.io(e))?;
             if v.as_ref() == record.author().as_bytes().as_slice() {
                 return Ok(keys::trailing_id(&k));
@@ -480,31 +525,45 @@ impl Store {
 
     /// The feed head of one author.
     pub fn feed_head(&self, author: &AuthorKey) -> Result<Option<FeedHead>> {
-        match self.inner.feeds.get(author.as_bytes()).map_err(|e| self.io(e))? {
+        let key = keys::feed_key(author);
+        match self.get_raw(&key)? {
             Some(v) => decode_exact(&v, "feed head")
                 .map(Some)
-                .map_err(|e| StoreError::corrupt("feeds", author.as_bytes(), e.to_string())),
+                .map_err(|e| StoreError::corrupt("data", &key, e.to_string())),
             None => Ok(None),
         }
+    }
+
+    /// Entries of one key space after `after` (a key suffix), at most `limit`.
+    fn space_page(
+        &self,
+        space: u8,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(sled::IVec, sled::IVec)>> {
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(keys::spaced(space, a)),
+            None => std::ops::Bound::Included(vec![space]),
+        };
+        let end = std::ops::Bound::Excluded(vec![space + 1]);
+        let mut out = Vec::new();
+        for item in self.inner.data.range::<Vec<u8>, _>((start, end)).take(limit) {
+            out.push(item.map_err(|e| self.io(e))?);
+        }
+        Ok(out)
     }
 
     /// Feed heads in author order, starting after `after`, at most `limit`. Sync pages
     /// through this.
     pub fn feed_heads(&self, after: Option<&AuthorKey>, limit: usize) -> Result<Vec<(AuthorKey, FeedHead)>> {
-        let iter = match after {
-            Some(a) => self
-                .inner
-                .feeds
-                .range((std::ops::Bound::Excluded(a.as_bytes().to_vec()), std::ops::Bound::Unbounded)),
-            None => self.inner.feeds.iter(),
-        };
         let mut out = Vec::new();
-        for item in iter.take(limit) {
-            let (k, v) = item.map_err(|e| self.io(e))?;
-            let author: [u8; 32] =
-                k.as_ref().try_into().map_err(|_| StoreError::corrupt("feeds", &k, "key is not 32 bytes"))?;
+        for (k, v) in self.space_page(keys::SPACE_FEED, after.map(|a| a.as_bytes().as_slice()), limit)? {
+            let author: [u8; 32] = k
+                .get(1..)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| StoreError::corrupt("data", &k, "feed key is not 32 bytes"))?;
             let head =
-                decode_exact(&v, "feed head").map_err(|e| StoreError::corrupt("feeds", &k, e.to_string()))?;
+                decode_exact(&v, "feed head").map_err(|e| StoreError::corrupt("data", &k, e.to_string()))?;
             out.push((AuthorKey(author), head));
         }
         Ok(out)
@@ -512,7 +571,7 @@ impl Store {
 
     /// Number of authors with at least one stored record.
     pub fn author_count(&self) -> usize {
-        self.inner.feeds.len()
+        self.get_raw(&authors_key()).ok().flatten().map(|v| u64_value(&v) as usize).unwrap_or(0)
     }
 
     /// Records of `author` with `from_seq <= seq <= to_seq`, in seq order, stopping after
@@ -533,14 +592,14 @@ impl Store {
         };
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        for item in self.inner.index.range(start..end) {
+        for item in self.inner.data.range(start..end) {
             if out.len() >= max_records {
                 break;
             }
             let (k, _) = item.map_err(|e| self.io(e))?;
-            let id = keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?;
-            let Some(v) = self.inner.records.get(id.as_bytes()).map_err(|e| self.io(e))? else { continue };
-            let (_, record) = decode_record_value(id.as_bytes(), &v)?;
+            let id =
+                keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("data", &k, "short index key"))?;
+            let Some((_, record)) = self.record_by_id_raw(&id)? else { continue };
             bytes += record.wire_bytes().len();
             if bytes > max_bytes && !out.is_empty() {
                 break;
@@ -554,13 +613,12 @@ impl Store {
     ///
     /// [`FeedWriter`]: palisade_types::FeedWriter
     pub fn latest_in_feed(&self, author: &AuthorKey) -> Result<Option<(u64, RecordId)>> {
-        match self.inner.index.scan_prefix(keys::author_prefix(author)).next_back() {
+        match self.inner.data.scan_prefix(keys::author_prefix(author)).next_back() {
             Some(item) => {
                 let (k, _) = item.map_err(|e| self.io(e))?;
-                let seq =
-                    keys::author_key_seq(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?;
-                let id =
-                    keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?;
+                let corrupt = || StoreError::corrupt("data", &k, "short index key");
+                let seq = keys::author_key_seq(&k).ok_or_else(corrupt)?;
+                let id = keys::trailing_id(&k).ok_or_else(corrupt)?;
                 Ok(Some((seq, id)))
             }
             None => Ok(None),
@@ -573,19 +631,16 @@ impl Store {
         after: Option<(AuthorKey, u64)>,
         limit: usize,
     ) -> Result<Vec<EquivocationProof>> {
-        let iter = match after {
-            Some((a, s)) => self
-                .inner
-                .equivocations
-                .range((std::ops::Bound::Excluded(equivocation_key(&a, s)), std::ops::Bound::Unbounded)),
-            None => self.inner.equivocations.iter(),
-        };
+        let after = after.map(|(a, s)| {
+            let mut k = a.as_bytes().to_vec();
+            k.extend_from_slice(&s.to_be_bytes());
+            k
+        });
         let mut out = Vec::new();
-        for item in iter.take(limit) {
-            let (k, v) = item.map_err(|e| self.io(e))?;
+        for (k, v) in self.space_page(keys::SPACE_EQUIVOCATION, after.as_deref(), limit)? {
             out.push(
                 decode_exact(&v, "equivocation proof")
-                    .map_err(|e| StoreError::corrupt("equivocations", &k, e.to_string()))?,
+                    .map_err(|e| StoreError::corrupt("data", &k, e.to_string()))?,
             );
         }
         Ok(out)
@@ -593,27 +648,15 @@ impl Store {
 
     /// Whether `author` has been caught equivocating.
     pub fn is_flagged(&self, author: &AuthorKey) -> Result<bool> {
-        Ok(self
-            .inner
-            .equivocations
-            .scan_prefix(author.as_bytes())
-            .next()
-            .transpose()
-            .map_err(|e| self.io(e))?
-            .is_some())
+        let prefix = keys::spaced(keys::SPACE_EQUIVOCATION, author.as_bytes());
+        Ok(self.inner.data.scan_prefix(prefix).next().transpose().map_err(|e| self.io(e))?.is_some())
     }
 
     /// Stored record counts by kind.
     pub fn record_counts(&self) -> Result<BTreeMap<RecordKind, u64>> {
         let mut out = BTreeMap::new();
         for kind in RecordKind::ALL {
-            let n = self
-                .inner
-                .meta
-                .get(count_key(kind))
-                .map_err(|e| self.io(e))?
-                .map(|v| u64_value(&v))
-                .unwrap_or(0);
+            let n = self.get_raw(&count_key(kind))?.map(|v| u64_value(&v)).unwrap_or(0);
             out.insert(kind, n);
         }
         Ok(out)
@@ -621,53 +664,54 @@ impl Store {
 
     /// Total stored records.
     pub fn record_count(&self) -> usize {
-        self.inner.records.len()
+        self.record_counts().map(|c| c.values().sum::<u64>() as usize).unwrap_or(0)
     }
 
     /// The folded state of one anomaly.
     pub fn anomaly_status(&self, fingerprint: &Fingerprint) -> Result<Option<AnomalyStatus>> {
-        match self.inner.anomalies.get(fingerprint.as_bytes()).map_err(|e| self.io(e))? {
+        let key = keys::anomaly_key(fingerprint);
+        match self.get_raw(&key)? {
             Some(v) => decode_exact(&v, "anomaly status")
                 .map(Some)
-                .map_err(|e| StoreError::corrupt("anomalies", fingerprint.as_bytes(), e.to_string())),
+                .map_err(|e| StoreError::corrupt("data", &key, e.to_string())),
             None => Ok(None),
         }
     }
 
     /// Anomaly states in fingerprint order after `after`, optionally only those in `state`,
-    /// at most `limit`, scanning at most [`QUERY_SCAN_BUDGET`] entries.
+    /// at most `limit`, scanning at most [`QUERY_SCAN_BUDGET`] entries. Returns the last
+    /// fingerprint scanned when the scan stopped early (the cursor of the next page).
     pub fn anomaly_statuses(
         &self,
         state: Option<AnomalyState>,
         after: Option<&Fingerprint>,
         limit: usize,
     ) -> Result<(Vec<AnomalyStatus>, Option<Fingerprint>)> {
-        let iter = match after {
-            Some(f) => self
-                .inner
-                .anomalies
-                .range((std::ops::Bound::Excluded(f.as_bytes().to_vec()), std::ops::Bound::Unbounded)),
-            None => self.inner.anomalies.iter(),
-        };
+        let page =
+            self.space_page(keys::SPACE_ANOMALY, after.map(|f| f.as_bytes().as_slice()), QUERY_SCAN_BUDGET)?;
         let mut out = Vec::new();
         let mut last = None;
-        for (scanned, item) in iter.enumerate() {
-            if out.len() >= limit || scanned >= QUERY_SCAN_BUDGET {
+        let scanned = page.len();
+        for (k, v) in page {
+            if out.len() >= limit {
                 return Ok((out, last));
             }
-            let (k, v) = item.map_err(|e| self.io(e))?;
             let status: AnomalyStatus = decode_exact(&v, "anomaly status")
-                .map_err(|e| StoreError::corrupt("anomalies", &k, e.to_string()))?;
+                .map_err(|e| StoreError::corrupt("data", &k, e.to_string()))?;
             last = Some(status.fingerprint);
             if state.is_none_or(|s| s == status.state) {
                 out.push(status);
             }
         }
-        Ok((out, None))
+        Ok((out, if scanned >= QUERY_SCAN_BUDGET { last } else { None }))
     }
 
     /// The new status of the anomaly `record` reports or updates, if it is one.
-    fn next_anomaly_status(&self, record: &VerifiedRecord) -> Result<Option<AnomalyStatus>> {
+    fn next_anomaly_status(
+        &self,
+        ov: &mut Overlay,
+        record: &VerifiedRecord,
+    ) -> Result<Option<AnomalyStatus>> {
         let (fingerprint, state, is_report) = match &record.record().statement {
             Statement::Anomaly(a) => (a.fingerprint(), AnomalyState::Open, true),
             Statement::AnomalyUpdate(u) => (u.fingerprint, u.state, false),
@@ -675,7 +719,11 @@ impl Store {
         };
         let t = record.record().position.issued_at_ms;
         let id = record.id();
-        let current = self.anomaly_status(&fingerprint)?;
+        let event = AnomalyEvent { issued_at_ms: t, id, state };
+        let current = match ov.anomalies.get(&fingerprint) {
+            Some(s) => Some(*s),
+            None => self.anomaly_status(&fingerprint)?,
+        };
         let status = match current {
             None => AnomalyStatus {
                 fingerprint,
@@ -694,14 +742,14 @@ impl Store {
                 last_event_id: id,
                 ..cur
             },
-            // Out of order: re-fold every event of this fingerprint.
+            // Out of order: re-fold every event of this fingerprint (stored and staged).
             Some(cur) => {
-                let mut events = vec![AnomalyEvent { issued_at_ms: t, id, state }];
-                let mut latest_report = is_report.then_some((t, id));
+                let mut events: Vec<(AnomalyEvent, bool)> = vec![(event, is_report)];
+                events.extend(ov.fp_events.get(&fingerprint).into_iter().flatten().copied());
                 let prefix = keys::fingerprint_prefix(&fingerprint);
-                for item in self.inner.index.scan_prefix(&prefix).take(MAX_FOLD_EVENTS) {
+                for item in self.inner.data.scan_prefix(&prefix).take(MAX_FOLD_EVENTS) {
                     let (k, v) = item.map_err(|e| self.io(e))?;
-                    let corrupt = || StoreError::corrupt("index", &k, "bad anomaly index entry");
+                    let corrupt = || StoreError::corrupt("data", &k, "bad anomaly index entry");
                     let ev_id = keys::trailing_id(&k).ok_or_else(corrupt)?;
                     let ev_t = k
                         .get(prefix.len()..prefix.len() + 8)
@@ -712,23 +760,31 @@ impl Store {
                         [s, r] => (state_from_byte(*s).ok_or_else(corrupt)?, *r == 1),
                         _ => return Err(corrupt()),
                     };
-                    if ev_is_report && latest_report.is_none_or(|l| (ev_t, ev_id) > l) {
-                        latest_report = Some((ev_t, ev_id));
-                    }
-                    events.push(AnomalyEvent { issued_at_ms: ev_t, id: ev_id, state: ev_state });
+                    events.push((
+                        AnomalyEvent { issued_at_ms: ev_t, id: ev_id, state: ev_state },
+                        ev_is_report,
+                    ));
                 }
-                let last = events.iter().map(|e| (e.issued_at_ms, e.id)).max().unwrap_or((t, id));
-                let folded = palisade_types::fold_anomaly_state(&mut events).unwrap_or(state);
+                let latest_report = events
+                    .iter()
+                    .filter(|(_, r)| *r)
+                    .map(|(e, _)| (e.issued_at_ms, e.id))
+                    .max()
+                    .map(|(_, id)| id);
+                let last = events.iter().map(|(e, _)| (e.issued_at_ms, e.id)).max().unwrap_or((t, id));
+                let mut plain: Vec<AnomalyEvent> = events.iter().map(|(e, _)| *e).collect();
+                let folded = palisade_types::fold_anomaly_state(&mut plain).unwrap_or(state);
                 AnomalyStatus {
                     fingerprint,
                     state: folded,
-                    latest_report: latest_report.map(|(_, id)| id),
+                    latest_report,
                     events: cur.events + 1,
                     last_event_ms: last.0,
                     last_event_id: last.1,
                 }
             }
         };
+        ov.fp_events.entry(fingerprint).or_default().push((event, is_report));
         Ok(Some(status))
     }
 
@@ -784,12 +840,13 @@ impl Store {
     }
 
     pub(crate) fn index_tree(&self) -> &Tree {
-        &self.inner.index
+        &self.inner.data
     }
 
     pub(crate) fn record_by_id_raw(&self, id: &RecordId) -> Result<Option<(StoredMeta, VerifiedRecord)>> {
-        match self.inner.records.get(id.as_bytes()).map_err(|e| self.io(e))? {
-            Some(v) => decode_record_value(id.as_bytes(), &v).map(Some),
+        let key = keys::record_key(id);
+        match self.get_raw(&key)? {
+            Some(v) => decode_record_value(id, &v).map(Some),
             None => Ok(None),
         }
     }
@@ -802,12 +859,6 @@ impl Store {
     pub(crate) fn io_err(&self, e: sled::Error) -> StoreError {
         self.io(e)
     }
-}
-
-fn equivocation_key(author: &AuthorKey, seq: u64) -> Vec<u8> {
-    let mut k = author.as_bytes().to_vec();
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
 }
 
 fn state_to_byte(s: AnomalyState) -> u8 {

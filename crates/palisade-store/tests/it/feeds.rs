@@ -127,3 +127,28 @@ fn anomaly_state_folds_in_any_arrival_order() {
         assert!(open_ones.is_empty());
     }
 }
+
+#[test]
+fn insert_many_is_one_atomic_group_with_the_same_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let records = feed(8, 10);
+    // A group with a duplicate inside and an out-of-order feed.
+    let mut group: Vec<&VerifiedRecord> = records.iter().rev().collect();
+    group.push(&records[3]);
+    let items: Vec<(&VerifiedRecord, palisade_store::StoredMeta)> =
+        group.iter().map(|r| (*r, meta())).collect();
+    let outcomes = store.insert_many(&items).unwrap();
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, InsertOutcome::Inserted(_))).count(), 10);
+    assert_eq!(outcomes.last(), Some(&InsertOutcome::Duplicate));
+    let head = store.feed_head(&records[0].author()).unwrap().unwrap();
+    assert_eq!((head.contiguous_seq, head.max_seq, head.records), (10, 10, 10));
+    assert_eq!(store.record_count(), 10);
+    assert_eq!(store.author_count(), 1);
+    // Equivocation inside one group is detected too.
+    let a = FeedWriter::new(key(9)).sign_next(attestation(1), FIXED_NOW_MS).unwrap();
+    let b = FeedWriter::new(key(9)).sign_next(attestation(2), FIXED_NOW_MS).unwrap();
+    let out = store.insert_many(&[(&a, meta()), (&b, meta())]).unwrap();
+    assert!(matches!(&out[1], InsertOutcome::Inserted(Inserted { equivocation: Some(_), .. })));
+    assert!(store.is_flagged(&a.author()).unwrap());
+}
