@@ -1,12 +1,155 @@
-//! `palisade-chaos`: fault-injection harness for clusters of real `palisade` processes.
+//! `palisade-chaos`: runs scenarios against clusters of real `palisade` processes, injects
+//! faults and byzantine peers, checks invariants, and writes a report.
 //!
-//! Not built yet: this stub exists so the workspace layout is final. It prints what it will
-//! do and exits non-zero, so nobody mistakes it for a passing chaos run.
+//! ```text
+//! palisade-chaos list
+//! palisade-chaos run chaos/scenarios/smoke.toml [--seed N] [--out DIR] [--binary PATH] [--quiet]
+//! ```
+//! Exit codes: 0 every check passed (or the scenario was skipped, e.g. netns without root),
+//! 1 a check failed, 2 the harness itself failed.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![allow(unreachable_pub)]
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "palisade-chaos is not implemented yet (see chaos/README.md). \
-         It will run scenarios from chaos/scenarios/ against real palisade processes."
-    );
-    std::process::ExitCode::from(2)
+mod byzantine;
+mod cluster;
+mod netns;
+mod nodeapi;
+mod report;
+mod runner;
+mod scenario;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::scenario::{NetworkMode, Scenario};
+
+#[derive(Debug, Parser)]
+#[command(name = "palisade-chaos", version, about = "Fault injection for clusters of palisade nodes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// List the scenarios in a directory.
+    List {
+        /// Scenario directory.
+        #[arg(default_value = "chaos/scenarios")]
+        dir: PathBuf,
+    },
+    /// Run one scenario.
+    ///
+    /// Example: palisade-chaos run chaos/scenarios/smoke.toml --seed 1
+    Run {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Seed for every random choice (printed in the report; pass it again to replay).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory for report.json, report.svg and node logs.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The palisade binary.
+        #[arg(long, env = "PALISADE_BIN", default_value = "target/release/palisade")]
+        binary: PathBuf,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+/// `[limits]` for every node: defaults, plus the scenario's overrides.
+pub fn node_limits(s: &Scenario) -> toml::Table {
+    s.node_limits.clone()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "palisade_chaos=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match cli.command {
+        Cmd::List { dir } => match list(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Run { scenario, seed, out, binary, quiet } => {
+            let s = match Scenario::load(&scenario) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            if (s.requires_root || s.network == NetworkMode::Netns) && !netns::available() {
+                println!("SKIPPED {}: needs root and iproute2 (network namespaces)", s.name);
+                return ExitCode::SUCCESS;
+            }
+            let seed = seed.unwrap_or_else(rand::random);
+            let out = out.unwrap_or_else(|| PathBuf::from("chaos-out").join(&s.name));
+            let opts = runner::RunOptions { binary, out: out.clone(), seed, quiet };
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let result = rt.block_on(async {
+                tokio::select! {
+                    r = runner::run(s, opts) => Some(r),
+                    _ = tokio::signal::ctrl_c() => None,
+                }
+            });
+            // Dropping the runtime drops the cluster and the namespaces: nothing is left behind.
+            drop(rt);
+            match result {
+                None => {
+                    eprintln!("interrupted; cluster stopped and cleaned up");
+                    ExitCode::from(2)
+                }
+                Some(Err(e)) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+                Some(Ok(report)) => {
+                    report.print_table();
+                    println!("report: {}/report.json, {}/report.svg", out.display(), out.display());
+                    if report.passed {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn list(dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {
+        match Scenario::load(&p) {
+            Ok(s) => println!(
+                "{:<20} {:>2} nodes  {:>4} s  {}{}",
+                s.name,
+                s.nodes,
+                s.duration_secs,
+                s.description,
+                if s.requires_root { "  [root]" } else { "" }
+            ),
+            Err(e) => println!("{:<20} INVALID: {e:#}", p.display()),
+        }
+    }
+    Ok(())
 }

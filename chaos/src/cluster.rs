@@ -1,0 +1,263 @@
+//! A cluster of real `palisade` processes: data dirs, configs, start, SIGKILL, SIGSTOP,
+//! restart, and resource readings from /proc.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::scenario::NetworkMode;
+
+/// P2P port every node listens on (each node has its own IP, so one port serves all).
+pub const P2P_PORT: u16 = 7400;
+/// Metrics port.
+pub const METRICS_PORT: u16 = 9740;
+
+/// One node process.
+#[derive(Debug)]
+pub struct Node {
+    /// Position in the cluster.
+    pub index: usize,
+    /// Its IP (127.0.0.x in loopback mode, 10.77.0.x in netns mode).
+    pub ip: Ipv4Addr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Author key (hex).
+    pub author: String,
+    /// Network namespace, in netns mode.
+    pub netns: Option<String>,
+    child: Option<Child>,
+    paused: bool,
+    /// Times the process was started.
+    pub starts: u32,
+}
+
+impl Node {
+    /// Admin socket path.
+    pub fn socket(&self) -> PathBuf {
+        self.data_dir.join("admin.sock")
+    }
+
+    /// The node's log file (stdout and stderr of every start, appended).
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("node.log")
+    }
+
+    /// `/ip4/<ip>/tcp/7400/p2p/<peer id>`.
+    pub fn multiaddr(&self) -> String {
+        format!("/ip4/{}/tcp/{P2P_PORT}/p2p/{}", self.ip, self.peer_id)
+    }
+
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether the process runs (and is not paused).
+    pub fn is_up(&self) -> bool {
+        self.child.is_some() && !self.paused
+    }
+
+    /// Whether the process exists (maybe paused).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn signal(&self, sig: Signal) -> anyhow::Result<()> {
+        let pid = self.pid().context("node is not running")?;
+        kill(Pid::from_raw(pid as i32), sig).with_context(|| format!("sending {sig} to node {}", self.index))
+    }
+
+    /// Resident memory (KiB) and open fds, from /proc.
+    pub fn resources(&self) -> Option<(u64, u64)> {
+        let pid = self.pid()?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+        let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+        Some((rss_kib, fds))
+    }
+}
+
+/// All nodes of a run.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The nodes.
+    pub nodes: Vec<Node>,
+    binary: PathBuf,
+    mode: NetworkMode,
+}
+
+/// Node IPs: 127.0.0.(10+i) on loopback.
+pub fn loopback_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 10 + i as u8)
+}
+
+impl Cluster {
+    /// Creates data dirs, keys and config files for `n` nodes under `root`.
+    pub fn prepare(
+        n: usize,
+        binary: &Path,
+        root: &Path,
+        mode: NetworkMode,
+        ips: &[Ipv4Addr],
+        limits: &toml::Table,
+    ) -> anyhow::Result<Cluster> {
+        if !binary.exists() {
+            bail!(
+                "palisade binary not found at {}; build it with `cargo build --release` or pass --binary",
+                binary.display()
+            );
+        }
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let data_dir = root.join(format!("node-{i}"));
+            fs::create_dir_all(&data_dir)?;
+            let out = Command::new(binary).arg("--data-dir").arg(&data_dir).arg("init").output()?;
+            if !out.status.success() {
+                bail!("palisade init failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_string())
+                    .with_context(|| format!("`palisade init` did not print {name}"))
+            };
+            let peer_id = field("peer_id:")?;
+            let author = field("author:")?;
+            let ip = *ips.get(i).context("not enough IPs")?;
+            let netns = (mode == NetworkMode::Netns).then(|| format!("palisade-chaos-{i}"));
+            nodes.push(Node { index: i, ip, data_dir, peer_id, author, netns, child: None, paused: false, starts: 0 });
+        }
+        // Configs name every other node as bootstrap peer.
+        for node in &nodes {
+            let bootstrap: Vec<String> =
+                nodes.iter().filter(|o| o.index != node.index).map(|o| o.multiaddr()).collect();
+            let mut config = toml::Table::new();
+            let mut network = toml::Table::new();
+            network.insert(
+                "listen".into(),
+                toml::Value::Array(vec![
+                    format!("/ip4/{}/tcp/{P2P_PORT}", node.ip).into(),
+                    format!("/ip4/{}/udp/{P2P_PORT}/quic-v1", node.ip).into(),
+                ]),
+            );
+            network.insert("bootstrap".into(), toml::Value::Array(bootstrap.into_iter().map(Into::into).collect()));
+            network.insert("sync_interval_secs".into(), 3.into());
+            config.insert("network".into(), network.into());
+            config.insert("limits".into(), limits.clone().into());
+            let mut metrics = toml::Table::new();
+            metrics.insert("listen".into(), format!("{}:{METRICS_PORT}", node.ip).into());
+            config.insert("metrics".into(), metrics.into());
+            let mut log = toml::Table::new();
+            log.insert("format".into(), "json".into());
+            log.insert("filter".into(), "info".into());
+            config.insert("log".into(), log.into());
+            fs::write(node.data_dir.join("palisade.toml"), toml::to_string(&config)?)?;
+        }
+        Ok(Cluster { nodes, binary: binary.to_path_buf(), mode })
+    }
+
+    /// Starts node `i` (its log is appended to `node.log`).
+    pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        let binary = self.binary.clone();
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        if node.child.is_some() {
+            return Ok(());
+        }
+        let log = fs::OpenOptions::new().create(true).append(true).open(node.log_path())?;
+        let mut cmd = match &node.netns {
+            Some(ns) if self.mode == NetworkMode::Netns => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&binary);
+                c
+            }
+            _ => Command::new(&binary),
+        };
+        cmd.arg("--data-dir").arg(&node.data_dir).arg("run");
+        cmd.env_remove("RUST_LOG").env("NO_COLOR", "1");
+        cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log)).stdin(Stdio::null());
+        let child = cmd.spawn().with_context(|| format!("starting node {i}"))?;
+        node.child = Some(child);
+        node.paused = false;
+        node.starts += 1;
+        Ok(())
+    }
+
+    /// SIGKILL, and reap.
+    pub fn crash(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        if let Some(mut child) = node.child.take() {
+            // A paused process dies on SIGKILL too.
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+        node.paused = false;
+        Ok(())
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        node.signal(Signal::SIGSTOP)?;
+        node.paused = true;
+        Ok(())
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        node.signal(Signal::SIGCONT)?;
+        node.paused = false;
+        Ok(())
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; returns the exit code.
+    pub fn stop(&mut self, i: usize, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        let Some(mut child) = node.child.take() else { return Ok(None) };
+        if node.paused {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+            node.paused = false;
+        }
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops every node (used on exit and on Ctrl-C).
+    pub fn stop_all(&mut self) -> Vec<(usize, Option<i32>)> {
+        (0..self.nodes.len()).map(|i| (i, self.stop(i, Duration::from_secs(20)).unwrap_or(None))).collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! What the harness asks of a node, on top of `palisade_api::ApiClient` over the node's Unix
+//! socket. Every call is bounded by the client's timeout.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use palisade_api::{ApiClient, EventStream};
+use palisade_api::model::{ApiEvent, BanRequest, EventParams, LedgerParams, PageParams, RecordFilter};
+use palisade_types::{RecordId, Statement};
+
+/// A node's admin API.
+#[derive(Debug, Clone)]
+pub struct NodeApi {
+    client: ApiClient,
+}
+
+/// Most pages read when listing record ids (1000 per page): bounds one convergence poll.
+const MAX_ID_PAGES: usize = 1000;
+
+impl NodeApi {
+    /// A client for the socket at `path`.
+    pub fn new(path: PathBuf) -> NodeApi {
+        NodeApi { client: ApiClient::unix(path).with_timeout(Duration::from_secs(10)) }
+    }
+
+    /// `GET /v1/health` answered 200.
+    pub async fn health(&self) -> bool {
+        self.client.health().await.is_ok()
+    }
+
+    /// Submits a statement; the id once it is durable.
+    pub async fn submit(&self, statement: &Statement) -> anyhow::Result<RecordId> {
+        Ok(self.client.submit(statement).await?.id)
+    }
+
+    /// Every stored record id (paged).
+    pub async fn record_ids(&self) -> anyhow::Result<HashSet<RecordId>> {
+        let mut out = HashSet::new();
+        let mut cursor = None;
+        for _ in 0..MAX_ID_PAGES {
+            let page = self
+                .client
+                .query(&RecordFilter { limit: Some(1000), cursor: cursor.take(), ..RecordFilter::default() })
+                .await?;
+            out.extend(page.records.iter().map(|r| r.id));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Connected peers.
+    pub async fn peer_count(&self) -> anyhow::Result<usize> {
+        Ok(self.client.peers().await?.peers.len())
+    }
+
+    /// Bans a peer (partition in loopback mode).
+    pub async fn ban_peer(&self, peer: &str, secs: u64, reason: &str) -> anyhow::Result<()> {
+        self.client
+            .ban(&BanRequest {
+                target: format!("peer:{peer}"),
+                duration_secs: Some(secs),
+                permanent: false,
+                reason: Some(reason.into()),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Lifts a peer ban (heal).
+    pub async fn unban_peer(&self, peer: &str) -> anyhow::Result<()> {
+        self.client.unban(&format!("peer:{peer}")).await?;
+        Ok(())
+    }
+
+    /// Dials a multiaddr.
+    pub async fn dial(&self, addr: &str) -> anyhow::Result<()> {
+        self.client.dial(addr).await?;
+        Ok(())
+    }
+
+    /// Ban targets (`peer:<id>`, `ip:<addr>`) whose reason is not a chaos partition.
+    pub async fn banned_targets(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .client
+            .bans()
+            .await?
+            .bans
+            .into_iter()
+            .filter(|b| b.reason != "chaos partition")
+            .map(|b| format!("{} ({})", b.target, b.reason))
+            .collect())
+    }
+
+    /// Peers the guard penalised, disconnected or banned for misbehaviour (from the ledger).
+    pub async fn penalised_peers(&self) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        for _ in 0..100 {
+            let page = self.client.ledger(&LedgerParams { cursor, limit: Some(1000) }).await?;
+            for e in &page.entries {
+                let action = e.action.as_str();
+                if matches!(action, "penalized" | "penalised" | "penalty" | "disconnected" | "banned") {
+                    if let Some(p) = &e.peer {
+                        // Bans the harness made for partitions (manual, "chaos partition") are
+                        // not misbehaviour.
+                        let manual = e.reason == "manual" || e.detail.as_deref().unwrap_or("").contains("chaos partition");
+                        if !manual {
+                            out.push(format!("{p} {action} ({})", e.reason));
+                        }
+                    }
+                }
+            }
+            match page.next_cursor {
+                Some(c) if !page.entries.is_empty() => cursor = Some(c),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies dropped before any signature work (dedup + guard drops).
+    pub async fn drops_before_verify(&self) -> anyhow::Result<u64> {
+        let c = self.client.counters().await?;
+        Ok(c.ingest.duplicates_before_verify + c.ingest.rejected + c.guard.values().sum::<u64>())
+    }
+
+    /// Authors this node has flagged for equivocation (hex).
+    pub async fn flagged_authors(&self) -> anyhow::Result<Vec<String>> {
+        let page = self.client.equivocations(&PageParams { limit: Some(1000), cursor: None }).await?;
+        Ok(page.equivocations.into_iter().map(|e| e.author.to_hex()).collect())
+    }
+
+    /// Subscribes to stored-record events.
+    pub async fn record_events(&self) -> anyhow::Result<RecordEvents> {
+        let stream = self
+            .client
+            .events(&EventParams { types: Some("record_stored".into()), kinds: None })
+            .await?;
+        Ok(RecordEvents { stream })
+    }
+}
+
+/// A stream of stored record ids.
+pub struct RecordEvents {
+    stream: EventStream,
+}
+
+impl RecordEvents {
+    /// The next stored record id; `None` when the stream ends.
+    pub async fn next_record(&mut self) -> Option<RecordId> {
+        loop {
+            match self.stream.next_event().await {
+                Ok(Some(ApiEvent::RecordStored { id, .. })) => return Some(id),
+                Ok(Some(_)) => continue,
+                _ => return None,
+            }
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Scenario files (`chaos/scenarios/*.toml`): a cluster, a workload, a fault timeline,
+//! attackers and checker thresholds. Unknown keys are errors.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+/// A whole scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name (file stem by convention).
+    pub name: String,
+    /// What it proves.
+    pub description: String,
+    /// Honest nodes.
+    pub nodes: usize,
+    /// `loopback` (default, no privileges) or `netns` (root: one namespace per node).
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// Seconds of workload with no faults at the start: the goodput and latency baseline.
+    #[serde(default = "default_baseline")]
+    pub baseline_secs: u64,
+    /// Seconds of workload in total (baseline included). Faults happen inside this window.
+    pub duration_secs: u64,
+    /// After the workload and the last heal, how long nodes may take to converge.
+    #[serde(default = "default_settle")]
+    pub settle_secs: u64,
+    /// Skip unless the harness runs as root (netns scenarios).
+    #[serde(default)]
+    pub requires_root: bool,
+    /// Not run by `palisade-chaos run-all` (long soak tests).
+    #[serde(default)]
+    pub long: bool,
+    /// Honest submissions.
+    pub workload: Workload,
+    /// Fault timeline.
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<Fault>,
+    /// Byzantine peers.
+    #[serde(default, rename = "attacker")]
+    pub attackers: Vec<Attacker>,
+    /// Checker thresholds.
+    #[serde(default)]
+    pub checks: Checks,
+    /// Extra `[limits]` settings for every node (TOML table), e.g. tighter rate limits.
+    #[serde(default)]
+    pub node_limits: toml::Table,
+}
+
+fn default_baseline() -> u64 {
+    5
+}
+fn default_settle() -> u64 {
+    60
+}
+
+/// How nodes are networked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// One 127.0.0.x address per node; partitions through the nodes' ban lists.
+    #[default]
+    Loopback,
+    /// One network namespace per node on a bridge; partitions move links between bridges.
+    Netns,
+}
+
+/// Honest submissions through each node's admin API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Records per second across the cluster (spread round-robin over live nodes).
+    pub records_per_sec: u32,
+    /// Kinds to submit: `attestation`, `anomaly`.
+    #[serde(default = "default_kinds")]
+    pub kinds: Vec<String>,
+}
+
+fn default_kinds() -> Vec<String> {
+    vec!["attestation".into(), "anomaly".into()]
+}
+
+/// Which node(s) a fault hits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NodeSel {
+    /// A node index.
+    Index(usize),
+    /// `random` (seeded) or `all`.
+    Named(String),
+}
+
+impl Default for NodeSel {
+    fn default() -> Self {
+        NodeSel::Named("random".into())
+    }
+}
+
+/// How a partition splits the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Split {
+    /// Explicit groups of node indexes.
+    Groups(Vec<Vec<usize>>),
+    /// `majority` (a random minority is cut off), `isolate` (one random node), `bridge`
+    /// (two halves that only one node connects).
+    Named(String),
+}
+
+/// One entry of the fault timeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// When, in seconds from the start of the workload.
+    pub at_secs: u64,
+    /// What happens.
+    pub action: FaultAction,
+    /// Target node(s) for crash, pause.
+    #[serde(default)]
+    pub node: NodeSel,
+    /// Crash: seconds until restart. Pause: seconds until SIGCONT. Partition: seconds until heal.
+    #[serde(default = "default_fault_duration")]
+    pub duration_secs: u64,
+    /// Partition shape.
+    #[serde(default)]
+    pub split: Option<Split>,
+    /// Repeat the fault this many times, `every_secs` apart (crash loops).
+    #[serde(default = "one")]
+    pub repeat: u32,
+    /// Spacing of repeats.
+    #[serde(default)]
+    pub every_secs: u64,
+}
+
+fn default_fault_duration() -> u64 {
+    5
+}
+fn one() -> u32 {
+    1
+}
+
+/// Fault kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultAction {
+    /// SIGKILL, then restart on the same data dir after `duration_secs`.
+    Crash,
+    /// SIGSTOP, SIGCONT after `duration_secs`.
+    Pause,
+    /// Split the cluster, heal after `duration_secs`.
+    Partition,
+}
+
+/// A byzantine peer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attacker {
+    /// What it does.
+    pub kind: AttackKind,
+    /// Target node index, or all nodes when absent.
+    #[serde(default)]
+    pub target: Option<usize>,
+    /// Start, seconds from the start of the workload.
+    pub start_secs: u64,
+    /// How long.
+    pub duration_secs: u64,
+    /// Messages, connections or requests per second (per attacker).
+    #[serde(default = "default_attack_rate")]
+    pub rate_per_sec: u32,
+    /// How many attacker identities (each its own peer id).
+    #[serde(default = "one_usize")]
+    pub count: usize,
+}
+
+fn default_attack_rate() -> u32 {
+    500
+}
+fn one_usize() -> usize {
+    1
+}
+
+/// Attack kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttackKind {
+    /// Records with invalid signatures (unique ids, so they reach the verifier).
+    InvalidSignatures,
+    /// Random bytes on the record topics.
+    Malformed,
+    /// Messages larger than the record cap.
+    Oversized,
+    /// Re-publishing valid records (duplicates).
+    Replay,
+    /// Valid records from fresh author keys, far over the rate limits.
+    OverRate,
+    /// New connections from fresh peer ids, as fast as allowed.
+    ConnectionFlood,
+    /// Many streams on one connection.
+    StreamFlood,
+    /// TCP connections that never finish the handshake.
+    Slowloris,
+    /// Sync requests: floods and out-of-range requests.
+    SyncAbuse,
+    /// One author signing two records at the same seq.
+    Equivocation,
+}
+
+/// Checker thresholds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Checks {
+    /// Resident memory ceiling per node (MiB).
+    pub max_rss_mib: u64,
+    /// Open file descriptors ceiling per node.
+    pub max_open_fds: u64,
+    /// Honest goodput during the attack/fault phase must be at least this × baseline.
+    pub min_goodput_ratio: f64,
+    /// Honest p99 delivery latency may be at most this × baseline p99 (plus 100 ms of slack
+    /// for tiny baselines).
+    pub max_p99_latency_ratio: f64,
+    /// Every attacker must be throttled or banned within this many seconds of starting.
+    pub attackers_contained_within_secs: u64,
+    /// Check goodput and latency ratios (off for scenarios whose faults stop the workload).
+    pub check_goodput: bool,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Checks {
+            max_rss_mib: 512,
+            max_open_fds: 4096,
+            min_goodput_ratio: 0.8,
+            max_p99_latency_ratio: 3.0,
+            attackers_contained_within_secs: 30,
+            check_goodput: false,
+        }
+    }
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
+        let s: Scenario = toml::from_str(&text).with_context(|| format!("in scenario {}", path.display()))?;
+        s.validate().with_context(|| format!("in scenario {}", path.display()))?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.nodes == 0 || self.nodes > 64 {
+            bail!("`nodes` is {}; allowed is 1..=64", self.nodes);
+        }
+        if self.baseline_secs >= self.duration_secs {
+            bail!("`baseline_secs` ({}) must be less than `duration_secs` ({})", self.baseline_secs, self.duration_secs);
+        }
+        for f in &self.faults {
+            if f.at_secs < self.baseline_secs {
+                bail!("fault at {} s falls inside the {} s baseline", f.at_secs, self.baseline_secs);
+            }
+            if let NodeSel::Index(i) = f.node {
+                if i >= self.nodes {
+                    bail!("fault targets node {i}, but there are {} nodes", self.nodes);
+                }
+            }
+            if let Some(Split::Groups(groups)) = &f.split {
+                for g in groups {
+                    if let Some(i) = g.iter().find(|i| **i >= self.nodes) {
+                        bail!("partition group names node {i}, but there are {} nodes", self.nodes);
+                    }
+                }
+            }
+            if f.action == FaultAction::Partition && f.split.is_none() {
+                bail!("a partition fault needs `split`");
+            }
+        }
+        for a in &self.attackers {
+            if a.target.is_some_and(|t| t >= self.nodes) {
+                bail!("attacker targets node {:?}, but there are {} nodes", a.target, self.nodes);
+            }
+            if a.count == 0 || a.count > 1000 {
+                bail!("attacker `count` is {}; allowed is 1..=1000", a.count);
+            }
+        }
+        Ok(())
+    }
+
+    /// When the last fault heals (seconds from start).
+    pub fn last_fault_end_secs(&self) -> u64 {
+        self.faults
+            .iter()
+            .map(|f| f.at_secs + u64::from(f.repeat.saturating_sub(1)) * f.every_secs + f.duration_secs)
+            .chain(self.attackers.iter().map(|a| a.start_secs + a.duration_secs))
+            .max()
+            .unwrap_or(0)
+    }
+}
