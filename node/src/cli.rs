@@ -31,6 +31,13 @@ pub struct GlobalArgs {
     /// Log format.
     #[arg(long, global = true, env = "PALISADE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Admin socket for client commands. Default: admin.socket from the config, else
+    /// <data-dir>/admin.sock.
+    #[arg(long, global = true, env = "PALISADE_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Client commands: print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,6 +58,418 @@ pub enum Command {
     Keys(KeysCommand),
     /// Print version and build information.
     Version,
+    /// Show the running node: identity, addresses, readiness, peers, record counts.
+    ///
+    /// Example: palisade status --json
+    Status,
+    /// Peers: list, dial, disconnect, ban, unban, bans.
+    #[command(subcommand)]
+    Peers(PeersCommand),
+    /// Audit attestations: submit, get, query, verdict.
+    #[command(subcommand)]
+    Attest(AttestCommand),
+    /// Anomaly reports: report, update, query, open, show.
+    #[command(subcommand)]
+    Anomaly(AnomalyCommand),
+    /// Records of any kind: get, query, export, import, revoke, feed.
+    #[command(subcommand)]
+    Records(RecordsCommand),
+    /// DoS limits: show, set (at run time).
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+    /// Show the guard's drop ledger (drops, throttles, penalties, bans).
+    ///
+    /// Example: palisade ledger --limit 50 --follow
+    Ledger(LedgerArgs),
+    /// Follow live events (records stored, peers, bans) until interrupted.
+    ///
+    /// Example: palisade watch --type record_stored --kind attestation
+    Watch(WatchArgs),
+    /// Print shell completions.
+    ///
+    /// Example: palisade completions bash > /etc/bash_completion.d/palisade
+    Completions {
+        /// Shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `peers …`.
+#[derive(Debug, Subcommand)]
+pub enum PeersCommand {
+    /// List connected peers with their guard state.
+    ///
+    /// Example: palisade peers list
+    List,
+    /// Dial a peer.
+    ///
+    /// Example: palisade peers dial /ip4/10.0.0.5/tcp/7400/p2p/12D3KooW…
+    Dial {
+        /// Multiaddr, ideally ending in /p2p/<peer id>.
+        addr: String,
+    },
+    /// Close every connection to a peer (it may reconnect; ban it to keep it out).
+    ///
+    /// Example: palisade peers disconnect 12D3KooW…
+    Disconnect {
+        /// Peer id.
+        peer_id: String,
+    },
+    /// Ban a peer or an IP address; persisted, survives restarts.
+    ///
+    /// Example: palisade peers ban 12D3KooW… --duration 2h --reason "flooding"
+    Ban(BanArgs),
+    /// Lift a ban.
+    ///
+    /// Example: palisade peers unban ip:203.0.113.7
+    Unban {
+        /// `peer:<id>`, `ip:<address>`, a peer id or an IP address.
+        target: String,
+    },
+    /// List bans in force.
+    ///
+    /// Example: palisade peers bans --json
+    Bans,
+}
+
+/// `peers ban`.
+#[derive(Debug, Args)]
+pub struct BanArgs {
+    /// `peer:<id>`, `ip:<address>`, a peer id or an IP address.
+    pub target: String,
+    /// How long: seconds, or a number with s, m, h or d (default limits.ban_duration_secs).
+    #[arg(long, value_name = "DURATION", conflicts_with = "permanent")]
+    pub duration: Option<String>,
+    /// Until lifted with `peers unban`.
+    #[arg(long)]
+    pub permanent: bool,
+    /// Why (kept in the ledger).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `attest …`.
+#[derive(Debug, Subcommand)]
+pub enum AttestCommand {
+    /// Sign and publish an attestation (durable before this returns).
+    ///
+    /// Example: palisade attest submit --subject pkg:cargo/serde@1.0.210 --digest sha256:9f86… --verdict pass --score 8.5 --scanner trivy --scanner-version 0.56.1 --findings critical=0,high=1,medium=3,low=7
+    Submit(Box<AttestSubmitArgs>),
+    /// Show one record.
+    ///
+    /// Example: palisade attest get 3f1c…
+    Get {
+        /// Record id (64 hex).
+        id: String,
+    },
+    /// Query attestations.
+    ///
+    /// Example: palisade attest query --subject sha256:9f86… --limit 20
+    Query(QueryArgs),
+    /// Verdict on a subject under a k-of-n trust policy ([admin.trust.<name>]).
+    ///
+    /// Example: palisade attest verdict sha256:9f86… --trusted <author>,<author> --threshold 2 --check
+    Verdict(VerdictArgs),
+}
+
+/// `attest submit`.
+#[derive(Debug, Args)]
+pub struct AttestSubmitArgs {
+    /// The whole statement as JSON (`-` for stdin); the flags below are then not allowed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["subject", "digest", "verdict", "score", "scanner", "scanner_version", "findings"])]
+    pub file: Option<PathBuf>,
+    /// Subject name, e.g. pkg:cargo/serde@1.0.210 or ghcr.io/acme/api.
+    #[arg(long, required_unless_present = "file")]
+    pub subject: Option<String>,
+    /// Subject digest <alg>:<hex> (repeatable), e.g. sha256:…, gitCommit:….
+    #[arg(long, value_name = "ALG:HEX", required_unless_present = "file")]
+    pub digest: Vec<String>,
+    /// pass, fail or inconclusive.
+    #[arg(long, required_unless_present = "file")]
+    pub verdict: Option<String>,
+    /// Security score 0.0 to 10.0 (two decimals at most).
+    #[arg(long, required_unless_present = "file")]
+    pub score: Option<String>,
+    /// Scanner name, e.g. trivy.
+    #[arg(long, required_unless_present = "file")]
+    pub scanner: Option<String>,
+    /// Scanner version.
+    #[arg(long, value_name = "VERSION", required_unless_present = "file")]
+    pub scanner_version: Option<String>,
+    /// Finding counts: critical=N,high=N,medium=N,low=N[,none=N].
+    #[arg(long, value_name = "COUNTS")]
+    pub findings: Option<String>,
+    /// Digest of the full report, <alg>:<hex>.
+    #[arg(long, value_name = "ALG:HEX")]
+    pub report_digest: Option<String>,
+    /// The attestation stops counting in verdicts after this long (e.g. 30d).
+    #[arg(long, value_name = "DURATION")]
+    pub expires_in: Option<String>,
+}
+
+/// Filters shared by the query commands.
+#[derive(Debug, Clone, Default, Args)]
+pub struct QueryArgs {
+    /// Subject digest <alg>:<hex> (attestations).
+    #[arg(long, value_name = "ALG:HEX")]
+    pub subject: Option<String>,
+    /// Author key (64 hex).
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Anomaly source URI.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Anomaly fingerprint (64 hex).
+    #[arg(long)]
+    pub fingerprint: Option<String>,
+    /// Anomalies with severity number at least this (1-24).
+    #[arg(long, value_name = "N")]
+    pub min_severity: Option<u8>,
+    /// Anomalies currently in this state (open, acknowledged, resolved, suppressed).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Issued at or after: ms since the epoch, or an age such as 2h.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Issued at or before: ms since the epoch, or an age such as 30m.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Leave out revoked records.
+    #[arg(long)]
+    pub exclude_revoked: bool,
+    /// Page size 1-1000.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Continue from the previous page's next_cursor.
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+/// `attest verdict`.
+#[derive(Debug, Args)]
+pub struct VerdictArgs {
+    /// Subject digest <alg>:<hex>.
+    pub digest: String,
+    /// Named trust policy (default: `default`).
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Trusted author keys, comma-separated (overrides the policy's).
+    #[arg(long, value_name = "AUTHORS")]
+    pub trusted: Option<String>,
+    /// How many distinct trusted authors must say pass.
+    #[arg(long, value_name = "K")]
+    pub threshold: Option<usize>,
+    /// Exit 3 unless the policy is satisfied.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `anomaly …`.
+#[derive(Debug, Subcommand)]
+pub enum AnomalyCommand {
+    /// Sign and publish an anomaly report (durable before this returns).
+    ///
+    /// Example: palisade anomaly report --source otlp://collector/api --label kind=latency --label service=api --severity ERROR --score 7.5 --summary "p99 latency 5x baseline"
+    Report(Box<AnomalyReportArgs>),
+    /// Change an anomaly's state: acknowledged, resolved, suppressed or open.
+    ///
+    /// Example: palisade anomaly update 5d41… --state acknowledged --comment "on it"
+    Update {
+        /// Fingerprint (64 hex).
+        fingerprint: String,
+        /// New state.
+        #[arg(long)]
+        state: String,
+        /// Why.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Query anomaly reports.
+    ///
+    /// Example: palisade anomaly query --min-severity 17 --since 1h
+    Query(QueryArgs),
+    /// List open anomalies (or another state with --state, `all` for every state).
+    ///
+    /// Example: palisade anomaly open
+    Open {
+        /// State to list.
+        #[arg(long, default_value = "open")]
+        state: String,
+        /// Page size 1-1000.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Continue from the previous page's next_cursor.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one anomaly's current state.
+    ///
+    /// Example: palisade anomaly show 5d41…
+    Show {
+        /// Fingerprint (64 hex).
+        fingerprint: String,
+    },
+}
+
+/// `anomaly report`.
+#[derive(Debug, Args)]
+pub struct AnomalyReportArgs {
+    /// The whole statement as JSON (`-` for stdin); the flags below are then not allowed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["source", "label", "severity", "score", "summary"])]
+    pub file: Option<PathBuf>,
+    /// Source URI, e.g. otlp://collector/service/api.
+    #[arg(long, required_unless_present = "file")]
+    pub source: Option<String>,
+    /// Stream type: logs, metrics, traces, network, other.
+    #[arg(long, default_value = "other")]
+    pub stream_type: String,
+    /// Identifying label k=v (repeatable; must include kind=…).
+    #[arg(long, value_name = "K=V", required_unless_present = "file")]
+    pub label: Vec<String>,
+    /// Descriptive annotation k=v (repeatable).
+    #[arg(long, value_name = "K=V")]
+    pub annotation: Vec<String>,
+    /// OpenTelemetry severity: 1-24 or TRACE, DEBUG, INFO, WARN, ERROR, FATAL.
+    #[arg(long, required_unless_present = "file")]
+    pub severity: Option<String>,
+    /// Anomaly score 0.0 to 10.0.
+    #[arg(long, required_unless_present = "file")]
+    pub score: Option<String>,
+    /// One-line summary.
+    #[arg(long)]
+    pub summary: Option<String>,
+    /// Detector name.
+    #[arg(long, default_value = "palisade-cli")]
+    pub detector: String,
+    /// Detector version (default: this palisade's version).
+    #[arg(long)]
+    pub detector_version: Option<String>,
+    /// Window start, ms since the epoch (default: end minus 60 s).
+    #[arg(long, value_name = "MS")]
+    pub window_start_ms: Option<u64>,
+    /// Window end, ms since the epoch (default: now).
+    #[arg(long, value_name = "MS")]
+    pub window_end_ms: Option<u64>,
+    /// Evidence digest <alg>:<hex> (repeatable).
+    #[arg(long, value_name = "ALG:HEX")]
+    pub evidence: Vec<String>,
+}
+
+/// `records …`.
+#[derive(Debug, Subcommand)]
+pub enum RecordsCommand {
+    /// Show one record (decoded, plus its envelope with --json).
+    ///
+    /// Example: palisade records get 3f1c…
+    Get {
+        /// Record id (64 hex).
+        id: String,
+    },
+    /// Query records of any kind.
+    ///
+    /// Example: palisade records query --kind revocation --since 24h
+    Query {
+        /// attestation, anomaly, anomaly_update or revocation.
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        filters: QueryArgs,
+    },
+    /// Export records as NDJSON (streamed; all records unless filtered).
+    ///
+    /// Example: palisade records export --output backup.ndjson
+    Export {
+        /// attestation, anomaly, anomaly_update or revocation.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Author key (64 hex).
+        #[arg(long)]
+        author: Option<String>,
+        /// Issued at or after: ms since the epoch, or an age such as 7d.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Issued at or before.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Import an NDJSON export; every record is re-verified. Exits 1 if any line was rejected.
+    ///
+    /// Example: palisade records import backup.ndjson
+    Import {
+        /// NDJSON file, or `-` for stdin.
+        file: PathBuf,
+    },
+    /// Revoke one of this node's own records.
+    ///
+    /// Example: palisade records revoke 3f1c… --reason "superseded by a newer scan"
+    Revoke {
+        /// Record id (64 hex).
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Show an author's feed in seq order (default: this node's own).
+    ///
+    /// Example: palisade records feed --limit 20
+    Feed {
+        /// Author key (64 hex).
+        author: Option<String>,
+        /// Page size 1-1000.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Continue from the previous page's next_cursor.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+}
+
+/// `limits …`.
+#[derive(Debug, Subcommand)]
+pub enum LimitsCommand {
+    /// Show every limit in force.
+    ///
+    /// Example: palisade limits show
+    Show,
+    /// Change a limit at run time (not persisted: also edit [limits] in the config).
+    ///
+    /// Example: palisade limits set peer_messages_per_sec 200
+    Set {
+        /// Limit name, e.g. peer_messages_per_sec.
+        key: String,
+        /// New value.
+        value: String,
+    },
+}
+
+/// `ledger`.
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    /// Entries after this seq.
+    #[arg(long, value_name = "SEQ")]
+    pub after: Option<u64>,
+    /// Page size 1-1000.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Keep polling for new entries every second.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// `watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Event types, comma-separated: record_stored, peer_connected, peer_disconnected,
+    /// equivocation, banned, unbanned, peer_penalty_disconnect.
+    #[arg(long = "type", value_name = "TYPES")]
+    pub types: Option<String>,
+    /// Record kinds for record_stored events, comma-separated.
+    #[arg(long = "kind", value_name = "KINDS")]
+    pub kinds: Option<String>,
 }
 
 /// Flags of `run`; each is also a config key and a `PALISADE_*` variable.

@@ -4,10 +4,13 @@
 //! Unknown keys are errors (a typo must never be silently ignored); invalid values fail at
 //! start with the key, the value and what is allowed.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
+use palisade_api::{ApiLimits, TrustPolicy};
 use palisade_guard::GuardConfig;
 use palisade_net::NetConfig;
 use palisade_types::InvalidSetting;
@@ -50,13 +53,99 @@ impl Default for StoreSection {
 }
 
 /// `[admin]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
     /// Unix socket path; default `<data-dir>/admin.sock`.
     pub socket: Option<PathBuf>,
     /// Optional loopback TCP listener (`127.0.0.1:PORT`) that requires a bearer token.
     pub listen: Option<String>,
+    /// Largest JSON request body.
+    pub max_body_bytes: u64,
+    /// Largest NDJSON import body.
+    pub max_import_bytes: u64,
+    /// Deadline of ordinary requests (export, import and events have none).
+    pub request_timeout_secs: u64,
+    /// Most concurrent `/v1/events` subscribers.
+    pub max_sse_subscribers: u32,
+    /// Seconds between SSE heartbeat comments.
+    pub sse_heartbeat_secs: u64,
+    /// Events queued per SSE subscriber before it is dropped as too slow.
+    pub sse_queue_events: u32,
+    /// Sustained API requests per second over all clients (health and readiness exempt).
+    pub requests_per_sec: u32,
+    /// API requests allowed in a burst above the rate.
+    pub burst_requests: u32,
+    /// Named k-of-n trust policies for subject verdicts: `[admin.trust.<name>]` with
+    /// `authors` and `threshold`. `default` is used when a query names none.
+    pub trust: BTreeMap<String, TrustPolicy>,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        let l = ApiLimits::default();
+        AdminSection {
+            socket: None,
+            listen: None,
+            max_body_bytes: l.max_body_bytes as u64,
+            max_import_bytes: l.max_import_bytes,
+            request_timeout_secs: l.request_timeout.as_secs(),
+            max_sse_subscribers: l.max_sse_subscribers as u32,
+            sse_heartbeat_secs: l.sse_heartbeat.as_secs(),
+            sse_queue_events: l.sse_queue_events as u32,
+            requests_per_sec: l.requests_per_sec,
+            burst_requests: l.burst_requests,
+            trust: BTreeMap::new(),
+        }
+    }
+}
+
+impl AdminSection {
+    /// The API server's limits.
+    pub fn limits(&self) -> ApiLimits {
+        ApiLimits {
+            max_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
+            max_import_bytes: self.max_import_bytes,
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_sse_subscribers: self.max_sse_subscribers as usize,
+            sse_heartbeat: Duration::from_secs(self.sse_heartbeat_secs),
+            sse_queue_events: self.sse_queue_events as usize,
+            requests_per_sec: self.requests_per_sec,
+            burst_requests: self.burst_requests,
+        }
+    }
+
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        InvalidSetting::check_range(
+            "admin.max_body_bytes",
+            self.max_body_bytes,
+            16 * 1024,
+            16 * 1024 * 1024,
+        )?;
+        InvalidSetting::check_range(
+            "admin.max_import_bytes",
+            self.max_import_bytes,
+            1024 * 1024,
+            64 * 1024 * 1024 * 1024,
+        )?;
+        InvalidSetting::check_range("admin.request_timeout_secs", self.request_timeout_secs, 1, 3600)?;
+        InvalidSetting::check_range("admin.max_sse_subscribers", self.max_sse_subscribers, 1, 1024)?;
+        InvalidSetting::check_range("admin.sse_heartbeat_secs", self.sse_heartbeat_secs, 1, 300)?;
+        InvalidSetting::check_range("admin.sse_queue_events", self.sse_queue_events, 1, 65_536)?;
+        InvalidSetting::check_range("admin.requests_per_sec", self.requests_per_sec, 1, 1_000_000)?;
+        InvalidSetting::check_range("admin.burst_requests", self.burst_requests, 1, 10_000_000)?;
+        if let Some(socket) = &self.socket {
+            let len = socket.as_os_str().len();
+            if len == 0 || len > 107 {
+                return Err(InvalidSetting::new(
+                    "admin.socket",
+                    format!("{:?}", socket.display().to_string()),
+                    "a path of 1 to 107 bytes (a Unix socket address limit)",
+                ));
+            }
+        }
+        palisade_api::config::validate_policies("admin.trust", &self.trust)
+    }
 }
 
 /// `[metrics]`.
@@ -125,6 +214,7 @@ impl NodeConfig {
             1024 * 1024,
             64 * 1024 * 1024 * 1024,
         )?;
+        self.admin.validate()?;
         if let Some(listen) = &self.admin.listen {
             let addr: SocketAddr = listen.parse().map_err(|_| {
                 InvalidSetting::new(
@@ -163,6 +253,7 @@ impl NodeConfig {
 /// exactly [`NodeConfig::default`].
 pub fn default_config_toml() -> String {
     let n = NetConfig::default();
+    let a = AdminSection::default();
     let q = |v: &[String]| format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "));
     format!(
         r#"# Palisade node configuration.
@@ -212,10 +303,30 @@ flush_max_records = {fm}
 cache_capacity_bytes = {cache}
 
 [admin]
-# Unix socket of the admin API (default: <data-dir>/admin.sock).
+# Unix socket of the admin API, mode 0600 (default: <data-dir>/admin.sock).
 # socket = "/run/palisade/admin.sock"
-# Optional loopback TCP listener; requires the bearer token in <data-dir>/admin.token.
+# Optional loopback TCP listener; every request needs `Authorization: Bearer <token>` with
+# the token the node writes to <data-dir>/admin.token (mode 0600) at every start.
 # listen = "127.0.0.1:9741"
+# Largest JSON request body and largest NDJSON import, in bytes.
+max_body_bytes = {abody}
+max_import_bytes = {aimport}
+# Deadline of ordinary requests (export, import and events streams have none).
+request_timeout_secs = {atimeout}
+# Live event (SSE) subscribers: how many at once, heartbeat interval, and how many events
+# may queue for one subscriber before it is dropped as too slow.
+max_sse_subscribers = {asse}
+sse_heartbeat_secs = {ahb}
+sse_queue_events = {aqueue}
+# The API's own rate limit over all clients (429 beyond); health and readiness are exempt.
+requests_per_sec = {arate}
+burst_requests = {aburst}
+# Trust policies for `palisade attest verdict` / GET /v1/subjects/<digest>/verdict: a subject
+# passes when at least `threshold` distinct `authors` say pass in their latest non-revoked,
+# unexpired attestation. `default` is used when no policy is named.
+# [admin.trust.default]
+# authors = ["<64 hex author key>", "<64 hex author key>"]
+# threshold = 2
 
 [metrics]
 # Prometheus text endpoint, or "off". Flag: --metrics-listen.
@@ -245,6 +356,14 @@ format = "pretty"
         fi = n.flush_interval_ms,
         fm = n.flush_max_records,
         cache = palisade_store::DEFAULT_CACHE_CAPACITY_BYTES,
+        abody = a.max_body_bytes,
+        aimport = a.max_import_bytes,
+        atimeout = a.request_timeout_secs,
+        asse = a.max_sse_subscribers,
+        ahb = a.sse_heartbeat_secs,
+        aqueue = a.sse_queue_events,
+        arate = a.requests_per_sec,
+        aburst = a.burst_requests,
         metrics = DEFAULT_METRICS_LISTEN,
     )
 }
@@ -289,6 +408,16 @@ mod tests {
         c.network.verify_batch_max_records = 100;
         c.network.verify_queue_records = 64;
         assert!(c.validate().unwrap_err().allowed.contains("verify_queue_records"));
+
+        let mut c = NodeConfig::default();
+        c.admin.max_sse_subscribers = 0;
+        assert_eq!(c.validate().unwrap_err().key, "admin.max_sse_subscribers");
+
+        let c = NodeConfig::parse(
+            "[admin.trust.release]\nauthors = [\"0101010101010101010101010101010101010101010101010101010101010101\"]\nthreshold = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "admin.trust.release.threshold");
 
         let mut c = NodeConfig::default();
         c.metrics.listen = "nope".into();

@@ -1,13 +1,15 @@
 //! `palisade run`: start every part, wait for a signal, stop in order.
 //!
-//! Start order: key → store → guard (re-applies persisted bans) → network → metrics.
-//! Stop order is the reverse: network (closes connections, drains the ingest pipeline,
-//! which flushes) → final store flush.
+//! Start order: key → store → guard (re-applies persisted bans) → network → admin API →
+//! metrics. Stop order is the reverse: admin API (stops accepting, ends event streams,
+//! removes the socket) → network (closes connections, drains the ingest pipeline, which
+//! flushes) → final store flush.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use palisade_api::{ApiConfig, ApiServer};
 use palisade_guard::Guard;
 use palisade_net::Network;
 use palisade_store::{Store, StoreConfig};
@@ -60,9 +62,14 @@ pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
     .context("starting the network")?;
     let handle = network.handle();
 
+    let api = ApiServer::start(api_config(&paths, &config), handle.clone(), &mut registry)
+        .await
+        .context("starting the admin API")?;
+    let socket = api.socket_path().display().to_string();
+
     let shutdown = CancellationToken::new();
     let registry = Arc::new(registry);
-    let mut parts = vec!["store", "guard", "network"];
+    let mut parts = vec!["store", "guard", "network", "admin-api"];
     if let Ok(addr) = config.metrics.listen.parse() {
         crate::metrics::serve(addr, registry.clone(), shutdown.clone()).await?;
         parts.push("metrics");
@@ -82,17 +89,32 @@ pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
         peer_id = %handle.peer_id(),
         listen = listen_addrs.join(" "),
         bootstrap = config.network.bootstrap.len(),
+        admin = socket,
         "palisade is running"
     );
 
     wait_for_shutdown_signal().await?;
     info!("shutting down");
     shutdown.cancel();
+    api.shutdown().await;
     network.shutdown().await.context("stopping the network")?;
     drop(handle);
     store.flush_async().await.context("final flush of the store")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// The admin API's settings from `[admin]`.
+fn api_config(paths: &Paths, config: &NodeConfig) -> ApiConfig {
+    let mut c = ApiConfig::new(&paths.data_dir);
+    c.socket_path = paths.socket_path(config);
+    // Validated at start: a loopback host:port.
+    c.tcp_listen = config.admin.listen.as_deref().and_then(|l| l.parse().ok());
+    c.limits = config.admin.limits();
+    c.trust = config.admin.trust.clone();
+    c.bootstrap_configured = !config.network.bootstrap.is_empty();
+    c.version = env!("CARGO_PKG_VERSION").to_string();
+    c
 }
 
 async fn wait_for_shutdown_signal() -> anyhow::Result<()> {

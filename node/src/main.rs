@@ -2,7 +2,10 @@
 //!
 //! Exit codes (also in the README):
 //! - 0: success (for `run`: clean shutdown after SIGINT/SIGTERM)
-//! - 1: runtime failure (storage, network, I/O)
+//! - 1: runtime failure (storage, network, I/O); for client commands, an error answer from
+//!   the node or a bad local input
+//! - 2: client commands only: the node cannot be reached (socket missing, refused, timeout)
+//! - 3: `attest verdict --check` only: the trust policy is not satisfied
 //! - 64: usage error (bad flags; clap's own errors)
 //! - 78: configuration error (invalid value, unknown key, bad key file permissions)
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
@@ -10,6 +13,7 @@
 #![allow(unreachable_pub)]
 
 mod cli;
+mod client;
 mod config;
 mod daemon;
 mod keys;
@@ -42,6 +46,18 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if client::is_client_command(&cli.command) {
+        return match client::run(cli.command, &cli.global) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                let unreachable = e.chain().any(|c| {
+                    c.downcast_ref::<palisade_api::ClientError>().is_some_and(|c| c.is_unreachable())
+                });
+                ExitCode::from(if unreachable { client::EXIT_UNREACHABLE } else { 1 })
+            }
+        };
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -86,6 +102,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("config OK ({})", paths.config_source());
             Ok(())
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "palisade", &mut script);
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error worth a message.
+            match std::io::Write::write_all(&mut out, &script).and_then(|()| std::io::Write::flush(&mut out))
+            {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
+        }
+        Command::Status
+        | Command::Peers(_)
+        | Command::Attest(_)
+        | Command::Anomaly(_)
+        | Command::Records(_)
+        | Command::Limits(_)
+        | Command::Ledger(_)
+        | Command::Watch(_) => anyhow::bail!("client commands are dispatched before this point"),
         Command::Run(args) => {
             let paths = paths::Paths::resolve(g)?;
             let config = paths.effective_config(g, &args)?;

@@ -20,6 +20,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen for metrics on {addr}; choose another address with --metrics-listen or metrics.listen, or \"off\"")
     })?;
+    let addr = listener.local_addr().unwrap_or(addr);
     info!(%addr, "metrics endpoint listening on /metrics");
     let app = axum::Router::new().route(
         "/metrics",

@@ -10,6 +10,9 @@ use crate::config::{self, NodeConfig};
 use crate::keys;
 use crate::ConfigError;
 
+/// File name of the admin socket inside the data directory.
+pub const ADMIN_SOCKET: &str = "admin.sock";
+
 /// Resolved paths for one invocation.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -41,6 +44,11 @@ impl Paths {
     /// The key file.
     pub fn key_file(&self) -> PathBuf {
         self.data_dir.join(keys::KEY_FILE)
+    }
+
+    /// The admin socket: `admin.socket` from the config, else `<data-dir>/admin.sock`.
+    pub fn socket_path(&self, config: &NodeConfig) -> PathBuf {
+        config.admin.socket.clone().unwrap_or_else(|| self.data_dir.join(ADMIN_SOCKET))
     }
 
     /// The database directory.

@@ -136,7 +136,7 @@ impl ApiClient {
 
     async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<ReqBody>, ClientError> {
         let target = self.transport.to_string();
-        let connect_err = |source| ClientError::Connect { target: target.clone(), source };
+        let connect_err = |error| ClientError::Connect { target: target.clone(), error };
         let sender = match &self.transport {
             Transport::Unix(p) => {
                 let s = tokio::net::UnixStream::connect(p).await.map_err(connect_err)?;

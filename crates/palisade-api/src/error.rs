@@ -189,13 +189,12 @@ pub enum ServeError {
 #[non_exhaustive]
 pub enum ClientError {
     /// The node could not be reached (socket missing, connection refused, TCP error).
-    #[error("cannot reach the node at {target}: {source}; is `palisade run` running with this data directory? (set --socket or PALISADE_SOCKET otherwise)")]
+    #[error("cannot reach the node at {target}: {error}; is `palisade run` running with this data directory? (set --socket or PALISADE_SOCKET otherwise)")]
     Connect {
         /// Socket path or address.
         target: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message, not a separate source, so it prints once).
+        error: std::io::Error,
     },
     /// The connection broke or the HTTP exchange failed.
     #[error("talking to the node failed: {0}")]

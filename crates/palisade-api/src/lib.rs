@@ -37,4 +37,4 @@ pub use client::{ApiClient, ByteStream, EventStream, RawResponse, SseItem, Trans
 pub use config::{ApiConfig, ApiLimits, TrustPolicy};
 pub use error::{ApiError, ClientError, ServeError};
 pub use openapi::{document_json, ApiDoc};
-pub use server::{ApiServer, ROUTES, SHUTDOWN_GRACE};
+pub use server::{ApiServer, READINESS_SAMPLE, ROUTES, SHUTDOWN_GRACE};

@@ -43,12 +43,17 @@ pub struct ApiMetrics {
     pub rate_limited: Counter,
     /// Handler panics turned into 500s.
     pub panics: Counter,
+    /// 1 when `/v1/ready` would answer ready, else 0 (sampled every few seconds).
+    pub ready: Gauge,
+    /// Connected peers (sampled with `ready`; always present, unlike per-direction gauges).
+    pub connected_peers: Gauge,
 }
 
 impl ApiMetrics {
     /// Registers the metrics: `palisade_api_requests_total`,
     /// `palisade_api_request_duration_seconds`, `palisade_api_sse_subscribers`,
-    /// `palisade_api_rate_limited_total`, `palisade_api_panics_total`.
+    /// `palisade_api_rate_limited_total`, `palisade_api_panics_total`, `palisade_node_ready`,
+    /// `palisade_connected_peers`.
     pub fn new(registry: &mut Registry) -> ApiMetrics {
         let m = ApiMetrics {
             requests: Family::default(),
@@ -56,6 +61,8 @@ impl ApiMetrics {
             sse_subscribers: Gauge::default(),
             rate_limited: Counter::default(),
             panics: Counter::default(),
+            ready: Gauge::default(),
+            connected_peers: Gauge::default(),
         };
         registry.register(
             "palisade_api_requests",
@@ -79,6 +86,12 @@ impl ApiMetrics {
             m.rate_limited.clone(),
         );
         registry.register("palisade_api_panics", "Admin API handler panics (answered 500)", m.panics.clone());
+        registry.register(
+            "palisade_node_ready",
+            "1 when the node is ready (store open, listening, a peer if bootstrap peers are configured)",
+            m.ready.clone(),
+        );
+        registry.register("palisade_connected_peers", "Connected peers (sampled)", m.connected_peers.clone());
         m
     }
 }

@@ -31,6 +31,9 @@ use crate::routes;
 /// How long [`ApiServer::shutdown`] waits for open connections (SSE streams, exports).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How often readiness is sampled into the `palisade_node_ready` gauge.
+pub const READINESS_SAMPLE: Duration = Duration::from_secs(5);
+
 /// Longest Unix socket path (sun_path is 108 bytes including the terminating NUL).
 const MAX_SOCKET_PATH_BYTES: usize = 107;
 
@@ -148,6 +151,22 @@ impl ApiServer {
         };
         let app = router(state.clone());
         let mut tasks = Vec::new();
+        {
+            // Keep `palisade_node_ready` and `palisade_connected_peers` current for alerts.
+            let state = state.clone();
+            let stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(READINESS_SAMPLE);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tick.tick() => {
+                            routes::node::readiness(&state).await;
+                        }
+                    }
+                }
+            }));
+        }
         {
             let app = app.clone();
             let stop = shutdown.clone();

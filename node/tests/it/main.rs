@@ -1,6 +1,8 @@
 //! End-to-end tests of the `palisade` binary.
 
 mod cli;
+mod client;
+mod metrics;
 mod process;
 
 use std::io::{BufRead, BufReader};

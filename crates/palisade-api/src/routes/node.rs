@@ -26,6 +26,13 @@ pub(crate) async fn health() -> Json<Health> {
         (status = 503, description = "Not ready yet", body = Readiness),
     ))]
 pub(crate) async fn ready(State(s): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let r = readiness(&s).await;
+    let status = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(r))
+}
+
+/// Computes readiness (also sampled into `palisade_node_ready`).
+pub(crate) async fn readiness(s: &AppState) -> Readiness {
     let store_open = s.blocking(|store| store.record_counts().map_err(ApiError::from)).await.is_ok();
     let info = s.handle().info().await.ok();
     let listening = info.as_ref().is_some_and(|i| !i.listen_addrs.is_empty());
@@ -45,8 +52,9 @@ pub(crate) async fn ready(State(s): State<AppState>) -> (StatusCode, Json<Readin
     }
     let ready = missing.is_empty();
     let error = (!ready).then(|| ErrorDetail { code: "not_ready".into(), message: missing.join("; ") });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Readiness { ready, store_open, listening, bootstrap_configured, connected_peers, error }))
+    s.inner.metrics.ready.set(i64::from(ready));
+    s.inner.metrics.connected_peers.set(i64::try_from(connected_peers).unwrap_or(i64::MAX));
+    Readiness { ready, store_open, listening, bootstrap_configured, connected_peers, error }
 }
 
 /// Identity, addresses, uptime, record counts and this node's feed head.

@@ -1,0 +1,378 @@
+//! The client commands against a live `palisade run`: tables, `--json`, exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{palisade, sigterm, spawn_run, wait_for_line};
+
+/// A running `palisade run` in a temp dir.
+pub(crate) struct LiveNode {
+    pub(crate) child: Child,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl LiveNode {
+    pub(crate) fn start(extra: &[&str]) -> LiveNode {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = spawn_run(dir.path(), extra);
+        wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
+        LiveNode { child, dir }
+    }
+
+    pub(crate) fn data(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `palisade --data-dir <dir> <args>`.
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
+        palisade(self.data()).args(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns stdout.
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "palisade {args:?} exited {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command with `--json` that must succeed; returns the parsed output.
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let text = self.ok(&a);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("palisade {args:?}: not JSON ({e}):\n{text}"))
+    }
+
+    pub(crate) fn stop(mut self) {
+        sigterm(&self.child);
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn digest(byte: &str) -> String {
+    format!("sha256:{}", byte.repeat(32))
+}
+
+#[test]
+fn status_peers_limits_and_ledger() {
+    let node = LiveNode::start(&[]);
+    let sock = node.data().join("admin.sock");
+    let meta = std::fs::symlink_metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    let table = node.ok(&["status"]);
+    assert!(table.contains("peer id:") && table.contains("ready:     yes"), "{table}");
+    let status = node.json(&["status"]);
+    for key in ["peer_id", "author", "listen_addrs", "records", "peers"] {
+        assert!(status.get(key).is_some(), "status --json lacks {key}: {status}");
+    }
+    assert_eq!(status["records"]["total"], 0);
+    assert_eq!(status["ready"], true);
+
+    assert!(node.ok(&["peers", "list"]).contains("(none)"));
+    assert_eq!(node.json(&["peers", "list"])["peers"], serde_json::json!([]));
+    let out = node.ok(&["peers", "ban", "ip:10.7.7.7", "--duration", "10m", "--reason", "testing"]);
+    assert!(out.contains("banned ip:10.7.7.7 until"), "{out}");
+    let bans = node.json(&["peers", "bans"]);
+    assert_eq!(bans["bans"][0]["target"], "ip:10.7.7.7");
+    assert_eq!(bans["bans"][0]["reason"], "testing");
+    assert!(node.ok(&["peers", "bans"]).contains("TARGET"));
+    let ledger = node.json(&["ledger"]);
+    assert_eq!(ledger["entries"][0]["action"], "banned");
+    assert!(node.ok(&["ledger"]).contains("banned"));
+    node.ok(&["peers", "unban", "ip:10.7.7.7"]);
+    let again = node.cli(&["peers", "unban", "ip:10.7.7.7"]);
+    assert_eq!(code(&again), Some(1), "{}", stderr(&again));
+    assert!(stderr(&again).contains("not banned"), "{}", stderr(&again));
+
+    let limits = node.ok(&["limits", "show"]);
+    assert!(limits.contains("peer_messages_per_sec"), "{limits}");
+    let set = node.ok(&["limits", "set", "peer_messages_per_sec", "321"]);
+    assert_eq!(set.trim(), "peer_messages_per_sec = 321");
+    assert_eq!(node.json(&["limits", "show"])["limits"]["peer_messages_per_sec"], 321);
+    let bad = node.cli(&["limits", "set", "peer_messages_per_sec", "0"]);
+    assert_eq!(code(&bad), Some(1));
+    assert!(stderr(&bad).contains("peer_messages_per_sec"), "{}", stderr(&bad));
+    node.stop();
+}
+
+#[test]
+fn attestations_anomalies_and_records() {
+    let node = LiveNode::start(&[]);
+    let d = digest("ab");
+    let out = node.ok(&[
+        "attest",
+        "submit",
+        "--subject",
+        "pkg:cargo/serde@1.0.210",
+        "--digest",
+        &d,
+        "--digest",
+        &format!("gitCommit:{}", "12".repeat(20)),
+        "--verdict",
+        "pass",
+        "--score",
+        "8.5",
+        "--scanner",
+        "trivy",
+        "--scanner-version",
+        "0.56.1",
+        "--findings",
+        "critical=0,high=1,medium=3,low=7",
+    ]);
+    assert!(out.starts_with("attestation ") && out.contains("(seq 1)"), "{out}");
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+
+    let got = node.json(&["attest", "get", &id]);
+    assert_eq!(got["statement"]["verdict"], "pass");
+    assert_eq!(got["statement"]["score"], 850);
+    assert_eq!(got["statement"]["finding_counts"]["low"], 7);
+    assert!(got["envelope"].as_str().unwrap().len() > 100);
+    let table = node.ok(&["attest", "get", &id]);
+    assert!(table.contains("kind:      attestation") && table.contains("\"trivy\""), "{table}");
+
+    // A statement from a file.
+    let file = node.data().join("statement.json");
+    let stmt = serde_json::json!({
+        "subject": {"name": "ghcr.io/acme/api", "digests": [digest("cd")]},
+        "scanner": {"name": "grype", "version": "0.80.0"},
+        "verdict": "fail",
+        "score": 310
+    });
+    std::fs::write(&file, stmt.to_string()).unwrap();
+    let r = node.json(&["attest", "submit", "--file", file.to_str().unwrap()]);
+    assert_eq!(r["seq"], 2);
+    assert_eq!(r["kind"], "attestation");
+
+    let q = node.json(&["attest", "query", "--subject", &d]);
+    assert_eq!(q["records"].as_array().unwrap().len(), 1);
+    assert!(q.get("next_cursor").is_some(), "{q}");
+    let q = node.json(&["attest", "query", "--limit", "1"]);
+    assert_eq!(q["records"].as_array().unwrap().len(), 1);
+    let cursor = q["next_cursor"].as_str().unwrap().to_string();
+    let q2 = node.json(&["attest", "query", "--limit", "1", "--cursor", &cursor]);
+    assert_ne!(q2["records"][0]["id"], q["records"][0]["id"]);
+    let table = node.ok(&["attest", "query"]);
+    assert!(table.lines().next().unwrap().contains("VERDICT"), "{table}");
+    assert!(table.contains("pkg:cargo/serde@1.0.210") && table.contains("8.50"), "{table}");
+
+    // Verdict: no policy → not satisfied; with this node trusted, k=1 → satisfied.
+    let me = node.json(&["status"])["author"].as_str().unwrap().to_string();
+    let v = node.cli(&["attest", "verdict", &d, "--check"]);
+    assert_eq!(code(&v), Some(3), "{}", stderr(&v));
+    let v = node.json(&["attest", "verdict", &d, "--trusted", &me, "--threshold", "1", "--check"]);
+    assert_eq!(v["satisfied"], true);
+
+    // Anomalies: report, list open, update, show.
+    let out = node.json(&[
+        "anomaly",
+        "report",
+        "--source",
+        "otlp://collector/api",
+        "--stream-type",
+        "metrics",
+        "--label",
+        "kind=latency",
+        "--label",
+        "service=api",
+        "--severity",
+        "ERROR",
+        "--score",
+        "7.5",
+        "--summary",
+        "p99 latency 5x baseline",
+    ]);
+    assert_eq!(out["kind"], "anomaly");
+    let open = node.json(&["anomaly", "open"]);
+    let fp = open["anomalies"][0]["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(open["anomalies"][0]["report"]["severity_number"], 17);
+    assert!(node.ok(&["anomaly", "open"]).contains(&fp));
+    node.ok(&["anomaly", "update", &fp, "--state", "acknowledged", "--comment", "on it"]);
+    assert_eq!(node.json(&["anomaly", "open"])["anomalies"], serde_json::json!([]));
+    assert!(node.ok(&["anomaly", "show", &fp]).contains("acknowledged"));
+    let q = node.json(&["anomaly", "query", "--min-severity", "17", "--since", "1h"]);
+    assert_eq!(q["records"].as_array().unwrap().len(), 1);
+    let bad = node.cli(&["anomaly", "update", &fp, "--state", "acknowledged"]);
+    assert_eq!(code(&bad), Some(1), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("HTTP 409"), "{}", stderr(&bad));
+
+    // Revoke, feed.
+    node.ok(&["records", "revoke", &id, "--reason", "superseded"]);
+    assert!(node.json(&["records", "get", &id])["revoked_by"].is_string());
+    let feed = node.json(&["records", "feed"]);
+    assert_eq!(feed["records"].as_array().unwrap().len(), 5);
+    assert_eq!(feed["head"]["contiguous_seq"], 5);
+    let table = node.ok(&["records", "feed"]);
+    assert!(table.contains("revocation") && table.contains("SEQ"), "{table}");
+    let q = node.json(&["records", "query", "--kind", "revocation"]);
+    assert_eq!(q["records"].as_array().unwrap().len(), 1);
+
+    // Export, then import: duplicates only; a bad line makes the import exit 1.
+    let export = node.data().join("export.ndjson");
+    node.ok(&["records", "export", "-o", export.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&export).unwrap();
+    assert_eq!(text.lines().count(), 5);
+    let report = node.json(&["records", "import", export.to_str().unwrap()]);
+    assert_eq!((report["accepted"].as_u64(), report["duplicate"].as_u64()), (Some(0), Some(5)));
+    let bad_file = node.data().join("bad.ndjson");
+    std::fs::write(&bad_file, format!("{text}not json\n")).unwrap();
+    let out = node.cli(&["records", "import", bad_file.to_str().unwrap()]);
+    assert_eq!(code(&out), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 rejected") && stdout.contains("line 6"), "{stdout}");
+    node.stop();
+}
+
+#[test]
+fn errors_have_the_documented_exit_codes() {
+    let node = LiveNode::start(&[]);
+    // The node says no: 1, with its message.
+    let out = node.cli(&["records", "get", &"ab".repeat(32)]);
+    assert_eq!(code(&out), Some(1));
+    assert!(stderr(&out).contains("HTTP 404"), "{}", stderr(&out));
+    let out = node.cli(&[
+        "attest",
+        "submit",
+        "--subject",
+        "x",
+        "--digest",
+        "sha256:00",
+        "--verdict",
+        "pass",
+        "--score",
+        "5",
+        "--scanner",
+        "s",
+        "--scanner-version",
+        "1",
+    ]);
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("subject.digests"), "{}", stderr(&out));
+    // Local input errors: 1.
+    let out = node.cli(&[
+        "attest",
+        "submit",
+        "--subject",
+        "x",
+        "--digest",
+        "nope",
+        "--verdict",
+        "pass",
+        "--score",
+        "5",
+        "--scanner",
+        "s",
+        "--scanner-version",
+        "1",
+    ]);
+    assert_eq!(code(&out), Some(1));
+    assert!(stderr(&out).contains("--digest"), "{}", stderr(&out));
+    // Usage errors: 64.
+    assert_eq!(code(&node.cli(&["attest", "submit", "--subject", "x"])), Some(64));
+    // Unreachable: 2, with --socket and PALISADE_SOCKET.
+    let out = node.cli(&["--socket", "/nonexistent/admin.sock", "status"]);
+    assert_eq!(code(&out), Some(2));
+    assert!(stderr(&out).contains("cannot reach the node"), "{}", stderr(&out));
+    let out =
+        palisade(node.data()).env("PALISADE_SOCKET", "/nonexistent/x.sock").arg("status").output().unwrap();
+    assert_eq!(code(&out), Some(2));
+    // --socket pointing at the real socket works from anywhere.
+    let sock: PathBuf = node.data().join("admin.sock");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out =
+        palisade(elsewhere.path()).args(["--socket", sock.to_str().unwrap(), "status"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let socket = node.data().join("admin.sock");
+    node.stop();
+    assert!(!socket.exists(), "the socket is removed on shutdown");
+    let out =
+        palisade(elsewhere.path()).args(["--socket", sock.to_str().unwrap(), "status"]).output().unwrap();
+    assert_eq!(code(&out), Some(2));
+}
+
+#[test]
+fn watch_prints_events_as_they_come() {
+    let node = LiveNode::start(&[]);
+    let mut watch = palisade(node.data())
+        .args(["--json", "watch", "--type", "record_stored"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_line(&mut watch, "watching events", Duration::from_secs(30));
+    let out = node.ok(&[
+        "attest",
+        "submit",
+        "--subject",
+        "w",
+        "--digest",
+        &digest("ee"),
+        "--verdict",
+        "pass",
+        "--score",
+        "9",
+        "--scanner",
+        "s",
+        "--scanner-version",
+        "1",
+    ]);
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(16);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).expect("an event line");
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["type"], "record_stored");
+    assert_eq!(event["id"], id.as_str());
+    let _ = watch.kill();
+    let _ = watch.wait();
+    node.stop();
+}
+
+#[test]
+fn help_has_examples_and_completions_print() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [
+        vec!["status"],
+        vec!["attest", "submit"],
+        vec!["anomaly", "report"],
+        vec!["records", "import"],
+        vec!["peers", "ban"],
+        vec!["limits", "set"],
+        vec!["watch"],
+    ] {
+        let out = palisade(dir.path()).args(&cmd).arg("--help").output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Example: palisade"), "{cmd:?} --help has no example:\n{text}");
+    }
+    let out = palisade(dir.path()).args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("palisade"));
+}
