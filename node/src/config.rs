@@ -76,6 +76,8 @@ pub struct AdminSection {
     pub requests_per_sec: u32,
     /// API requests allowed in a burst above the rate.
     pub burst_requests: u32,
+    /// API requests handled at once (event streams are capped separately).
+    pub max_concurrent_requests: u32,
     /// Named k-of-n trust policies for subject verdicts: `[admin.trust.<name>]` with
     /// `authors` and `threshold`. `default` is used when a query names none.
     pub trust: BTreeMap<String, TrustPolicy>,
@@ -95,6 +97,7 @@ impl Default for AdminSection {
             sse_queue_events: l.sse_queue_events as u32,
             requests_per_sec: l.requests_per_sec,
             burst_requests: l.burst_requests,
+            max_concurrent_requests: l.max_concurrent_requests as u32,
             trust: BTreeMap::new(),
         }
     }
@@ -112,6 +115,7 @@ impl AdminSection {
             sse_queue_events: self.sse_queue_events as usize,
             requests_per_sec: self.requests_per_sec,
             burst_requests: self.burst_requests,
+            max_concurrent_requests: self.max_concurrent_requests as usize,
         }
     }
 
@@ -134,6 +138,12 @@ impl AdminSection {
         InvalidSetting::check_range("admin.sse_queue_events", self.sse_queue_events, 1, 65_536)?;
         InvalidSetting::check_range("admin.requests_per_sec", self.requests_per_sec, 1, 1_000_000)?;
         InvalidSetting::check_range("admin.burst_requests", self.burst_requests, 1, 10_000_000)?;
+        InvalidSetting::check_range(
+            "admin.max_concurrent_requests",
+            self.max_concurrent_requests,
+            1,
+            65_536,
+        )?;
         if let Some(socket) = &self.socket {
             let len = socket.as_os_str().len();
             if len == 0 || len > 107 {
@@ -288,6 +298,10 @@ verify_batch_deadline_ms = {vd}
 verify_workers = {vw}
 # Record ids kept in the in-memory dedup cache.
 seen_cache_records = {sc}
+# Gossiped records from never-seen authors admitted per second node-wide, and burst
+# (a Sybil-flood brake; known authors never touch it; the rest arrives by sync).
+new_authors_per_sec = {nap}
+new_authors_burst = {nab}
 kad_random_walk_interval_secs = {kad}
 # Group commit of records received by gossip and sync.
 flush_interval_ms = {fi}
@@ -318,9 +332,11 @@ request_timeout_secs = {atimeout}
 max_sse_subscribers = {asse}
 sse_heartbeat_secs = {ahb}
 sse_queue_events = {aqueue}
-# The API's own rate limit over all clients (429 beyond); health and readiness are exempt.
+# The API's own rate limit over all clients (429 beyond) and requests handled at once (503
+# beyond); health and readiness are exempt.
 requests_per_sec = {arate}
 burst_requests = {aburst}
+max_concurrent_requests = {aconc}
 # Trust policies for `palisade attest verdict` / GET /v1/subjects/<digest>/verdict: a subject
 # passes when at least `threshold` distinct `authors` say pass in their latest non-revoked,
 # unexpired attestation. `default` is used when no policy is named.
@@ -352,6 +368,8 @@ format = "pretty"
         vd = n.verify_batch_deadline_ms,
         vw = n.verify_workers,
         sc = n.seen_cache_records,
+        nap = n.new_authors_per_sec,
+        nab = n.new_authors_burst,
         kad = n.kad_random_walk_interval_secs,
         fi = n.flush_interval_ms,
         fm = n.flush_max_records,
@@ -364,6 +382,7 @@ format = "pretty"
         aqueue = a.sse_queue_events,
         arate = a.requests_per_sec,
         aburst = a.burst_requests,
+        aconc = a.max_concurrent_requests,
         metrics = DEFAULT_METRICS_LISTEN,
     )
 }

@@ -96,6 +96,8 @@ pub struct ApiLimits {
     pub requests_per_sec: u32,
     /// Requests above the rate allowed in a burst.
     pub burst_requests: u32,
+    /// Requests handled at once (event streams are capped separately); 503 beyond.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for ApiLimits {
@@ -109,6 +111,7 @@ impl Default for ApiLimits {
             sse_queue_events: DEFAULT_SSE_QUEUE_EVENTS,
             requests_per_sec: DEFAULT_REQUESTS_PER_SEC,
             burst_requests: DEFAULT_BURST_REQUESTS,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
         }
     }
 }
@@ -130,6 +133,9 @@ pub const DEFAULT_SSE_QUEUE_EVENTS: usize = 256;
 pub const DEFAULT_REQUESTS_PER_SEC: u32 = 1000;
 /// Default of [`ApiLimits::burst_requests`].
 pub const DEFAULT_BURST_REQUESTS: u32 = 2000;
+
+/// Default of [`ApiLimits::max_concurrent_requests`].
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
 
 /// Longest NDJSON line an import accepts (a 16 KiB envelope is about 22 KiB of base64).
 pub const MAX_IMPORT_LINE_BYTES: usize = 64 * 1024;

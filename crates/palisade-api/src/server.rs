@@ -44,6 +44,7 @@ pub(crate) struct Inner {
     pub(crate) started: Instant,
     pub(crate) started_ms: u64,
     pub(crate) sse_slots: Arc<Semaphore>,
+    in_flight: Arc<Semaphore>,
     pub(crate) shutdown: CancellationToken,
     limiter: DefaultDirectRateLimiter,
     openapi: String,
@@ -140,6 +141,7 @@ impl ApiServer {
             inner: Arc::new(Inner {
                 handle,
                 sse_slots: Arc::new(Semaphore::new(cfg.limits.max_sse_subscribers)),
+                in_flight: Arc::new(Semaphore::new(cfg.limits.max_concurrent_requests.max(1))),
                 cfg,
                 metrics,
                 started: Instant::now(),
@@ -360,8 +362,24 @@ async fn require_bearer(token: &str, req: Request, next: Next) -> Response {
     }
 }
 
+fn busy(s: &AppState) -> Response {
+    let max = s.limits().max_concurrent_requests;
+    let message =
+        format!("{max} requests are in progress, the maximum (admin.max_concurrent_requests); retry shortly");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message).into_response()
+}
+
+/// The API's own limits: requests in progress (503 beyond) and the request rate (429).
 async fn rate_limit(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let exempt = matches!(req.uri().path(), "/v1/health" | "/v1/ready");
+    let path = req.uri().path();
+    let exempt = matches!(path, "/v1/health" | "/v1/ready");
+    // Event streams have their own cap (`max_sse_subscribers`).
+    let capped = !exempt && path != "/v1/events";
+    let _in_flight = match capped.then(|| s.inner.in_flight.clone().try_acquire_owned()) {
+        Some(Err(_)) => return busy(&s),
+        Some(Ok(permit)) => Some(permit),
+        None => None,
+    };
     if !exempt && s.inner.limiter.check().is_err() {
         s.inner.metrics.rate_limited.inc();
         return ApiError::new(

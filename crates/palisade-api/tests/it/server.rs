@@ -195,3 +195,39 @@ async fn a_second_server_on_a_live_socket_is_refused() {
     node.api.health().await.unwrap();
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_concurrency_cap_get_503_until_one_finishes() {
+    use futures::StreamExt;
+    init_tracing();
+    let node = ApiNode::start_with(29, |c| c.limits.max_concurrent_requests = 1).await;
+    // An import whose body never ends holds the only slot.
+    let api = node.api.clone();
+    let hold = tokio::spawn(async move {
+        let body =
+            futures::stream::iter([Ok(bytes::Bytes::from_static(b"\n"))]).chain(futures::stream::pending());
+        api.import_stream(body).await
+    });
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    loop {
+        let raw = node.api.request_raw(Method::GET, "/v1/node", None).await.unwrap();
+        if raw.status == 503 {
+            assert_eq!(raw.error_code().as_deref(), Some("busy"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the import never took the slot");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Health is never refused.
+    assert_eq!(node.api.request_raw(Method::GET, "/v1/health", None).await.unwrap().status, 200);
+    // The client hangs up: the slot comes back.
+    hold.abort();
+    loop {
+        if node.api.request_raw(Method::GET, "/v1/node", None).await.unwrap().status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the slot never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    node.stop().await;
+}
