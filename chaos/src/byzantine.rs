@@ -93,7 +93,8 @@ fn keypair(seed: u64, n: u64) -> libp2p::identity::Keypair {
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     bytes[8..16].copy_from_slice(&n.to_le_bytes());
     bytes[16] = 0xba;
-    libp2p::identity::Keypair::ed25519_from_bytes(bytes).unwrap_or_else(|_| libp2p::identity::Keypair::generate_ed25519())
+    libp2p::identity::Keypair::ed25519_from_bytes(bytes)
+        .unwrap_or_else(|_| libp2p::identity::Keypair::generate_ed25519())
 }
 
 fn base_transport(
@@ -110,7 +111,8 @@ fn base_transport(
 
 fn unreachable_noise() -> noise::Config {
     // noise::Config::new only fails for non-ed25519 keys; ours are ed25519.
-    noise::Config::new(&libp2p::identity::Keypair::generate_ed25519()).unwrap_or_else(|_| std::process::abort())
+    noise::Config::new(&libp2p::identity::Keypair::generate_ed25519())
+        .unwrap_or_else(|_| std::process::abort())
 }
 
 fn swarm_config() -> libp2p::swarm::Config {
@@ -125,15 +127,30 @@ fn period(rate: u32) -> Duration {
 /// Gossip attacks: a gossipsub peer that publishes bad or unwanted records.
 async fn gossip_attack(plan: &AttackPlan) -> AttackReport {
     let key = keypair(plan.seed, 0);
-    let mut report = AttackReport { peer_ids: vec![key.public().to_peer_id().to_string()], ..AttackReport::default() };
+    let mut report =
+        AttackReport { peer_ids: vec![key.public().to_peer_id().to_string()], ..AttackReport::default() };
+    let replay = plan.kind == AttackKind::Replay;
+    let counter = std::sync::atomic::AtomicU64::new(0);
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
-        .message_id_fn(|m: &gossipsub::Message| palisade_net::gossip::message_id(&m.data))
+        // A replayer must get past its own duplicate cache: it numbers every copy. The
+        // target computes the real id (the record id) and drops the copies.
+        .message_id_fn(move |m: &gossipsub::Message| {
+            if replay {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                gossipsub::MessageId::new(&n.to_le_bytes())
+            } else {
+                palisade_net::gossip::message_id(&m.data)
+            }
+        })
         .max_transmit_size(1024 * 1024)
         .heartbeat_interval(Duration::from_millis(300))
         .build();
     let Ok(config) = config else { return report };
-    let Ok(mut behaviour) = gossipsub::Behaviour::<gossipsub::IdentityTransform, gossipsub::AllowAllSubscriptionFilter>::new(gossipsub::MessageAuthenticity::Anonymous, config) else {
+    let Ok(mut behaviour) = gossipsub::Behaviour::<
+        gossipsub::IdentityTransform,
+        gossipsub::AllowAllSubscriptionFilter,
+    >::new(gossipsub::MessageAuthenticity::Anonymous, config) else {
         return report;
     };
     for t in TopicKind::ALL {
@@ -148,7 +165,9 @@ async fn gossip_attack(plan: &AttackPlan) -> AttackReport {
     let started = Instant::now();
     let mut tick = tokio::time::interval(period(plan.rate_per_sec));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut feed = FeedWriter::new(palisade_types::ed25519_dalek::SigningKey::from_bytes(&[(plan.seed % 251) as u8 + 1; 32]));
+    let mut feed = FeedWriter::new(palisade_types::ed25519_dalek::SigningKey::from_bytes(
+        &[(plan.seed % 251) as u8 + 1; 32],
+    ));
     let mut replay_pool: Vec<Vec<u8>> = Vec::new();
     let mut n: u64 = 0;
     let mut connected = false;
@@ -253,7 +272,8 @@ async fn connection_flood(plan: &AttackPlan) -> AttackReport {
             ids.insert(key.public().to_peer_id().to_string());
         }
         let mut transport = base_transport(&key);
-        let dial = transport.dial(plan.addr.clone(), DialOpts { role: Endpoint::Dialer, port_use: PortUse::New });
+        let dial =
+            transport.dial(plan.addr.clone(), DialOpts { role: Endpoint::Dialer, port_use: PortUse::New });
         let outcome = match dial {
             Ok(fut) => tokio::time::timeout(Duration::from_secs(5), fut).await,
             Err(_) => {
@@ -290,11 +310,14 @@ async fn connection_flood(plan: &AttackPlan) -> AttackReport {
 /// Many outbound streams on one connection that never finish protocol negotiation.
 async fn stream_flood(plan: &AttackPlan) -> AttackReport {
     let key = keypair(plan.seed, 0);
-    let mut report = AttackReport { peer_ids: vec![key.public().to_peer_id().to_string()], ..AttackReport::default() };
+    let mut report =
+        AttackReport { peer_ids: vec![key.public().to_peer_id().to_string()], ..AttackReport::default() };
     let deadline = Instant::now() + plan.duration;
     let started = Instant::now();
     let mut transport = base_transport(&key);
-    let Ok(dial) = transport.dial(plan.addr.clone(), DialOpts { role: Endpoint::Dialer, port_use: PortUse::New }) else {
+    let Ok(dial) =
+        transport.dial(plan.addr.clone(), DialOpts { role: Endpoint::Dialer, port_use: PortUse::New })
+    else {
         return report;
     };
     let Ok(Ok((_peer, mut muxer))) = tokio::time::timeout(Duration::from_secs(10), dial).await else {
@@ -398,7 +421,8 @@ fn tcp_addr(addr: &Multiaddr) -> Option<std::net::SocketAddr> {
 /// Sync requests as fast as allowed, half of them invalid.
 async fn sync_abuse(plan: &AttackPlan) -> AttackReport {
     let key = keypair(plan.seed, 0);
-    let mut report = AttackReport { peer_ids: vec![key.public().to_peer_id().to_string()], ..AttackReport::default() };
+    let mut report =
+        AttackReport { peer_ids: vec![key.public().to_peer_id().to_string()], ..AttackReport::default() };
     let behaviour = request_response::Behaviour::with_codec(
         SyncCodec,
         [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],

@@ -137,7 +137,17 @@ impl Cluster {
             let author = field("author:")?;
             let ip = *ips.get(i).context("not enough IPs")?;
             let netns = (mode == NetworkMode::Netns).then(|| format!("palisade-chaos-{i}"));
-            nodes.push(Node { index: i, ip, data_dir, peer_id, author, netns, child: None, paused: false, starts: 0 });
+            nodes.push(Node {
+                index: i,
+                ip,
+                data_dir,
+                peer_id,
+                author,
+                netns,
+                child: None,
+                paused: false,
+                starts: 0,
+            });
         }
         // Configs name every other node as bootstrap peer.
         for node in &nodes {
@@ -152,7 +162,10 @@ impl Cluster {
                     format!("/ip4/{}/udp/{P2P_PORT}/quic-v1", node.ip).into(),
                 ]),
             );
-            network.insert("bootstrap".into(), toml::Value::Array(bootstrap.into_iter().map(Into::into).collect()));
+            network.insert(
+                "bootstrap".into(),
+                toml::Value::Array(bootstrap.into_iter().map(Into::into).collect()),
+            );
             network.insert("sync_interval_secs".into(), 3.into());
             config.insert("network".into(), network.into());
             config.insert("limits".into(), limits.clone().into());

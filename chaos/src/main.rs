@@ -70,7 +70,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "palisade_chaos=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "palisade_chaos=info".into()),
         )
         .with_writer(std::io::stderr)
         .try_init();

@@ -33,7 +33,8 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
 
 /// Whether this process can create namespaces (root with iproute2).
 pub fn available() -> bool {
-    nix::unistd::geteuid().is_root() && Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success())
+    nix::unistd::geteuid().is_root()
+        && Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success())
 }
 
 /// The namespaces and links of one run.

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use palisade_api::{ApiClient, EventStream};
 use palisade_api::model::{ApiEvent, BanRequest, EventParams, LedgerParams, PageParams, RecordFilter};
+use palisade_api::{ApiClient, EventStream};
 use palisade_types::{RecordId, Statement};
 
 /// A node's admin API.
@@ -107,7 +107,8 @@ impl NodeApi {
                     if let Some(p) = &e.peer {
                         // Bans the harness made for partitions (manual, "chaos partition") are
                         // not misbehaviour.
-                        let manual = e.reason == "manual" || e.detail.as_deref().unwrap_or("").contains("chaos partition");
+                        let manual = e.reason == "manual"
+                            || e.detail.as_deref().unwrap_or("").contains("chaos partition");
                         if !manual {
                             out.push(format!("{p} {action} ({})", e.reason));
                         }
@@ -122,10 +123,32 @@ impl NodeApi {
         Ok(out)
     }
 
-    /// Copies dropped before any signature work (dedup + guard drops).
+    /// Messages dropped before any signature work: guard drops (rates, sizes, caps) plus
+    /// duplicates.
     pub async fn drops_before_verify(&self) -> anyhow::Result<u64> {
         let c = self.client.counters().await?;
-        Ok(c.ingest.duplicates_before_verify + c.ingest.rejected + c.guard.values().sum::<u64>())
+        let guard_drops: u64 =
+            c.guard.iter().filter(|(k, _)| k.starts_with("dropped.")).map(|(_, v)| v).sum();
+        Ok(c.ingest.duplicates_before_verify + guard_drops)
+    }
+
+    /// Ledger entries (first time ms, action, reason) about any of `peers`, oldest first.
+    pub async fn ledger_for(&self, peers: &[String]) -> anyhow::Result<Vec<(u64, String, String)>> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        for _ in 0..100 {
+            let page = self.client.ledger(&LedgerParams { cursor, limit: Some(1000) }).await?;
+            for e in &page.entries {
+                if e.peer.as_ref().is_some_and(|p| peers.iter().any(|q| q == p)) {
+                    out.push((e.first_time_ms, e.action.clone(), e.reason.clone()));
+                }
+            }
+            match page.next_cursor {
+                Some(c) if !page.entries.is_empty() => cursor = Some(c),
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 
     /// Authors this node has flagged for equivocation (hex).
@@ -136,10 +159,8 @@ impl NodeApi {
 
     /// Subscribes to stored-record events.
     pub async fn record_events(&self) -> anyhow::Result<RecordEvents> {
-        let stream = self
-            .client
-            .events(&EventParams { types: Some("record_stored".into()), kinds: None })
-            .await?;
+        let stream =
+            self.client.events(&EventParams { types: Some("record_stored".into()), kinds: None }).await?;
         Ok(RecordEvents { stream })
     }
 }

@@ -89,7 +89,10 @@ impl Report {
     /// Prints the summary table.
     pub fn print_table(&self) {
         println!();
-        println!("scenario {}  seed {}  {:.1} s  {} records acknowledged", self.scenario, self.seed, self.duration_secs, self.acknowledged);
+        println!(
+            "scenario {}  seed {}  {:.1} s  {} records acknowledged",
+            self.scenario, self.seed, self.duration_secs, self.acknowledged
+        );
         println!("{:<22} {:<6} {}", "CHECK", "RESULT", "SUMMARY");
         for c in &self.checks {
             println!("{:<22} {:<6} {}", c.name, if c.passed { "pass" } else { "FAIL" }, c.summary);
@@ -100,7 +103,10 @@ impl Report {
             }
         }
         if !self.attackers.is_empty() {
-            println!("{:<18} {:>6} {:>10} {:>10} {:>8} {:>10}", "ATTACKER", "TARGET", "SENT", "CONN OK", "REFUSED", "CONTAINED");
+            println!(
+                "{:<18} {:>6} {:>10} {:>10} {:>8} {:>10}",
+                "ATTACKER", "TARGET", "SENT", "CONN OK", "REFUSED", "CONTAINED"
+            );
             for a in &self.attackers {
                 println!(
                     "{:<18} {:>6} {:>10} {:>10} {:>8} {:>10}",
@@ -150,18 +156,27 @@ impl Report {
             )))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        lat.draw_series(LineSeries::new(self.timeline.iter().filter_map(|s| Some((s.t as f64, s.p99_ms?))), &RED))
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .label("p99")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-        lat.draw_series(LineSeries::new(self.timeline.iter().filter_map(|s| Some((s.t as f64, s.p50_ms?))), &BLUE))
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .label("p50")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        lat.draw_series(LineSeries::new(
+            self.timeline.iter().filter_map(|s| Some((s.t as f64, s.p99_ms?))),
+            &RED,
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .label("p99")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        lat.draw_series(LineSeries::new(
+            self.timeline.iter().filter_map(|s| Some((s.t as f64, s.p50_ms?))),
+            &BLUE,
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .label("p50")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
         lat.configure_series_labels().border_style(BLACK).draw().map_err(|e| anyhow::anyhow!("{e}"))?;
 
         let mut rate = ChartBuilder::on(&bottom)
-            .caption("records per second: acknowledged (green), delivered to other nodes (black)", ("sans-serif", 16))
+            .caption(
+                "records per second: acknowledged (green), delivered to other nodes (black)",
+                ("sans-serif", 16),
+            )
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(50)
@@ -177,8 +192,11 @@ impl Report {
         }
         rate.draw_series(LineSeries::new(self.timeline.iter().map(|s| (s.t as f64, s.acked as f64)), &GREEN))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        rate.draw_series(LineSeries::new(self.timeline.iter().map(|s| (s.t as f64, s.delivered as f64)), &BLACK))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        rate.draw_series(LineSeries::new(
+            self.timeline.iter().map(|s| (s.t as f64, s.delivered as f64)),
+            &BLACK,
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }

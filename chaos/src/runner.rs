@@ -74,7 +74,8 @@ pub async fn run(scenario: Scenario, opts: RunOptions) -> anyhow::Result<Report>
         NetworkMode::Loopback => None,
     };
     let limits = crate::node_limits(&scenario);
-    let mut cluster = Cluster::prepare(scenario.nodes, &opts.binary, root.path(), scenario.network, &ips, &limits)?;
+    let mut cluster =
+        Cluster::prepare(scenario.nodes, &opts.binary, root.path(), scenario.network, &ips, &limits)?;
     for i in 0..scenario.nodes {
         cluster.start(i)?;
     }
@@ -96,12 +97,19 @@ pub async fn run(scenario: Scenario, opts: RunOptions) -> anyhow::Result<Report>
     let result = run_inner(run.clone(), wall, root.path()).await;
     let exits = lock(&run.cluster).stop_all();
     let mut report = result?;
-    let unclean: Vec<String> =
-        exits.iter().filter(|(_, code)| *code != Some(0)).map(|(i, c)| format!("node {i} exit {c:?}")).collect();
+    let unclean: Vec<String> = exits
+        .iter()
+        .filter(|(_, code)| *code != Some(0))
+        .map(|(i, c)| format!("node {i} exit {c:?}"))
+        .collect();
     report.checks.push(CheckResult::new(
         "clean_shutdown",
         unclean.is_empty(),
-        if unclean.is_empty() { "every node exited 0 on SIGTERM".into() } else { format!("{} nodes did not", unclean.len()) },
+        if unclean.is_empty() {
+            "every node exited 0 on SIGTERM".into()
+        } else {
+            format!("{} nodes did not", unclean.len())
+        },
         unclean,
     ));
     report.passed = report.checks.iter().all(|c| c.passed);
@@ -137,6 +145,21 @@ impl Drop for TempRoot {
 }
 
 impl Run {
+    /// Wall-clock ms when an attacker started (ledger times are wall clock).
+    fn attack_start_ms(&self, r: &AttackReport) -> u64 {
+        let started_ago = self.start.elapsed().as_secs_f64() - self.attack_started_secs(r);
+        palisade_net::now_ms().saturating_sub((started_ago.max(0.0) * 1000.0) as u64)
+    }
+
+    fn attack_started_secs(&self, r: &AttackReport) -> f64 {
+        self.scenario
+            .attackers
+            .iter()
+            .find(|a| format!("{:?}", a.kind) == r.kind && a.target.is_none_or(|t| t == r.target))
+            .map(|a| a.start_secs as f64)
+            .unwrap_or(0.0)
+    }
+
     fn secs(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
     }
@@ -170,7 +193,10 @@ async fn run_inner(run: Arc<Run>, wall: Instant, _root: &Path) -> anyhow::Result
     info!(scenario = %s.name, nodes = s.nodes, seed = run.opts.seed, "starting cluster");
     for i in 0..s.nodes {
         if !run.wait_healthy(i, Duration::from_secs(60)).await {
-            anyhow::bail!("node {i} did not become healthy within 60 s; see its log in {}", run.opts.out.display());
+            anyhow::bail!(
+                "node {i} did not become healthy within 60 s; see its log in {}",
+                run.opts.out.display()
+            );
         }
     }
     // Wait for the mesh: every node connected to every other (bounded).
@@ -194,7 +220,8 @@ async fn run_inner(run: Arc<Run>, wall: Instant, _root: &Path) -> anyhow::Result
     let progress = (!run.opts.quiet).then(|| {
         let pb = indicatif::ProgressBar::new(s.duration_secs);
         pb.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len}s").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len}s")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         pb.set_message(s.name.clone());
         pb
@@ -361,10 +388,15 @@ async fn apply_fault(run: Arc<Run>, at: f64, f: crate::scenario::Fault) {
                 if !lock(&run.cluster).nodes[i].is_running() {
                     continue;
                 }
-                let acked_here: Vec<RecordId> = lock(&run.acks).iter().filter(|a| a.node == i).map(|a| a.id).collect();
+                let acked_here: Vec<RecordId> =
+                    lock(&run.acks).iter().filter(|a| a.node == i).map(|a| a.id).collect();
                 info!(node = i, at, "fault: SIGKILL");
                 let _ = lock(&run.cluster).crash(i);
-                lock(&run.windows).push(Window { label: format!("crash {i}"), start_secs: at, end_secs: at + dur });
+                lock(&run.windows).push(Window {
+                    label: format!("crash {i}"),
+                    start_secs: at,
+                    end_secs: at + dur,
+                });
                 sleep_until_secs(&run, at + dur).await;
                 info!(node = i, "fault: restart");
                 let _ = lock(&run.cluster).start(i);
@@ -383,7 +415,11 @@ async fn apply_fault(run: Arc<Run>, at: f64, f: crate::scenario::Fault) {
             for i in run.pick(&f.node) {
                 info!(node = i, at, "fault: SIGSTOP");
                 let _ = lock(&run.cluster).pause(i);
-                lock(&run.windows).push(Window { label: format!("pause {i}"), start_secs: at, end_secs: at + dur });
+                lock(&run.windows).push(Window {
+                    label: format!("pause {i}"),
+                    start_secs: at,
+                    end_secs: at + dur,
+                });
                 sleep_until_secs(&run, at + dur).await;
                 let _ = lock(&run.cluster).resume(i);
             }
@@ -470,7 +506,11 @@ async fn attackers(run: Arc<Run>) -> Vec<AttackReport> {
             None => (0..run.scenario.nodes).collect(),
         };
         for t in targets {
-            for c in 0..(if matches!(a.kind, AttackKind::ConnectionFlood | AttackKind::Slowloris) { 1 } else { a.count }) {
+            for c in 0..(if matches!(a.kind, AttackKind::ConnectionFlood | AttackKind::Slowloris) {
+                1
+            } else {
+                a.count
+            }) {
                 let (Ok(addr), Ok(peer)) = (nodes[t].0.parse(), nodes[t].1.parse()) else { continue };
                 let plan = AttackPlan {
                     kind: a.kind,
@@ -522,7 +562,12 @@ async fn monitor(run: Arc<Run>) {
     }
 }
 
-fn check_no_loss(run: &Run, acks: &[Ack], missing: &BTreeMap<usize, Vec<RecordId>>, converged_after: f64) -> CheckResult {
+fn check_no_loss(
+    run: &Run,
+    acks: &[Ack],
+    missing: &BTreeMap<usize, Vec<RecordId>>,
+    converged_after: f64,
+) -> CheckResult {
     let lost: usize = missing.values().map(Vec::len).sum();
     let seen = lock(&run.seen);
     let mut latencies: Vec<f64> = Vec::new();
@@ -616,7 +661,11 @@ async fn check_no_false_bans(run: &Run) -> CheckResult {
     CheckResult::new(
         "no_false_bans",
         evidence.is_empty(),
-        if evidence.is_empty() { "no honest peer banned or penalised".into() } else { format!("{} findings", evidence.len()) },
+        if evidence.is_empty() {
+            "no honest peer banned or penalised".into()
+        } else {
+            format!("{} findings", evidence.len())
+        },
         evidence,
     )
 }
@@ -626,32 +675,51 @@ async fn check_attackers(run: &Run, reports: &[AttackReport]) -> CheckResult {
     let mut evidence = Vec::new();
     let mut ok = true;
     for r in reports {
-        let banned = match run.apis[r.target].banned_targets().await {
+        let api = &run.apis[r.target];
+        let banned = match api.banned_targets().await {
             Ok(b) => r.peer_ids.iter().any(|p| b.iter().any(|t| t.contains(p.as_str()))),
             Err(_) => false,
         };
-        let drops = run.apis[r.target].drops_before_verify().await.unwrap_or(0);
-        let contained = banned
+        // The target's own audit trail: when did it first drop, throttle, penalise or ban
+        // this attacker?
+        let ledger = api.ledger_for(&r.peer_ids).await.unwrap_or_default();
+        let start_ms = run.attack_start_ms(r);
+        let first_action =
+            ledger.iter().map(|(t, _, _)| *t).min().map(|t| t.saturating_sub(start_ms) as f64 / 1000.0);
+        let reasons: std::collections::BTreeSet<&str> =
+            ledger.iter().map(|(_, a, r)| if a == "banned" { "banned" } else { r.as_str() }).collect();
+        let drops = api.drops_before_verify().await.unwrap_or(0);
+        // Replays of valid records are contained by dedup (no cost beyond a lookup); an
+        // equivocation is one conflicting record, contained by being flagged (own check).
+        let harmless = matches!(r.kind.as_str(), "Replay" | "Equivocation");
+        let contained = harmless
+            || banned
             || r.first_refusal_after_secs.is_some_and(|s| s <= within)
-            || matches!(r.kind.as_str(), "Replay" | "Equivocation" | "Malformed" | "Oversized" if drops > 0);
+            || first_action.is_some_and(|s| s <= within);
         ok &= contained;
         evidence.push(format!(
-            "{} → node {}: sent {}, banned {banned}, first refusal {}, target dropped {drops} before signature checks",
+            "{} → node {}: sent {}, {}; first refusal by the node {}; first ledger action {} ({}); node dropped {drops} messages before signature checks",
             r.kind,
             r.target,
             r.sent,
+            if banned { "banned" } else { "not banned" },
             r.first_refusal_after_secs.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "never".into()),
+            first_action.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "none".into()),
+            reasons.into_iter().take(6).collect::<Vec<_>>().join(", "),
         ));
     }
     CheckResult::new(
         "attackers_contained",
         ok,
-        format!("{} attackers; each throttled, refused or banned within {within} s", reports.len()),
+        format!("{} attackers; each dropped, throttled, refused or banned within {within} s", reports.len()),
         evidence,
     )
 }
 
-fn timeline_and_goodput(run: &Run, acks: &[Ack]) -> (Vec<Second>, serde_json::Map<String, serde_json::Value>, CheckResult) {
+fn timeline_and_goodput(
+    run: &Run,
+    acks: &[Ack],
+) -> (Vec<Second>, serde_json::Map<String, serde_json::Value>, CheckResult) {
     let s = &run.scenario;
     let seen = lock(&run.seen);
     let secs = s.duration_secs as usize + 1;
@@ -685,9 +753,11 @@ fn timeline_and_goodput(run: &Run, acks: &[Ack]) -> (Vec<Second>, serde_json::Ma
     }
     // Baseline: [1, baseline); stress: the rest of the workload.
     let phase = |from: usize, to: usize| {
-        let mut lat: Vec<f64> = lat_by_sec.get(from..to.min(secs)).unwrap_or(&[]).iter().flatten().copied().collect();
+        let mut lat: Vec<f64> =
+            lat_by_sec.get(from..to.min(secs)).unwrap_or(&[]).iter().flatten().copied().collect();
         lat.sort_by(f64::total_cmp);
-        let delivered: u64 = timeline.get(from..to.min(secs)).unwrap_or(&[]).iter().map(|x| x.delivered).sum();
+        let delivered: u64 =
+            timeline.get(from..to.min(secs)).unwrap_or(&[]).iter().map(|x| x.delivered).sum();
         let span = (to.min(secs).saturating_sub(from)).max(1) as f64;
         (delivered as f64 / span, percentile(&lat, 0.5).unwrap_or(0.0), percentile(&lat, 0.99).unwrap_or(0.0))
     };
@@ -732,7 +802,10 @@ fn check_resources(run: &Run) -> CheckResult {
     CheckResult::new(
         "resources",
         ok,
-        format!("peak RSS {max_rss} MiB (limit {}), peak fds {max_fds} (limit {})", c.max_rss_mib, c.max_open_fds),
+        format!(
+            "peak RSS {max_rss} MiB (limit {}), peak fds {max_fds} (limit {})",
+            c.max_rss_mib, c.max_open_fds
+        ),
         evidence,
     )
 }
@@ -755,7 +828,11 @@ async fn check_logs_and_health(run: &Run) -> CheckResult {
     CheckResult::new(
         "no_panics_and_healthy",
         evidence.is_empty(),
-        if evidence.is_empty() { "no panic or error-level log; every live node healthy".into() } else { format!("{} findings", evidence.len()) },
+        if evidence.is_empty() {
+            "no panic or error-level log; every live node healthy".into()
+        } else {
+            format!("{} findings", evidence.len())
+        },
         evidence,
     )
 }
@@ -786,7 +863,11 @@ async fn check_equivocation(run: &Run) -> CheckResult {
     CheckResult::new(
         "equivocation",
         ok,
-        if ok { "the equivocating author is flagged on every honest node".into() } else { "not flagged everywhere".into() },
+        if ok {
+            "the equivocating author is flagged on every honest node".into()
+        } else {
+            "not flagged everywhere".into()
+        },
         evidence,
     )
 }

@@ -242,7 +242,8 @@ impl Default for Checks {
 impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read scenario {}", path.display()))?;
         let s: Scenario = toml::from_str(&text).with_context(|| format!("in scenario {}", path.display()))?;
         s.validate().with_context(|| format!("in scenario {}", path.display()))?;
         Ok(s)
@@ -253,7 +254,11 @@ impl Scenario {
             bail!("`nodes` is {}; allowed is 1..=64", self.nodes);
         }
         if self.baseline_secs >= self.duration_secs {
-            bail!("`baseline_secs` ({}) must be less than `duration_secs` ({})", self.baseline_secs, self.duration_secs);
+            bail!(
+                "`baseline_secs` ({}) must be less than `duration_secs` ({})",
+                self.baseline_secs,
+                self.duration_secs
+            );
         }
         for f in &self.faults {
             if f.at_secs < self.baseline_secs {

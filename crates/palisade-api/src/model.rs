@@ -683,6 +683,8 @@ pub struct LedgerEntryView {
     pub seq: u64,
     /// When (latest occurrence for folded entries).
     pub time_ms: u64,
+    /// First occurrence for folded entries (equals `time_ms` when `count` is 1).
+    pub first_time_ms: u64,
     /// The peer, if known.
     pub peer: Option<String>,
     /// The remote IP, if known.
@@ -702,6 +704,7 @@ impl From<palisade_guard::LedgerEntry> for LedgerEntryView {
         LedgerEntryView {
             seq: e.seq,
             time_ms: e.time_ms,
+            first_time_ms: e.first_time_ms,
             peer: e.peer.map(|p| p.to_base58()),
             ip: e.ip.map(|ip| ip.to_string()),
             action: e.action.as_str().to_string(),

@@ -60,6 +60,10 @@ pub struct LedgerEntry {
     pub seq: u64,
     /// When it happened (ms since the Unix epoch); for folded entries, the latest occurrence.
     pub time_ms: u64,
+    /// For folded entries, the first occurrence (equals `time_ms` when `count == 1`): how
+    /// fast a flood was met shows here.
+    #[serde(default)]
+    pub first_time_ms: u64,
     /// The peer, if known.
     #[serde(with = "opt_peer")]
     pub peer: Option<PeerId>,
@@ -138,7 +142,17 @@ impl Ledger {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.entries.push_back(LedgerEntry { seq, time_ms, peer, ip, action, reason, count: 1, detail });
+        self.entries.push_back(LedgerEntry {
+            seq,
+            time_ms,
+            first_time_ms: time_ms,
+            peer,
+            ip,
+            action,
+            reason,
+            count: 1,
+            detail,
+        });
         overwritten
     }
 

@@ -28,6 +28,10 @@ pub enum DropReason {
     PeerRecordRateExceeded,
     /// An author exceeded `limits.author_records_per_sec`.
     AuthorQuotaExceeded,
+    /// A gossiped record came from an author this node has never seen, and the node-wide
+    /// budget for new authors (`network.new_authors_per_sec`) was used up (reported by
+    /// palisade-net). Sybil floods need fresh authors; known authors are never affected.
+    NewAuthorBudget,
     /// The signature-verification queue was full (reported by palisade-net).
     VerifyQueueFull,
     /// Another bounded queue was full (reported by palisade-net).
@@ -71,13 +75,14 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order (for metrics pre-registration and docs).
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Oversized,
         DropReason::PeerRateExceeded,
         DropReason::PeerByteRateExceeded,
         DropReason::PeerCostExceeded,
         DropReason::PeerRecordRateExceeded,
         DropReason::AuthorQuotaExceeded,
+        DropReason::NewAuthorBudget,
         DropReason::VerifyQueueFull,
         DropReason::QueueFull,
         DropReason::Malformed,
@@ -107,6 +112,7 @@ impl DropReason {
             DropReason::PeerCostExceeded => "peer_cost_exceeded",
             DropReason::PeerRecordRateExceeded => "peer_record_rate_exceeded",
             DropReason::AuthorQuotaExceeded => "author_quota_exceeded",
+            DropReason::NewAuthorBudget => "new_author_budget",
             DropReason::VerifyQueueFull => "verify_queue_full",
             DropReason::QueueFull => "queue_full",
             DropReason::Malformed => "malformed",

@@ -56,6 +56,15 @@ pub struct NetConfig {
     pub verify_workers: usize,
     /// Record ids remembered in the in-memory seen cache (dedup before the store lookup).
     pub seen_cache_records: usize,
+    /// Gossiped records from authors this node has never stored are admitted at most this
+    /// fast, node-wide. A Sybil flood needs a fresh author per record (per-author quotas stop
+    /// anything else), and once one peer lets such records in, every honest relay would
+    /// carry them on; this budget stops that at every hop, while records of known authors
+    /// never touch it. Over budget, records are ignored (not penalised: honest relays forward
+    /// them too) and reach the node later by sync.
+    pub new_authors_per_sec: u32,
+    /// Burst of the new-author budget: a network launch or a new scanner fleet.
+    pub new_authors_burst: u32,
     /// Seconds between Kademlia random walks (peer discovery).
     pub kad_random_walk_interval_secs: u64,
     /// Group commit: the store is flushed at least this often while writes are pending (ms).
@@ -87,6 +96,8 @@ impl Default for NetConfig {
             verify_batch_deadline_ms: 2,
             verify_workers: 0,
             seen_cache_records: 200_000,
+            new_authors_per_sec: 50,
+            new_authors_burst: 500,
             kad_random_walk_interval_secs: 300,
             flush_interval_ms: 10,
             flush_max_records: 64,
@@ -197,6 +208,8 @@ impl NetConfig {
         )?;
         InvalidSetting::check_range("network.verify_workers", self.verify_workers, 0, 256)?;
         InvalidSetting::check_range("network.seen_cache_records", self.seen_cache_records, 1024, 10_000_000)?;
+        InvalidSetting::check_range("network.new_authors_per_sec", self.new_authors_per_sec, 1, 1_000_000)?;
+        InvalidSetting::check_range("network.new_authors_burst", self.new_authors_burst, 1, 10_000_000)?;
         InvalidSetting::check_range(
             "network.kad_random_walk_interval_secs",
             self.kad_random_walk_interval_secs,

@@ -449,11 +449,18 @@ impl EventLoop {
     // ---- timers ----
 
     fn heartbeat(&mut self) {
-        // Feed the guard's reputation into gossipsub's P5 so mesh decisions see it too.
         let peers: Vec<PeerId> = self.connected.keys().copied().collect();
         for peer in peers {
+            // Feed the guard's reputation into gossipsub's P5 so mesh decisions see it too.
             let score = self.guard.score(&peer);
             self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
+            // The other direction: gossipsub ignores a graylisted peer's RPCs, but the peer
+            // still holds a connection slot and keeps sending. Each second below the
+            // graylist threshold costs reputation, so it is disconnected and then banned.
+            let gossip_score = self.swarm.behaviour().gossipsub.peer_score(&peer).unwrap_or(0.0);
+            if gossip_score < crate::gossip::GRAYLIST_THRESHOLD {
+                self.penalize(peer, PenaltyReason::ProtocolViolation);
+            }
         }
     }
 

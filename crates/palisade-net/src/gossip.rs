@@ -34,6 +34,9 @@ use palisade_types::{pae, record_id, Envelope, RecordKind};
 
 use crate::topics::TopicKind;
 
+/// Below this gossipsub score a peer's RPCs are ignored (and the guard starts penalising it).
+pub const GRAYLIST_THRESHOLD: f64 = -80.0;
+
 /// How long a message id stays in the duplicate cache.
 pub const DUPLICATE_CACHE_SECS: u64 = 120;
 
@@ -134,7 +137,7 @@ pub fn peer_score() -> (PeerScoreParams, PeerScoreThresholds) {
     let thresholds = PeerScoreThresholds {
         gossip_threshold: -10.0,
         publish_threshold: -50.0,
-        graylist_threshold: -80.0,
+        graylist_threshold: GRAYLIST_THRESHOLD,
         accept_px_threshold: 10.0,
         opportunistic_graft_threshold: 5.0,
     };

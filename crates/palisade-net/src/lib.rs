@@ -128,6 +128,8 @@ impl Network {
             verify_batch_deadline: Duration::from_millis(cfg.verify_batch_deadline_ms),
             verify_workers: cfg.verify_workers,
             seen_cache_records: cfg.seen_cache_records,
+            new_authors_per_sec: cfg.new_authors_per_sec,
+            new_authors_burst: cfg.new_authors_burst,
             flush_interval: Duration::from_millis(cfg.flush_interval_ms),
             flush_max_records: cfg.flush_max_records,
         };

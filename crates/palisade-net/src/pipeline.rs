@@ -50,6 +50,7 @@ pub(crate) const ALL_REASONS: &[&str] = &[
     "duplicate",
     "rate_limited",
     "author_quota",
+    "new_author_budget",
     "too_old",
     "verify_queue_full",
     "store_error",
@@ -177,6 +178,8 @@ pub(crate) struct PipelineConfig {
     pub(crate) verify_batch_deadline: Duration,
     pub(crate) verify_workers: usize,
     pub(crate) seen_cache_records: usize,
+    pub(crate) new_authors_per_sec: u32,
+    pub(crate) new_authors_burst: u32,
     pub(crate) flush_interval: Duration,
     pub(crate) flush_max_records: usize,
 }
@@ -217,6 +220,10 @@ pub(crate) struct Pipeline {
     metrics: NetMetrics,
     seen: SeenCache,
     in_flight: HashSet<RecordId>,
+    /// Authors known to have stored records (bounded; cleared when full, then refilled from
+    /// the store's feed heads).
+    known_authors: HashSet<AuthorKey>,
+    new_authors: governor::DefaultDirectRateLimiter,
     verify_tx: Option<Sender<VerifyJob>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -270,6 +277,11 @@ impl Pipeline {
             })?);
         }
         let seen = SeenCache::new(cfg.seen_cache_records);
+        let quota = governor::Quota::per_second(
+            std::num::NonZeroU32::new(cfg.new_authors_per_sec).unwrap_or(std::num::NonZeroU32::MIN),
+        )
+        .allow_burst(std::num::NonZeroU32::new(cfg.new_authors_burst).unwrap_or(std::num::NonZeroU32::MIN));
+        let new_authors = governor::RateLimiter::direct(quota);
         Ok((
             Pipeline {
                 cfg,
@@ -278,6 +290,8 @@ impl Pipeline {
                 metrics,
                 seen,
                 in_flight: HashSet::new(),
+                known_authors: HashSet::new(),
+                new_authors,
                 verify_tx: Some(verify_tx),
                 threads,
             },
@@ -356,6 +370,10 @@ impl Pipeline {
         }
         // 6. Per-author quota (Sybil authors), then the cost of a signature check.
         let author = record.record().position.author;
+        if topic.is_some() && !self.is_known_author(&author) && self.new_authors.check().is_err() {
+            self.guard.record_drop(Some(&peer), None, palisade_guard::DropReason::NewAuthorBudget);
+            return Some(Outcome::Ignore("new_author_budget"));
+        }
         if let Admission::Deny(_) = self.guard.admit_author(&peer, &author) {
             return Some(Outcome::Ignore("author_quota"));
         }
@@ -377,8 +395,30 @@ impl Pipeline {
         }
     }
 
+    /// Whether `author` has records here (memory first, then one store lookup).
+    fn is_known_author(&mut self, author: &AuthorKey) -> bool {
+        if self.known_authors.contains(author) {
+            return true;
+        }
+        let known = matches!(self.store.feed_head(author), Ok(Some(_)));
+        if known {
+            self.remember_author(*author);
+        }
+        known
+    }
+
+    fn remember_author(&mut self, author: AuthorKey) {
+        if self.known_authors.len() >= KNOWN_AUTHORS_ENTRIES {
+            self.known_authors.clear();
+        }
+        self.known_authors.insert(author);
+    }
+
     /// Updates dedup state with a decision that came back from the workers.
     pub(crate) fn on_finished(&mut self, f: &Finished) {
+        if let Some(s) = &f.stored {
+            self.remember_author(s.record.author());
+        }
         if self.in_flight.remove(&f.id) {
             self.metrics.queue_add(-1);
         }
@@ -416,6 +456,9 @@ impl Drop for LiveThread {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Most authors remembered as known in memory (the store answers beyond it).
+const KNOWN_AUTHORS_ENTRIES: usize = 100_000;
 
 /// Verifying-key cache of one worker: decompressing a key costs about a tenth of a
 /// verification, and authors repeat. Cleared when full (bounded).
