@@ -25,6 +25,10 @@ use crate::ConfigError;
 
 /// Runs the node until SIGINT/SIGTERM.
 pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
+    // Installed first: a signal that arrives while the node starts (or right after it says
+    // it is running) is handled as a clean shutdown once start-up completes, never the
+    // default action of killing the process.
+    let mut signals = Signals::install()?;
     paths.ensure_data_dir()?;
     let (keys, created) =
         keys::load_or_create(&paths.key_file()).map_err(|e| ConfigError(format!("{e:#}")))?;
@@ -93,7 +97,7 @@ pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
         "palisade is running"
     );
 
-    wait_for_shutdown_signal().await?;
+    signals.wait().await;
     info!("shutting down");
     shutdown.cancel();
     api.shutdown().await;
@@ -117,12 +121,24 @@ fn api_config(paths: &Paths, config: &NodeConfig) -> ApiConfig {
     c
 }
 
-async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => info!("received SIGTERM"),
-        _ = int.recv() => info!("received SIGINT"),
+/// SIGTERM and SIGINT handlers.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => info!("received SIGTERM"),
+            _ = self.int.recv() => info!("received SIGINT"),
+        }
+    }
 }
