@@ -25,7 +25,7 @@ pub struct GlobalArgs {
     /// Config file. Default: <data-dir>/palisade.toml (optional unless given explicitly).
     #[arg(long, global = true, env = "PALISADE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Log filter in RUST_LOG syntax (overrides [log] filter; RUST_LOG overrides both).
+    /// Log filter in RUST_LOG syntax (overrides the log.filter config key; RUST_LOG overrides both).
     #[arg(long, global = true, env = "PALISADE_LOG", value_name = "FILTER")]
     pub log: Option<String>,
     /// Log format.
@@ -435,7 +435,7 @@ pub enum LimitsCommand {
     ///
     /// Example: palisade limits show
     Show,
-    /// Change a limit at run time (not persisted: also edit [limits] in the config).
+    /// Change a limit at run time (not persisted: also edit the limits section of the config file).
     ///
     /// Example: palisade limits set peer_messages_per_sec 200
     Set {
