@@ -93,7 +93,7 @@ impl Report {
             "scenario {}  seed {}  {:.1} s  {} records acknowledged",
             self.scenario, self.seed, self.duration_secs, self.acknowledged
         );
-        println!("{:<22} {:<6} {}", "CHECK", "RESULT", "SUMMARY");
+        println!("{:<22} {:<6} SUMMARY", "CHECK", "RESULT");
         for c in &self.checks {
             println!("{:<22} {:<6} {}", c.name, if c.passed { "pass" } else { "FAIL" }, c.summary);
             if !c.passed {

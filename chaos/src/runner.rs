@@ -39,6 +39,10 @@ struct Ack {
     at: Instant,
 }
 
+/// One restart checked for durability: (node, acknowledged records missing right after the
+/// restart, whether the node came back healthy).
+type RestartCheck = (usize, Vec<RecordId>, bool);
+
 /// Shared state of a run.
 struct Run {
     scenario: Scenario,
@@ -52,7 +56,7 @@ struct Run {
     windows: Arc<Mutex<Vec<Window>>>,
     /// Records acknowledged by a node, and whether the node was crashed afterwards:
     /// (node, ids acked before the crash), checked right after restart.
-    durability: Arc<Mutex<Vec<(usize, Vec<RecordId>, bool)>>>,
+    durability: Arc<Mutex<Vec<RestartCheck>>>,
     rss_peak_kib: Arc<Mutex<BTreeMap<usize, (u64, u64)>>>,
     rng: Mutex<StdRng>,
 }

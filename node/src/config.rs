@@ -298,6 +298,10 @@ verify_batch_deadline_ms = {vd}
 verify_workers = {vw}
 # Record ids kept in the in-memory dedup cache.
 seen_cache_records = {sc}
+# Gossiped records from never-seen authors admitted per second node-wide, and burst
+# (a Sybil-flood brake; known authors never touch it; the rest arrives by sync).
+new_authors_per_sec = {nap}
+new_authors_burst = {nab}
 kad_random_walk_interval_secs = {kad}
 # Group commit of records received by gossip and sync.
 flush_interval_ms = {fi}
@@ -364,6 +368,8 @@ format = "pretty"
         vd = n.verify_batch_deadline_ms,
         vw = n.verify_workers,
         sc = n.seen_cache_records,
+        nap = n.new_authors_per_sec,
+        nab = n.new_authors_burst,
         kad = n.kad_random_walk_interval_secs,
         fi = n.flush_interval_ms,
         fm = n.flush_max_records,

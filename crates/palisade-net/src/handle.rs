@@ -178,7 +178,29 @@ impl Handle {
     /// Signs `statement` as the next record of this node's feed, stores it, makes it durable
     /// (flush), then gossips it. Returns once the record is durable; if no peer is subscribed
     /// yet, the record still exists and reaches peers through sync.
+    ///
+    /// Cancellation-safe: the work runs in its own task, so a caller that gives up (a client
+    /// that disconnects, a timeout) cannot stop it between storing the record and advancing
+    /// the feed, which would make the next submission reuse the seq (a self-equivocation).
     pub async fn submit(&self, statement: Statement) -> Result<SubmitReceipt, NetError> {
+        let this = self.clone();
+        tokio::spawn(async move { this.submit_to_completion(statement).await })
+            .await
+            .map_err(|_| NetError::Stopped)?
+    }
+
+    /// Announces a record stored outside the network task (NDJSON import) to subscribers.
+    pub fn notify_stored(&self, record: &VerifiedRecord, source: Source) {
+        let _ = self.shared.events.send(NetEvent::RecordStored {
+            id: record.id(),
+            kind: record.kind(),
+            author: record.author(),
+            seq: record.record().position.seq,
+            source,
+        });
+    }
+
+    async fn submit_to_completion(&self, statement: Statement) -> Result<SubmitReceipt, NetError> {
         let now = crate::now_ms();
         let record = {
             // Held across store + flush so seqs are assigned and persisted in order.

@@ -81,7 +81,7 @@ pub(crate) async fn export(
 
 /// What happened to one line.
 enum LineResult {
-    Accepted,
+    Accepted(Box<palisade_types::VerifiedRecord>),
     Duplicate,
     Rejected(String),
 }
@@ -143,7 +143,7 @@ fn ingest_line(store: &Store, metrics: &NetMetrics, line: &[u8], now_ms: u64) ->
                     .stored
                     .get_or_create(&palisade_net::metrics::KindLabels { kind: record.kind().as_str() })
                     .inc();
-                LineResult::Accepted
+                LineResult::Accepted(Box::new(record))
             }
             InsertOutcome::Duplicate => {
                 count(metrics, "ignore", "duplicate");
@@ -201,7 +201,11 @@ impl Importer {
         .await?;
         for (n, r) in results {
             match r {
-                LineResult::Accepted => self.report.accepted += 1,
+                LineResult::Accepted(record) => {
+                    self.report.accepted += 1;
+                    // Subscribers (SSE, chaos, dashboards) see imported records like any other.
+                    s.handle().notify_stored(&record, Source::Import);
+                }
                 LineResult::Duplicate => self.report.duplicate += 1,
                 LineResult::Rejected(e) => self.reject(n, e),
             }
