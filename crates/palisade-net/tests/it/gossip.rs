@@ -140,3 +140,45 @@ async fn events_announce_stored_records() {
     assert_eq!(seq, 1);
     assert!(matches!(source, palisade_store::Source::Gossip | palisade_store::Source::Sync));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_die_before_signature_work() {
+    init_tracing();
+    // An author's feed of 10; A holds all of it, C everything but seq 5.
+    let feed = palisade_types::fixtures::feed(90, 10);
+    let meta = palisade_store::StoredMeta {
+        received_at_ms: palisade_net::now_ms(),
+        source: palisade_store::Source::Import,
+    };
+    let prepare = |skip: Option<usize>| {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            palisade_store::Store::open(&palisade_store::StoreConfig::new(dir.path().join("db"))).unwrap();
+        for (i, r) in feed.iter().enumerate() {
+            if Some(i) != skip {
+                store.insert(r, meta).unwrap();
+            }
+        }
+        store.flush().unwrap();
+        dir
+    };
+    let mut a =
+        TestNode::start_in(prepare(None), 95, crate::harness::net_config(), crate::harness::guard_config())
+            .await;
+    let mut c = TestNode::start_in(
+        prepare(Some(4)),
+        96,
+        crate::harness::net_config(),
+        crate::harness::guard_config(),
+    )
+    .await;
+    c.connect(&mut a).await;
+    // C's head for the author is contiguous up to 4, so it pulls 5..=10 from A: one record it
+    // lacks and five it has.
+    let missing = feed[4].id();
+    c.wait_for(|n| n.has(&missing)).await;
+    c.wait_for(|n| n.handle.stats().duplicates_before_verify >= 5).await;
+    let stats = c.handle.stats();
+    assert_eq!(stats.signatures_verified, 1, "only the missing record was verified: {stats:?}");
+    assert_eq!(stats.duplicates_before_verify, 5, "{stats:?}");
+}
