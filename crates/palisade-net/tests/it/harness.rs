@@ -58,7 +58,6 @@ impl TestNode {
         Self::start_in(tempfile::tempdir().unwrap(), seed, net_config(), guard_config()).await
     }
 
-    #[allow(dead_code)]
     pub(crate) async fn start_with(seed: u8, net: NetConfig, guard: GuardConfig) -> TestNode {
         Self::start_in(tempfile::tempdir().unwrap(), seed, net, guard).await
     }

@@ -83,3 +83,40 @@ impl Hostile {
         .await;
     }
 }
+
+impl Hostile {
+    /// Publishes `messages` on `topic` as fast as `per_sec` allows, in its own task, driving
+    /// the swarm throughout. Returns how many were handed to gossipsub before the connection
+    /// went away (or all of them).
+    pub(crate) fn flood(
+        mut self,
+        topic: TopicKind,
+        messages: Vec<Vec<u8>>,
+        per_sec: u32,
+    ) -> tokio::task::JoinHandle<usize> {
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(Duration::from_micros(1_000_000 / u64::from(per_sec.max(1))));
+            let mut sent = 0;
+            let mut messages = messages.into_iter();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let Some(m) = messages.next() else { break };
+                        if self.swarm.behaviour_mut().publish(topic.topic(), m).is_ok() {
+                            sent += 1;
+                        }
+                    }
+                    event = self.swarm.select_next_some() => {
+                        if let SwarmEvent::ConnectionClosed { num_established: 0, .. } = event {
+                            break;
+                        }
+                    }
+                }
+            }
+            // Keep the swarm alive briefly so queued messages leave.
+            self.drive(Duration::from_millis(200)).await;
+            sent
+        })
+    }
+}

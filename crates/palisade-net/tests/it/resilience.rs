@@ -93,3 +93,85 @@ async fn an_equivocating_author_is_flagged_on_every_node() {
     }
     let _ = FIXED_NOW_MS;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_signature_flood_gets_the_sender_banned_while_honest_records_flow() {
+    init_tracing();
+    let mut a = TestNode::start(100).await;
+    let mut honest = TestNode::start(101).await;
+    honest.connect(&mut a).await;
+    let mut hostile = Hostile::new(102);
+    let hostile_peer = hostile.peer_id();
+    hostile.connect(a.addr.clone(), a.peer_id()).await;
+
+    // Unique records with corrupted signatures: each passes dedup and costs a verification.
+    let mut w = FeedWriter::new(key(103));
+    let junk: Vec<Vec<u8>> = (0..2000u64)
+        .map(|n| {
+            let mut b = w.sign_next(attestation(n), now_ms()).unwrap().into_wire_bytes();
+            let last = b.len() - 1;
+            b[last] ^= 0x5a;
+            b
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let flood = hostile.flood(TopicKind::Attestations, junk, 2000);
+
+    // Honest traffic keeps flowing meanwhile.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(honest.submit(attestation(1000 + i)).await);
+    }
+    a.wait_for(|n| n.handle.guard().is_banned_peer(&hostile_peer)).await;
+    let banned_after = started.elapsed();
+    a.wait_for(|n| n.has_all(&ids)).await;
+    let sent = flood.await.unwrap();
+
+    assert!(banned_after < Duration::from_secs(10), "banned after {banned_after:?}");
+    let stats = a.handle.stats();
+    // Far fewer signature checks than junk sent: graylisting and the ban cut it off early.
+    assert!(stats.signatures_verified < 200, "verified {} of {sent} sent", stats.signatures_verified);
+    assert!(a.handle.guard().score(&honest.peer_id()) >= 0.0, "the honest peer was not penalised");
+    assert!(!a.handle.guard().is_banned_peer(&honest.peer_id()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_sybil_authors_behind_one_peer_are_capped() {
+    init_tracing();
+    // Default per-peer record limits and new-author budget (the harness raises the others).
+    let guard = palisade_guard::GuardConfig {
+        peer_records_per_sec: 50,
+        peer_burst_records: 100,
+        ..crate::harness::guard_config()
+    };
+    let net = palisade_net::NetConfig {
+        new_authors_per_sec: 20,
+        new_authors_burst: 50,
+        ..crate::harness::net_config()
+    };
+    let mut a = TestNode::start_with(110, net, guard).await;
+    let mut hostile = Hostile::new(111);
+    hostile.connect(a.addr.clone(), a.peer_id()).await;
+    let valid: Vec<Vec<u8>> = (0..1000u64)
+        .map(|n| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&n.to_le_bytes());
+            seed[31] = 0x5b;
+            let key = palisade_types::ed25519_dalek::SigningKey::from_bytes(&seed);
+            FeedWriter::new(key).sign_next(attestation(n), now_ms()).unwrap().into_wire_bytes()
+        })
+        .collect();
+    let sent = hostile.flood(TopicKind::Attestations, valid, 2000).await.unwrap();
+    assert_eq!(sent, 1000);
+    // Every message has been decided once the ingest counters add up.
+    a.wait_for(|n| {
+        let s = n.handle.stats();
+        s.accepted + s.ignored + s.rejected >= 1000
+    })
+    .await;
+    let stored = a.store().record_count();
+    // New-author burst (50) plus 20/s over the ~0.5 s flood, well below 1000.
+    assert!(stored <= 100, "{stored} Sybil records stored");
+    let m = a.handle.metrics();
+    assert!(m.reason_count("new_author_budget") + m.reason_count("rate_limited") >= 900);
+}
