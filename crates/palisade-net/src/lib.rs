@@ -48,7 +48,7 @@ pub use config::NetConfig;
 pub use error::NetError;
 pub use handle::{Handle, NetEvent, NetInfo, PeerInfo, SubmitReceipt};
 pub use metrics::{IngestStats, NetMetrics};
-pub use pipeline::{ingest_blocking, IngestError, Outcome};
+pub use pipeline::{ingest_blocking, Decision, IngestError, Ingestor, Outcome, PipelineConfig};
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> u64 {
@@ -121,18 +121,7 @@ impl Network {
         let author_key = AuthorKey(author.verifying_key().to_bytes());
         let last = store.latest_in_feed(&author_key)?;
         let writer = FeedWriter::resume(author, last);
-        let pipeline_cfg = pipeline::PipelineConfig {
-            max_record_age_ms: cfg.gossip_max_record_age_secs.saturating_mul(1000),
-            verify_queue_records: cfg.verify_queue_records,
-            verify_batch_max_records: cfg.verify_batch_max_records,
-            verify_batch_deadline: Duration::from_millis(cfg.verify_batch_deadline_ms),
-            verify_workers: cfg.verify_workers,
-            seen_cache_records: cfg.seen_cache_records,
-            new_authors_per_sec: cfg.new_authors_per_sec,
-            new_authors_burst: cfg.new_authors_burst,
-            flush_interval: Duration::from_millis(cfg.flush_interval_ms),
-            flush_max_records: cfg.flush_max_records,
-        };
+        let pipeline_cfg = pipeline::PipelineConfig::from_net(&cfg);
         let live_threads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (pipeline, finished) = pipeline::Pipeline::start(
             pipeline_cfg,

@@ -32,7 +32,7 @@ use palisade_types::{
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
-use crate::metrics::NetMetrics;
+use crate::metrics::{IngestStats, NetMetrics};
 use crate::topics::TopicKind;
 
 /// Every reason label, for metric sums.
@@ -169,19 +169,63 @@ struct StoreJob {
     origin: Origin,
 }
 
-/// Settings of the pipeline (from `NetConfig`).
+/// Settings of the pipeline. The network builds them from its [`NetConfig`](crate::NetConfig)
+/// ([`PipelineConfig::from_net`]); an [`Ingestor`] takes them directly.
 #[derive(Debug, Clone)]
-pub(crate) struct PipelineConfig {
-    pub(crate) max_record_age_ms: u64,
-    pub(crate) verify_queue_records: usize,
-    pub(crate) verify_batch_max_records: usize,
-    pub(crate) verify_batch_deadline: Duration,
-    pub(crate) verify_workers: usize,
-    pub(crate) seen_cache_records: usize,
-    pub(crate) new_authors_per_sec: u32,
-    pub(crate) new_authors_burst: u32,
-    pub(crate) flush_interval: Duration,
-    pub(crate) flush_max_records: usize,
+pub struct PipelineConfig {
+    /// Gossiped records issued longer ago than this are ignored (`too_old`).
+    pub max_record_age_ms: u64,
+    /// Capacity of the verify queue; beyond it records are shed (`verify_queue_full`).
+    pub verify_queue_records: usize,
+    /// Largest signature batch.
+    pub verify_batch_max_records: usize,
+    /// How long a partial batch may wait for more records.
+    pub verify_batch_deadline: Duration,
+    /// Verify worker threads; 0 = one per core.
+    pub verify_workers: usize,
+    /// Ids remembered in the seen cache.
+    pub seen_cache_records: usize,
+    /// Node-wide budget of gossiped records from authors with no stored records (per second).
+    pub new_authors_per_sec: u32,
+    /// Burst of that budget.
+    pub new_authors_burst: u32,
+    /// Group commit: flush at least this often while writes are pending.
+    pub flush_interval: Duration,
+    /// Group commit: flush after this many pending writes; also the largest write group.
+    pub flush_max_records: usize,
+    /// Whether the store thread flushes at all. Always `true` in a node; benchmarks set it to
+    /// `false` to measure what group commit costs (writes are then flushed only at shutdown).
+    pub group_commit: bool,
+}
+
+impl PipelineConfig {
+    /// The same settings with every size clamped to the ranges `NetConfig::validate` allows,
+    /// so a hand-made config cannot ask for an unbounded queue or group.
+    fn bounded(mut self) -> PipelineConfig {
+        self.verify_queue_records = self.verify_queue_records.clamp(64, 1_000_000);
+        self.verify_batch_max_records = self.verify_batch_max_records.clamp(1, 1024);
+        self.verify_workers = self.verify_workers.min(256);
+        self.seen_cache_records = self.seen_cache_records.clamp(1024, 10_000_000);
+        self.flush_max_records = self.flush_max_records.clamp(1, 100_000);
+        self
+    }
+
+    /// The pipeline settings of a network configuration.
+    pub fn from_net(cfg: &crate::NetConfig) -> PipelineConfig {
+        PipelineConfig {
+            max_record_age_ms: cfg.gossip_max_record_age_secs.saturating_mul(1000),
+            verify_queue_records: cfg.verify_queue_records,
+            verify_batch_max_records: cfg.verify_batch_max_records,
+            verify_batch_deadline: Duration::from_millis(cfg.verify_batch_deadline_ms),
+            verify_workers: cfg.verify_workers,
+            seen_cache_records: cfg.seen_cache_records,
+            new_authors_per_sec: cfg.new_authors_per_sec,
+            new_authors_burst: cfg.new_authors_burst,
+            flush_interval: Duration::from_millis(cfg.flush_interval_ms),
+            flush_max_records: cfg.flush_max_records,
+            group_commit: true,
+        }
+    }
 }
 
 /// A bounded FIFO set of ids known to be stored.
@@ -237,6 +281,7 @@ impl Pipeline {
         metrics: NetMetrics,
         live_threads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     ) -> std::io::Result<(Pipeline, mpsc::Receiver<Finished>)> {
+        let cfg = cfg.bounded();
         let (finished_tx, finished_rx) = mpsc::channel(cfg.verify_queue_records.max(64));
         let (verify_tx, verify_rx) = crossbeam_channel::bounded::<VerifyJob>(cfg.verify_queue_records);
         // The store thread's queue is short: verified records should reach disk quickly, and
@@ -270,10 +315,11 @@ impl Pipeline {
             let metrics = metrics.clone();
             let interval = cfg.flush_interval;
             let max = cfg.flush_max_records;
+            let group_commit = cfg.group_commit;
             let alive = LiveThread::enter(&live_threads);
             threads.push(std::thread::Builder::new().name("palisade-store".into()).spawn(move || {
                 let _alive = alive;
-                store_worker(store_rx, finished_tx, store, metrics, interval, max)
+                store_worker(store_rx, finished_tx, store, metrics, interval, max, group_commit)
             })?);
         }
         let seen = SeenCache::new(cfg.seen_cache_records);
@@ -441,6 +487,171 @@ impl Pipeline {
     }
 }
 
+/// A decision about one admitted record, as an [`Ingestor`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The record id.
+    pub id: RecordId,
+    /// The peer the record was admitted from.
+    pub peer: PeerId,
+    /// What happened to it.
+    pub outcome: Outcome,
+}
+
+/// The ingest pipeline without a swarm: the very [`Pipeline`] the event loop runs (same
+/// front checks, verify workers, store thread and group commit), driven by the caller.
+/// For benchmarks (`palisade-chaos bench`), fuzzing and tools that feed records in-process.
+///
+/// The thread that calls [`admit`](Ingestor::admit) plays the event loop: front checks run on
+/// it, signature batches on the worker threads, writes on the store thread. Decisions made
+/// off that thread come back through [`try_next`](Ingestor::try_next) /
+/// [`next_blocking`](Ingestor::next_blocking); collect them, because the workers stop when
+/// that queue is full (as they would wait for a busy event loop).
+///
+/// ```no_run
+/// # fn demo(store: palisade_store::Store, guard: palisade_guard::Guard, bytes: Vec<u8>) {
+/// use palisade_net::{Ingestor, NetConfig, PipelineConfig};
+/// let mut registry = prometheus_client::registry::Registry::default();
+/// let cfg = PipelineConfig::from_net(&NetConfig::default());
+/// let mut ingest = Ingestor::start(cfg, store, guard, &mut registry).unwrap();
+/// let peer = libp2p::PeerId::random();
+/// let topic = Some(palisade_net::topics::TopicKind::Attestations);
+/// match ingest.admit(bytes, peer, topic, palisade_net::now_ms()) {
+///     Some(outcome) => println!("decided at once: {outcome:?}"),
+///     None => println!("queued: {:?}", ingest.next_blocking()),
+/// }
+/// ingest.shutdown();
+/// # }
+/// ```
+pub struct Ingestor {
+    pipeline: Option<Pipeline>,
+    finished: mpsc::Receiver<Finished>,
+    metrics: NetMetrics,
+}
+
+impl std::fmt::Debug for Ingestor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingestor").field("in_flight", &self.in_flight()).finish()
+    }
+}
+
+impl Ingestor {
+    /// Starts the worker threads; metrics are registered under `registry`.
+    pub fn start(
+        cfg: PipelineConfig,
+        store: Store,
+        guard: Guard,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Result<Ingestor, crate::NetError> {
+        let metrics = NetMetrics::new(registry);
+        let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (pipeline, finished) = Pipeline::start(cfg, store, guard, metrics.clone(), live)
+            .map_err(|e| crate::NetError::Setup(format!("starting pipeline threads: {e}")))?;
+        Ok(Ingestor { pipeline: Some(pipeline), finished, metrics })
+    }
+
+    /// Runs the front checks on `bytes` from `peer`. `topic` set = the record arrived by
+    /// gossip on that topic (gossip-only rules apply); `None` = it arrived in a sync response.
+    /// `Some(outcome)` = decided now; `None` = queued, its [`Decision`] comes later.
+    pub fn admit(
+        &mut self,
+        bytes: Vec<u8>,
+        peer: PeerId,
+        topic: Option<TopicKind>,
+        now_ms: u64,
+    ) -> Option<Outcome> {
+        let Some(pipeline) = self.pipeline.as_mut() else {
+            return Some(Outcome::Ignore("verify_queue_full"));
+        };
+        let origin = match topic {
+            Some(_) => Origin::Gossip { message_id: MessageId::new(&[]), source: peer },
+            None => Origin::Sync { peer },
+        };
+        let outcome = pipeline.admit(bytes, origin, topic, now_ms);
+        if let Some(o) = &outcome {
+            self.metrics.count(if topic.is_some() { "gossip" } else { "sync" }, o);
+        }
+        outcome
+    }
+
+    /// Records queued and not yet decided.
+    pub fn in_flight(&self) -> usize {
+        self.pipeline.as_ref().map(|p| p.in_flight.len()).unwrap_or(0)
+    }
+
+    /// The next decision, if one is ready.
+    pub fn try_next(&mut self) -> Option<Decision> {
+        let f = self.finished.try_recv().ok()?;
+        Some(self.decided(f))
+    }
+
+    /// Waits for the next decision; `None` at once when nothing is in flight. Blocks the
+    /// thread: call it from a plain thread, not from async code (use [`next`](Self::next)).
+    pub fn next_blocking(&mut self) -> Option<Decision> {
+        if self.in_flight() == 0 {
+            return self.try_next();
+        }
+        let f = self.finished.blocking_recv()?;
+        Some(self.decided(f))
+    }
+
+    /// Waits for the next decision; `None` at once when nothing is in flight.
+    pub async fn next(&mut self) -> Option<Decision> {
+        if self.in_flight() == 0 {
+            return self.try_next();
+        }
+        let f = self.finished.recv().await?;
+        Some(self.decided(f))
+    }
+
+    fn decided(&mut self, f: Finished) -> Decision {
+        if let Some(p) = self.pipeline.as_mut() {
+            p.on_finished(&f);
+        }
+        self.metrics.count(f.origin.source_label(), &f.outcome);
+        Decision { id: f.id, peer: f.origin.peer(), outcome: f.outcome }
+    }
+
+    /// Ingest counters so far.
+    pub fn stats(&self) -> IngestStats {
+        self.metrics.snapshot()
+    }
+
+    /// The pipeline's metrics.
+    pub fn metrics(&self) -> &NetMetrics {
+        &self.metrics
+    }
+
+    /// Drains the pipeline (every queued record decided, the store flushed), stops the
+    /// threads, and returns the decisions not collected yet. Blocks: call it from a plain
+    /// thread (or `spawn_blocking`), not from async code.
+    pub fn shutdown(mut self) -> Vec<Decision> {
+        let mut out = Vec::new();
+        if let Some(p) = self.pipeline.take() {
+            let mut p = p;
+            p.verify_tx = None;
+            let threads: Vec<JoinHandle<()>> = p.threads.drain(..).collect();
+            // Keep collecting while the threads finish, so none waits on a full channel.
+            let joiner = std::thread::spawn(move || {
+                for t in threads {
+                    if t.join().is_err() {
+                        error!("a pipeline thread panicked");
+                    }
+                }
+            });
+            while let Some(f) = self.finished.blocking_recv() {
+                p.on_finished(&f);
+                self.metrics.count(f.origin.source_label(), &f.outcome);
+                out.push(Decision { id: f.id, peer: f.origin.peer(), outcome: f.outcome });
+            }
+            if joiner.join().is_err() {
+                error!("pipeline joiner panicked");
+            }
+        }
+        out
+    }
+}
+
 /// Counts a pipeline thread as alive until it exits (for the clean-shutdown check).
 struct LiveThread(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
@@ -545,6 +756,7 @@ fn store_worker(
     metrics: NetMetrics,
     flush_interval: Duration,
     flush_max: usize,
+    group_commit: bool,
 ) {
     let mut pending = 0usize;
     let mut first_pending: Option<Instant> = None;
@@ -601,7 +813,9 @@ fn store_worker(
                 let finished = match outcome {
                     Ok(InsertOutcome::Inserted(ins)) => {
                         pending += 1;
-                        first_pending.get_or_insert(started);
+                        if group_commit {
+                            first_pending.get_or_insert(started);
+                        }
                         if ins.equivocation.is_some() {
                             warn!(author = %job.record.author(), seq = job.record.record().position.seq, "equivocation detected");
                         }
@@ -635,7 +849,7 @@ fn store_worker(
             }
         }
         let due = first_pending.is_some_and(|t| t.elapsed() >= flush_interval);
-        if pending >= flush_max || (pending > 0 && due) {
+        if group_commit && (pending >= flush_max || (pending > 0 && due)) {
             flush(&mut pending, &mut first_pending);
         }
     }

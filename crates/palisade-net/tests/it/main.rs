@@ -5,5 +5,6 @@ mod harness;
 mod hostile;
 
 mod gossip;
+mod ingestor;
 mod resilience;
 mod shutdown;

@@ -1,0 +1,82 @@
+//! `Ingestor`: the pipeline driven without a swarm gives the same decisions as the network.
+
+use palisade_guard::Guard;
+use palisade_net::topics::TopicKind;
+use palisade_net::{Ingestor, NetConfig, Outcome, PipelineConfig};
+use palisade_store::{Store, StoreConfig};
+use palisade_types::{fixtures, FeedWriter};
+use prometheus_client::registry::Registry;
+
+fn ingestor(dir: &tempfile::TempDir, group_commit: bool) -> (Ingestor, Store) {
+    let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+    let mut registry = Registry::default();
+    let guard = Guard::new(crate::harness::guard_config(), store.clone(), &mut registry).unwrap();
+    let mut cfg = PipelineConfig::from_net(&NetConfig { verify_workers: 1, ..NetConfig::default() });
+    cfg.group_commit = group_commit;
+    (Ingestor::start(cfg, store.clone(), guard, &mut registry).unwrap(), store)
+}
+
+#[test]
+fn stores_valid_records_and_refuses_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ingest, store) = ingestor(&dir, true);
+    let peer = libp2p::PeerId::random();
+    let now = palisade_net::now_ms();
+    let mut w = FeedWriter::new(fixtures::key(3));
+    let records: Vec<_> = (1..=100).map(|n| w.sign_next(fixtures::attestation(n), now).unwrap()).collect();
+    let topic = Some(TopicKind::Attestations);
+    for r in &records {
+        assert_eq!(ingest.admit(r.wire_bytes().to_vec(), peer, topic, now), None);
+    }
+    // A copy of a queued record dies before verification.
+    let copy = ingest.admit(records[0].wire_bytes().to_vec(), peer, topic, now);
+    assert_eq!(copy, Some(Outcome::Ignore("duplicate")));
+    // A bad signature is decided by the workers.
+    let mut bad = w.sign_next(fixtures::attestation(1000), now).unwrap().into_wire_bytes();
+    *bad.last_mut().unwrap() ^= 1;
+    assert_eq!(ingest.admit(bad, peer, topic, now), None);
+    // Junk is decided at once.
+    assert_eq!(ingest.admit(vec![1, 2, 3], peer, topic, now), Some(Outcome::Reject("malformed_envelope")));
+
+    let mut accepted = 0;
+    let mut rejected = 0;
+    while let Some(d) = ingest.next_blocking() {
+        match d.outcome {
+            Outcome::Accept => accepted += 1,
+            Outcome::Reject("bad_signature") => rejected += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(d.peer, peer);
+    }
+    assert_eq!((accepted, rejected), (100, 1));
+    assert_eq!(ingest.in_flight(), 0);
+    // Stored records are now duplicates.
+    let again = ingest.admit(records[50].wire_bytes().to_vec(), peer, topic, now);
+    assert_eq!(again, Some(Outcome::Ignore("duplicate")));
+    assert!(ingest.shutdown().is_empty());
+    assert!(records.iter().all(|r| store.contains(&r.id()).unwrap()));
+    let stats_dir = dir.path().join("db");
+    drop(store);
+    // Durable after shutdown: a reopened store has them.
+    let reopened = Store::open(&StoreConfig::new(stats_dir)).unwrap();
+    assert_eq!(reopened.record_count(), 100);
+}
+
+#[test]
+fn without_group_commit_writes_are_flushed_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ingest, store) = ingestor(&dir, false);
+    let peer = libp2p::PeerId::random();
+    let now = palisade_net::now_ms();
+    let mut w = FeedWriter::new(fixtures::key(4));
+    for n in 1..=10 {
+        let r = w.sign_next(fixtures::anomaly(n), now).unwrap();
+        assert_eq!(ingest.admit(r.into_wire_bytes(), peer, None, now), None);
+    }
+    let rest = ingest.shutdown();
+    assert_eq!(rest.len(), 10);
+    assert!(rest.iter().all(|d| d.outcome == Outcome::Accept));
+    assert_eq!(store.record_count(), 10);
+    drop(store);
+    assert_eq!(Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap().record_count(), 10);
+}
