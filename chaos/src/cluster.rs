@@ -111,6 +111,7 @@ impl Cluster {
         mode: NetworkMode,
         ips: &[Ipv4Addr],
         limits: &toml::Table,
+        links: &[(usize, usize, std::net::SocketAddr)],
     ) -> anyhow::Result<Cluster> {
         if !binary.exists() {
             bail!(
@@ -149,10 +150,20 @@ impl Cluster {
                 starts: 0,
             });
         }
-        // Configs name every other node as bootstrap peer.
+        // Configs name every other node as bootstrap peer; a proxied pair (from, to, proxy)
+        // makes `from` dial the proxy instead, and `to` not dial `from` at all.
         for node in &nodes {
-            let bootstrap: Vec<String> =
-                nodes.iter().filter(|o| o.index != node.index).map(|o| o.multiaddr()).collect();
+            let bootstrap: Vec<String> = nodes
+                .iter()
+                .filter(|o| o.index != node.index)
+                .filter(|o| !links.iter().any(|(from, to, _)| *to == node.index && *from == o.index))
+                .map(|o| match links.iter().find(|(from, to, _)| *from == node.index && *to == o.index) {
+                    Some((_, _, proxy)) => {
+                        format!("/ip4/{}/tcp/{}/p2p/{}", proxy.ip(), proxy.port(), o.peer_id)
+                    }
+                    None => o.multiaddr(),
+                })
+                .collect();
             let mut config = toml::Table::new();
             let mut network = toml::Table::new();
             network.insert(
@@ -174,7 +185,9 @@ impl Cluster {
             config.insert("metrics".into(), metrics.into());
             let mut log = toml::Table::new();
             log.insert("format".into(), "json".into());
-            log.insert("filter".into(), "info".into());
+            // PALISADE_CHAOS_NODE_LOG sets the nodes' log filter (e.g. `debug` for post-mortems).
+            let filter = std::env::var("PALISADE_CHAOS_NODE_LOG").unwrap_or_else(|_| "info".into());
+            log.insert("filter".into(), filter.into());
             config.insert("log".into(), log.into());
             fs::write(node.data_dir.join("palisade.toml"), toml::to_string(&config)?)?;
         }

@@ -14,6 +14,7 @@ mod byzantine;
 mod cluster;
 mod netns;
 mod nodeapi;
+mod proxy;
 mod report;
 mod runner;
 mod scenario;

@@ -110,3 +110,102 @@ pub fn set_partition(groups: &[Vec<usize>], cut: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A packet-level fault inside a node's namespace.
+#[derive(Debug, Clone, Copy)]
+pub enum Rule {
+    /// Drop `percent` % of packets arriving at `node` (iptables statistic match).
+    Loss {
+        /// Node index.
+        node: usize,
+        /// Percentage.
+        percent: u32,
+    },
+    /// Drop packets arriving at `node` from `from` (one-way partition).
+    Drop {
+        /// Node index.
+        node: usize,
+        /// Source address dropped.
+        from: Ipv4Addr,
+    },
+    /// Cap `node`'s egress with a token-bucket filter.
+    Rate {
+        /// Node index.
+        node: usize,
+        /// Bytes per second.
+        bytes_per_sec: u64,
+    },
+}
+
+fn ns_cmd(ns: &str, program: &str, args: &[String]) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, program])
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program} in {ns}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("not found") || err.contains("No such file") {
+            bail!("{program} is not installed: apt-get install -y iptables iproute2");
+        }
+        bail!("{program} {}: {}", args.join(" "), err.trim());
+    }
+    Ok(())
+}
+
+/// Adds (`on`) or removes a rule.
+pub fn apply(rule: &Rule, on: bool) -> anyhow::Result<()> {
+    let s = |v: &str| v.to_string();
+    match *rule {
+        Rule::Loss { node, percent } => {
+            let p = format!("{:.2}", f64::from(percent.min(100)) / 100.0);
+            let op = if on { "-A" } else { "-D" };
+            ns_cmd(
+                &ns(node),
+                "iptables",
+                &[
+                    s(op),
+                    s("INPUT"),
+                    s("-m"),
+                    s("statistic"),
+                    s("--mode"),
+                    s("random"),
+                    s("--probability"),
+                    p,
+                    s("-j"),
+                    s("DROP"),
+                ],
+            )
+        }
+        Rule::Drop { node, from } => {
+            let op = if on { "-A" } else { "-D" };
+            ns_cmd(&ns(node), "iptables", &[s(op), s("INPUT"), s("-s"), from.to_string(), s("-j"), s("DROP")])
+        }
+        Rule::Rate { node, bytes_per_sec } => {
+            let dev = format!("pcv{node}a");
+            if on {
+                let rate = format!("{}bit", bytes_per_sec.saturating_mul(8).max(8000));
+                ns_cmd(
+                    &ns(node),
+                    "tc",
+                    &[
+                        s("qdisc"),
+                        s("add"),
+                        s("dev"),
+                        dev,
+                        s("root"),
+                        s("tbf"),
+                        s("rate"),
+                        rate,
+                        s("burst"),
+                        s("32kbit"),
+                        s("latency"),
+                        s("400ms"),
+                    ],
+                )
+            } else {
+                ns_cmd(&ns(node), "tc", &[s("qdisc"), s("del"), s("dev"), dev, s("root")])
+            }
+        }
+    }
+}

@@ -45,6 +45,10 @@ type RestartCheck = (usize, Vec<RecordId>, bool);
 
 /// Shared state of a run.
 struct Run {
+    /// Fault proxies, in `[[link]]` order.
+    links: Vec<crate::proxy::Link>,
+    /// (from, to, proxy address) of each link.
+    link_addrs: Vec<(usize, usize, std::net::SocketAddr)>,
     scenario: Scenario,
     opts: RunOptions,
     cluster: Arc<Mutex<Cluster>>,
@@ -78,14 +82,44 @@ pub async fn run(scenario: Scenario, opts: RunOptions) -> anyhow::Result<Report>
         NetworkMode::Loopback => None,
     };
     let limits = crate::node_limits(&scenario);
-    let mut cluster =
-        Cluster::prepare(scenario.nodes, &opts.binary, root.path(), scenario.network, &ips, &limits)?;
+    // Fault proxies: link k listens on 127.0.0.(100 + k) and forwards to its `to` node.
+    let mut links = Vec::new();
+    let mut link_addrs = Vec::new();
+    for (k, l) in scenario.links.iter().enumerate() {
+        let listen = std::net::SocketAddr::new(
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 100 + k as u8)),
+            crate::cluster::P2P_PORT,
+        );
+        let upstream = std::net::SocketAddr::new(std::net::IpAddr::V4(ips[l.to]), crate::cluster::P2P_PORT);
+        let state = crate::proxy::LinkState {
+            latency_ms: l.latency_ms,
+            jitter_ms: l.jitter_ms,
+            bytes_per_sec: l.bytes_per_sec,
+            stalled: false,
+            slow_close_ms: l.slow_close_ms,
+        };
+        let link =
+            crate::proxy::Link::start(listen, upstream, state).await.context("starting a fault proxy")?;
+        link_addrs.push((l.from, l.to, link.listen));
+        links.push(link);
+    }
+    let mut cluster = Cluster::prepare(
+        scenario.nodes,
+        &opts.binary,
+        root.path(),
+        scenario.network,
+        &ips,
+        &limits,
+        &link_addrs,
+    )?;
     for i in 0..scenario.nodes {
         cluster.start(i)?;
     }
     let apis: Vec<NodeApi> = cluster.nodes.iter().map(|n| NodeApi::new(n.socket())).collect();
     let cluster = Arc::new(Mutex::new(cluster));
     let run = Arc::new(Run {
+        links,
+        link_addrs,
         rng: Mutex::new(StdRng::seed_from_u64(opts.seed)),
         scenario,
         opts,
@@ -283,7 +317,14 @@ async fn run_inner(run: Arc<Run>, wall: Instant, _root: &Path) -> anyhow::Result
     if !attack_reports.is_empty() {
         checks.push(check_attackers(&run, &attack_reports).await);
     }
-    let (timeline, figures, goodput_check) = timeline_and_goodput(&run, &acks);
+    let (timeline, mut figures, goodput_check) = timeline_and_goodput(&run, &acks);
+    for (k, (link, (from, to, addr))) in run.links.iter().zip(&run.link_addrs).enumerate() {
+        figures.insert(
+            format!("link_{k}"),
+            format!("node {from} -> proxy {addr} -> node {to}: {} bytes forwarded", link.forwarded_bytes())
+                .into(),
+        );
+    }
     if s.checks.check_goodput {
         checks.push(goodput_check);
     }
@@ -428,6 +469,73 @@ async fn apply_fault(run: Arc<Run>, at: f64, f: crate::scenario::Fault) {
                 let _ = lock(&run.cluster).resume(i);
             }
         }
+        FaultAction::Stall | FaultAction::Reset | FaultAction::Degrade => {
+            let chosen: Vec<usize> = match f.link {
+                Some(l) => vec![l],
+                None => (0..run.links.len()).collect(),
+            };
+            let label = format!("{:?} link {chosen:?}", f.action).to_lowercase();
+            info!(at, %label, "fault");
+            let before: Vec<crate::proxy::LinkState> = chosen.iter().map(|l| run.links[*l].get()).collect();
+            for (l, old) in chosen.iter().zip(&before) {
+                let link = &run.links[*l];
+                match f.action {
+                    FaultAction::Stall => link.set(crate::proxy::LinkState { stalled: true, ..*old }),
+                    FaultAction::Reset => link.reset(),
+                    _ => link.set(crate::proxy::LinkState {
+                        latency_ms: f.latency_ms,
+                        jitter_ms: f.jitter_ms,
+                        bytes_per_sec: f.bytes_per_sec,
+                        ..*old
+                    }),
+                }
+            }
+            if f.action == FaultAction::Reset {
+                lock(&run.windows).push(Window { label, start_secs: at, end_secs: at + 0.5 });
+                return;
+            }
+            lock(&run.windows).push(Window { label, start_secs: at, end_secs: at + dur });
+            sleep_until_secs(&run, at + dur).await;
+            for (l, old) in chosen.iter().zip(before) {
+                run.links[*l].set(old);
+            }
+        }
+        FaultAction::Loss | FaultAction::OneWay | FaultAction::Bandwidth => {
+            let ips: Vec<std::net::Ipv4Addr> = lock(&run.cluster).nodes.iter().map(|n| n.ip).collect();
+            let rule = match f.action {
+                FaultAction::Loss => run
+                    .pick(&f.node)
+                    .into_iter()
+                    .map(|i| crate::netns::Rule::Loss { node: i, percent: f.loss_percent })
+                    .collect(),
+                FaultAction::OneWay => match (f.from, f.to) {
+                    (Some(a), Some(b)) => vec![crate::netns::Rule::Drop { node: b, from: ips[a] }],
+                    _ => Vec::new(),
+                },
+                _ => run
+                    .pick(&f.node)
+                    .into_iter()
+                    .map(|i| crate::netns::Rule::Rate { node: i, bytes_per_sec: f.bytes_per_sec })
+                    .collect::<Vec<_>>(),
+            };
+            info!(at, ?rule, "fault: netns rule");
+            lock(&run.windows).push(Window {
+                label: format!("{:?}", f.action).to_lowercase(),
+                start_secs: at,
+                end_secs: at + dur,
+            });
+            for r in &rule {
+                if let Err(e) = crate::netns::apply(r, true) {
+                    warn!(error = %e, "netns fault failed");
+                }
+            }
+            sleep_until_secs(&run, at + dur).await;
+            for r in &rule {
+                if let Err(e) = crate::netns::apply(r, false) {
+                    warn!(error = %e, "undoing a netns fault failed");
+                }
+            }
+        }
         FaultAction::Partition => {
             let groups = partition_groups(&run, f.split.as_ref());
             info!(?groups, at, "fault: partition");
@@ -492,10 +600,18 @@ async fn set_partition(run: &Run, groups: &[Vec<usize>], cut: bool) {
         }
     }
     if !cut {
-        // Reconnect across the healed cut.
-        let addrs: Vec<String> = lock(&run.cluster).nodes.iter().map(|n| n.multiaddr()).collect();
+        // Reconnect across the healed cut, through the proxy where a link joins the pair.
+        let nodes: Vec<(String, String)> =
+            lock(&run.cluster).nodes.iter().map(|n| (n.multiaddr(), n.peer_id.clone())).collect();
         for (a, b) in pairs {
-            let _ = run.apis[a].dial(&addrs[b]).await;
+            if run.link_addrs.iter().any(|(from, to, _)| *from == b && *to == a) {
+                continue; // b dials a through the proxy.
+            }
+            let addr = match run.link_addrs.iter().find(|(from, to, _)| *from == a && *to == b) {
+                Some((_, _, p)) => format!("/ip4/{}/tcp/{}/p2p/{}", p.ip(), p.port(), nodes[b].1),
+                None => nodes[b].0.clone(),
+            };
+            let _ = run.apis[a].dial(&addr).await;
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct Scenario {
     pub long: bool,
     /// Honest submissions.
     pub workload: Workload,
+    /// Node pairs connected through the userspace fault proxy (loopback mode).
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkSpec>,
     /// Fault timeline.
     #[serde(default, rename = "fault")]
     pub faults: Vec<Fault>,
@@ -132,6 +135,27 @@ pub struct Fault {
     /// Spacing of repeats.
     #[serde(default)]
     pub every_secs: u64,
+    /// Proxy faults: which `[[link]]` (index); all links when absent.
+    #[serde(default)]
+    pub link: Option<usize>,
+    /// Degrade: latency (ms).
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Degrade: jitter (ms).
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// Degrade / bandwidth: bytes per second.
+    #[serde(default)]
+    pub bytes_per_sec: u64,
+    /// Loss: percentage of packets dropped, 1..=100.
+    #[serde(default)]
+    pub loss_percent: u32,
+    /// One-way: the sending node whose packets are dropped.
+    #[serde(default)]
+    pub from: Option<usize>,
+    /// One-way: the receiving node.
+    #[serde(default)]
+    pub to: Option<usize>,
 }
 
 fn default_fault_duration() -> u64 {
@@ -151,6 +175,41 @@ pub enum FaultAction {
     Pause,
     /// Split the cluster, heal after `duration_secs`.
     Partition,
+    /// Proxy: forward nothing on `link` (all links when absent) for `duration_secs`.
+    Stall,
+    /// Proxy: drop every connection through `link` (all when absent) at once.
+    Reset,
+    /// Proxy: set `latency_ms`/`jitter_ms`/`bytes_per_sec` on `link` for `duration_secs`.
+    Degrade,
+    /// netns: drop `loss_percent` of packets arriving at `node` (iptables) for `duration_secs`.
+    Loss,
+    /// netns: drop packets from `from` to `to` only (one-way partition) for `duration_secs`.
+    OneWay,
+    /// netns: cap `node`'s egress to `bytes_per_sec` (tc tbf) for `duration_secs`.
+    Bandwidth,
+}
+
+/// A pair of nodes whose connection runs through the fault proxy: `from` dials a proxy that
+/// forwards to `to` (and `to` does not dial `from` directly).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// The dialling node.
+    pub from: usize,
+    /// The node behind the proxy.
+    pub to: usize,
+    /// Initial added latency (ms).
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Initial jitter (ms).
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// Initial bandwidth cap per direction (bytes/s, 0 = none).
+    #[serde(default)]
+    pub bytes_per_sec: u64,
+    /// Delay before a close is passed on (ms).
+    #[serde(default)]
+    pub slow_close_ms: u64,
 }
 
 /// A byzantine peer.
@@ -278,6 +337,37 @@ impl Scenario {
             }
             if f.action == FaultAction::Partition && f.split.is_none() {
                 bail!("a partition fault needs `split`");
+            }
+            let proxy = matches!(f.action, FaultAction::Stall | FaultAction::Reset | FaultAction::Degrade);
+            if proxy && self.links.is_empty() {
+                bail!("a {:?} fault needs at least one [[link]]", f.action);
+            }
+            if f.link.is_some_and(|l| l >= self.links.len()) {
+                bail!("fault names link {:?}, but there are {} links", f.link, self.links.len());
+            }
+            let netns_only =
+                matches!(f.action, FaultAction::Loss | FaultAction::OneWay | FaultAction::Bandwidth);
+            if netns_only && self.network != NetworkMode::Netns {
+                bail!("a {:?} fault needs network = \"netns\"", f.action);
+            }
+            if f.action == FaultAction::Loss && !(1..=100).contains(&f.loss_percent) {
+                bail!("a loss fault needs `loss_percent` in 1..=100");
+            }
+            if f.action == FaultAction::OneWay
+                && (f.from.is_none_or(|a| a >= self.nodes) || f.to.is_none_or(|b| b >= self.nodes))
+            {
+                bail!("a one_way fault needs `from` and `to` node indexes");
+            }
+            if f.action == FaultAction::Bandwidth && f.bytes_per_sec == 0 {
+                bail!("a bandwidth fault needs `bytes_per_sec`");
+            }
+        }
+        for l in &self.links {
+            if l.from >= self.nodes || l.to >= self.nodes || l.from == l.to {
+                bail!("link {} -> {} must join two different nodes of {}", l.from, l.to, self.nodes);
+            }
+            if self.network != NetworkMode::Loopback {
+                bail!("[[link]] proxies need network = \"loopback\"");
             }
         }
         for a in &self.attackers {

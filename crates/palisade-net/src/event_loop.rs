@@ -75,9 +75,25 @@ pub(crate) struct EventLoop {
     sync: HashMap<PeerId, PeerSync>,
     pending_sync: HashMap<OutboundRequestId, (PeerId, SyncRequest)>,
     proofs_in_flight: usize,
+    /// Bootstrap peers and when each may be dialled again: a bootstrap peer that is down (or
+    /// not up yet) is retried with exponential backoff until connected, and again whenever
+    /// its connection drops.
+    bootstrap: Vec<BootstrapPeer>,
     /// Blocking helpers (sync serving, proof checks) that hold store handles; waited for at
     /// shutdown.
     tasks: tokio_util::task::TaskTracker,
+}
+
+/// First retry delay for an unreachable bootstrap peer.
+const BOOTSTRAP_RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest retry delay for an unreachable bootstrap peer.
+const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(60);
+
+struct BootstrapPeer {
+    peer: PeerId,
+    addr: Multiaddr,
+    next_dial: tokio::time::Instant,
+    backoff: Duration,
 }
 
 /// Most equivocation proofs verified at once (each costs two signature checks).
@@ -99,6 +115,22 @@ pub(crate) struct EventLoopParts {
 
 impl EventLoop {
     pub(crate) fn new(p: EventLoopParts) -> EventLoop {
+        let now = tokio::time::Instant::now();
+        let bootstrap = p
+            .cfg
+            .bootstrap_addrs()
+            .into_iter()
+            .filter_map(|addr| match addr.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some(BootstrapPeer {
+                    peer,
+                    addr,
+                    // Dialled once at start already; the first retry comes a second later.
+                    next_dial: now + BOOTSTRAP_RETRY_MIN,
+                    backoff: BOOTSTRAP_RETRY_MIN,
+                }),
+                _ => None,
+            })
+            .collect();
         let (serve_tx, serve_rx) = mpsc::channel(SERVE_QUEUE);
         let (proof_tx, proof_rx) = mpsc::channel(MAX_PROOFS_IN_FLIGHT);
         EventLoop {
@@ -121,6 +153,7 @@ impl EventLoop {
             sync: HashMap::new(),
             pending_sync: HashMap::new(),
             proofs_in_flight: 0,
+            bootstrap,
             tasks: tokio_util::task::TaskTracker::new(),
         }
     }
@@ -449,6 +482,7 @@ impl EventLoop {
     // ---- timers ----
 
     fn heartbeat(&mut self) {
+        self.redial_bootstrap();
         let peers: Vec<PeerId> = self.connected.keys().copied().collect();
         for peer in peers {
             // Feed the guard's reputation into gossipsub's P5 so mesh decisions see it too.
@@ -461,6 +495,24 @@ impl EventLoop {
             if gossip_score < crate::gossip::GRAYLIST_THRESHOLD {
                 self.penalize(peer, PenaltyReason::ProtocolViolation);
             }
+        }
+    }
+
+    fn redial_bootstrap(&mut self) {
+        let now = tokio::time::Instant::now();
+        for b in &mut self.bootstrap {
+            if self.connected.contains_key(&b.peer) {
+                b.backoff = BOOTSTRAP_RETRY_MIN;
+                b.next_dial = now + BOOTSTRAP_RETRY_MIN;
+                continue;
+            }
+            if now < b.next_dial {
+                continue;
+            }
+            debug!(peer = %b.peer, addr = %b.addr, "re-dialling bootstrap peer");
+            let _ = self.swarm.dial(b.addr.clone());
+            b.next_dial = now + b.backoff;
+            b.backoff = (b.backoff * 2).min(BOOTSTRAP_RETRY_MAX);
         }
     }
 

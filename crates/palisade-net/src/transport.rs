@@ -10,10 +10,56 @@ use libp2p::identity::Keypair;
 use libp2p::{dns, noise, quic, tcp, PeerId, Transport};
 use palisade_guard::Guard;
 
+/// TCP that always dials from a fresh ephemeral port.
+///
+/// libp2p binds outgoing TCP sockets to the listening port by default (port reuse, for hole
+/// punching). Nodes here all listen on one well-known port, so after a connection between two
+/// nodes closes, its 4-tuple (a:7400, b:7400) sits in TIME_WAIT and every re-dial between them
+/// fails with EADDRINUSE for a minute — a restarted or partitioned node could not reconnect
+/// (found by the chaos harness). We gain nothing from port reuse without NAT traversal, so
+/// every dial takes a new port.
+struct FreshPortTcp<T>(T);
+
+impl<T: Transport + Unpin> Transport for FreshPortTcp<T> {
+    type Output = T::Output;
+    type Error = T::Error;
+    type ListenerUpgrade = T::ListenerUpgrade;
+    type Dial = T::Dial;
+
+    fn listen_on(
+        &mut self,
+        id: libp2p::core::transport::ListenerId,
+        addr: libp2p::Multiaddr,
+    ) -> Result<(), libp2p::core::transport::TransportError<Self::Error>> {
+        self.0.listen_on(id, addr)
+    }
+
+    fn remove_listener(&mut self, id: libp2p::core::transport::ListenerId) -> bool {
+        self.0.remove_listener(id)
+    }
+
+    fn dial(
+        &mut self,
+        addr: libp2p::Multiaddr,
+        opts: libp2p::core::transport::DialOpts,
+    ) -> Result<Self::Dial, libp2p::core::transport::TransportError<Self::Error>> {
+        let opts =
+            libp2p::core::transport::DialOpts { port_use: libp2p::core::transport::PortUse::New, ..opts };
+        self.0.dial(addr, opts)
+    }
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<libp2p::core::transport::TransportEvent<Self::ListenerUpgrade, Self::Error>> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
 /// Builds the boxed transport.
 pub(crate) fn build(key: &Keypair, guard: &Guard) -> Result<Boxed<(PeerId, StreamMuxerBox)>, String> {
     let noise_cfg = noise::Config::new(key).map_err(|e| format!("noise: {e}"))?;
-    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+    let tcp = FreshPortTcp(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true)))
         .upgrade(Version::V1Lazy)
         .authenticate(noise_cfg)
         .multiplex(guard.yamux_config());
