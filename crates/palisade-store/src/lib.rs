@@ -256,6 +256,22 @@ struct Inner {
     bans: Tree,
     peers: Tree,
     write_lock: Mutex<()>,
+    /// Feed heads of recently written authors, exactly as in `data` (see [`CachedHead`]).
+    heads: Mutex<HashMap<AuthorKey, CachedHead>>,
+}
+
+/// Most authors whose feed heads are kept in memory; the map is cleared when full (the
+/// store answers beyond it).
+pub const HEAD_CACHE_ENTRIES: usize = 65_536;
+
+/// A feed head as stored, plus the id of the record at `max_seq` when exactly one is known
+/// to be there. Only writers fill the cache, under the write lock and after their batch is
+/// applied, so an entry is never older than the tree; readers may see it lag the tree by
+/// one batch, which only ever makes them look a record up (never miss one).
+#[derive(Debug, Clone, Copy)]
+struct CachedHead {
+    head: FeedHead,
+    tip: Option<RecordId>,
 }
 
 /// The record store. Cheap to clone; all clones share one database.
@@ -280,6 +296,10 @@ fn authors_key() -> Vec<u8> {
     keys::spaced(keys::SPACE_META, b"authors")
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn u64_value(v: &[u8]) -> u64 {
     v.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
@@ -290,7 +310,7 @@ fn u64_value(v: &[u8]) -> u64 {
 struct Overlay {
     new_ids: HashSet<RecordId>,
     at: HashMap<(AuthorKey, u64), Vec<RecordId>>,
-    heads: HashMap<AuthorKey, FeedHead>,
+    heads: HashMap<AuthorKey, CachedHead>,
     anomalies: HashMap<Fingerprint, AnomalyStatus>,
     fp_events: HashMap<Fingerprint, Vec<(AnomalyEvent, bool)>>,
     counts: HashMap<RecordKind, u64>,
@@ -325,6 +345,7 @@ impl Store {
             path: path.clone(),
             db,
             write_lock: Mutex::new(()),
+            heads: Mutex::new(HashMap::new()),
         };
         match inner.meta.get(META_SCHEMA).map_err(io)? {
             Some(v) => {
@@ -405,7 +426,28 @@ impl Store {
             batch.insert(key, &(now + ov.new_authors).to_be_bytes());
         }
         self.inner.data.apply_batch(batch).map_err(|e| self.io(e))?;
+        let mut cache = lock(&self.inner.heads);
+        if cache.len() + ov.heads.len() > HEAD_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.extend(ov.heads);
         Ok(outcomes)
+    }
+
+    /// The cached head of `author`, if it is in memory.
+    fn cached_head(&self, author: &AuthorKey) -> Option<CachedHead> {
+        lock(&self.inner.heads).get(author).copied()
+    }
+
+    /// Whether the record `id`, which is `author`'s record at `seq`, is stored. Like
+    /// [`contains`](Self::contains), but free of I/O when the author's feed head is in memory
+    /// and shows `seq` beyond everything stored (the usual case for a new record): the id
+    /// covers the author and seq, so no stored record can have it.
+    pub fn contains_record(&self, id: &RecordId, author: &AuthorKey, seq: u64) -> Result<bool> {
+        match self.cached_head(author) {
+            Some(c) if seq > c.head.max_seq => Ok(false),
+            _ => self.contains(id),
+        }
     }
 
     /// Checks one record against stored and staged state and adds its writes to `batch`.
@@ -417,14 +459,25 @@ impl Store {
         meta: StoredMeta,
     ) -> Result<InsertOutcome> {
         let id = record.id();
-        if ov.new_ids.contains(&id) || self.contains(&id)? {
-            return Ok(InsertOutcome::Duplicate);
-        }
         let pos = &record.record().position;
         let author = pos.author;
+        // The author's head (staged, cached or stored) decides how much must be looked up:
+        // a record beyond the highest stored seq cannot be stored yet and has no rival at
+        // its seq, and its `prev` is checked against the cached tip.
+        let current = match ov.heads.get(&author) {
+            Some(c) => Some(*c),
+            None => match self.cached_head(&author) {
+                Some(c) => Some(c),
+                None => self.feed_head(&author)?.map(|head| CachedHead { head, tip: None }),
+            },
+        };
+        let beyond = current.is_none_or(|c| pos.seq > c.head.max_seq);
+        if !beyond && (ov.new_ids.contains(&id) || self.contains(&id)?) {
+            return Ok(InsertOutcome::Duplicate);
+        }
 
         // Equivocation: another record at (author, seq)?
-        let same_seq = self.staged_ids_at(ov, &author, pos.seq)?;
+        let same_seq = if beyond { Vec::new() } else { self.staged_ids_at(ov, &author, pos.seq)? };
         let equivocation = same_seq.first().map(|first| EquivocationProof {
             author,
             seq: pos.seq,
@@ -440,25 +493,30 @@ impl Store {
             }
         }
         let prev_mismatch = match (pos.seq.checked_sub(1), pos.prev) {
-            (Some(prev_seq), Some(prev)) if prev_seq >= 1 => {
-                let stored = self.staged_ids_at(ov, &author, prev_seq)?;
-                !stored.is_empty() && !stored.contains(&prev)
-            }
+            (Some(prev_seq), Some(prev)) if prev_seq >= 1 => match current {
+                Some(CachedHead { head, tip: Some(tip) }) if head.max_seq == prev_seq => tip != prev,
+                _ => {
+                    let stored = self.staged_ids_at(ov, &author, prev_seq)?;
+                    !stored.is_empty() && !stored.contains(&prev)
+                }
+            },
             _ => false,
         };
         ov.at.entry((author, pos.seq)).or_insert(same_seq).push(id);
         ov.new_ids.insert(id);
 
         // Feed head: advance the contiguous prefix through any records that were waiting.
-        let mut head = match ov.heads.get(&author) {
-            Some(h) => *h,
-            None => match self.feed_head(&author)? {
-                Some(h) => h,
-                None => {
-                    ov.new_authors += 1;
-                    FeedHead::default()
-                }
-            },
+        let (mut head, old_tip) = match current {
+            Some(c) => (c.head, c.tip),
+            None => {
+                ov.new_authors += 1;
+                (FeedHead::default(), None)
+            }
+        };
+        let tip = match pos.seq.cmp(&head.max_seq) {
+            std::cmp::Ordering::Greater => Some(id),
+            std::cmp::Ordering::Equal => None,
+            std::cmp::Ordering::Less => old_tip,
         };
         head.records += 1;
         head.max_seq = head.max_seq.max(pos.seq);
@@ -470,7 +528,7 @@ impl Store {
                 head.contiguous_seq += 1;
             }
         }
-        ov.heads.insert(author, head);
+        ov.heads.insert(author, CachedHead { head, tip });
         batch.insert(keys::feed_key(&author), encode(&head));
 
         if let Some(status) = self.next_anomaly_status(ov, record)? {
@@ -523,8 +581,11 @@ impl Store {
         Ok(None)
     }
 
-    /// The feed head of one author.
+    /// The feed head of one author (from memory when it was written recently).
     pub fn feed_head(&self, author: &AuthorKey) -> Result<Option<FeedHead>> {
+        if let Some(c) = self.cached_head(author) {
+            return Ok(Some(c.head));
+        }
         let key = keys::feed_key(author);
         match self.get_raw(&key)? {
             Some(v) => decode_exact(&v, "feed head")

@@ -2,6 +2,7 @@
 
 mod crash;
 mod feeds;
+mod head_cache;
 mod persistence;
 mod queries;
 
