@@ -3,7 +3,8 @@
 //! ```text
 //! event loop (front, cheap, synchronous):
 //!   size cap ─► per-peer rate + bytes (guard) ─► envelope decode + id ─► dedup (seen cache,
-//!   in-flight set, store) ─► payload decode + static validation ─► topic/age rules
+//!   in-flight set) ─► payload decode ─► dedup (store, skipped when the cached feed head
+//!   shows the seq is new) ─► static validation ─► topic/age rules
 //!   ─► per-author quota (guard) ─► verification cost charge (guard) ─► verify queue (try_send)
 //! verify workers (N threads): batch up to `verify_batch_max_records` or the deadline,
 //!   `verify_batch_with_keys` with a per-worker key cache, fallback to singles
@@ -133,6 +134,15 @@ impl Origin {
             Origin::Gossip { .. } => "gossip",
             Origin::Sync { .. } => "sync",
         }
+    }
+
+    /// The guard penalty `outcome` earns the sender (malformed sync data counts as sync abuse).
+    pub(crate) fn penalty(&self, outcome: &Outcome) -> Option<PenaltyReason> {
+        let reason = outcome.penalty()?;
+        Some(match self {
+            Origin::Sync { .. } if reason == PenaltyReason::Malformed => PenaltyReason::SyncAbuse,
+            _ => reason,
+        })
     }
 
     fn store_source(&self) -> Source {
@@ -379,12 +389,21 @@ impl Pipeline {
             Err(e) => return Some(decode_reject(&e)),
         };
         let id = parsed.id();
-        // 4. Dedup before any signature work: memory first, then one store lookup.
+        // 4. Dedup before any signature work: memory first (seen cache, in flight) ...
         if self.is_known(&id) {
             self.metrics.duplicates_before_verify.inc();
             return Some(Outcome::Ignore("duplicate"));
         }
-        match self.store.contains(&id) {
+        // 5. Payload decode (canonical).
+        let record = match parsed.decode() {
+            Ok(r) => r,
+            Err(_) => return Some(Outcome::Reject("malformed_payload")),
+        };
+        // ... then the store, which needs no I/O when the author's feed head is in memory and
+        // shows the seq as new (a stored id always decodes, so the order does not change any
+        // outcome, only what a new record costs).
+        let position = &record.record().position;
+        match self.store.contains_record(&id, &position.author, position.seq) {
             Ok(true) => {
                 self.seen.insert(id);
                 self.metrics.duplicates_before_verify.inc();
@@ -396,11 +415,7 @@ impl Pipeline {
                 return Some(Outcome::Ignore("store_error"));
             }
         }
-        // 5. Payload decode and static rules.
-        let record = match parsed.decode() {
-            Ok(r) => r,
-            Err(_) => return Some(Outcome::Reject("malformed_payload")),
-        };
+        // 6. Static rules.
         if let Err(e) = record.validate(now_ms) {
             return Some(validation_reject(&e));
         }
@@ -414,7 +429,7 @@ impl Pipeline {
                 return Some(Outcome::Ignore("too_old"));
             }
         }
-        // 6. Per-author quota (Sybil authors), then the cost of a signature check.
+        // 7. Per-author quota (Sybil authors), then the cost of a signature check.
         let author = record.record().position.author;
         if topic.is_some() && !self.is_known_author(&author) && self.new_authors.check().is_err() {
             self.guard.record_drop(Some(&peer), None, palisade_guard::DropReason::NewAuthorBudget);
@@ -426,7 +441,7 @@ impl Pipeline {
         if let Admission::Deny(_) = self.guard.charge_verification(&peer) {
             return Some(Outcome::Ignore("rate_limited"));
         }
-        // 7. Hand over to the verify workers, or shed load.
+        // 8. Hand over to the verify workers, or shed load.
         let Some(tx) = &self.verify_tx else { return Some(Outcome::Ignore("verify_queue_full")) };
         match tx.try_send(VerifyJob { record, origin }) {
             Ok(()) => {
@@ -506,7 +521,9 @@ pub struct Decision {
 /// it, signature batches on the worker threads, writes on the store thread. Decisions made
 /// off that thread come back through [`try_next`](Ingestor::try_next) /
 /// [`next_blocking`](Ingestor::next_blocking); collect them, because the workers stop when
-/// that queue is full (as they would wait for a busy event loop).
+/// that queue is full (as they would wait for a busy event loop). Rejections penalise the
+/// sending peer in the guard exactly as on the network, so a flooding peer ends up banned
+/// (its messages are then refused by `Guard::admit_message`); nothing is gossiped.
 ///
 /// ```no_run
 /// # fn demo(store: palisade_store::Store, guard: palisade_guard::Guard, bytes: Vec<u8>) {
@@ -527,6 +544,7 @@ pub struct Ingestor {
     pipeline: Option<Pipeline>,
     finished: mpsc::Receiver<Finished>,
     metrics: NetMetrics,
+    guard: Guard,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -545,9 +563,9 @@ impl Ingestor {
     ) -> Result<Ingestor, crate::NetError> {
         let metrics = NetMetrics::new(registry);
         let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (pipeline, finished) = Pipeline::start(cfg, store, guard, metrics.clone(), live)
+        let (pipeline, finished) = Pipeline::start(cfg, store, guard.clone(), metrics.clone(), live)
             .map_err(|e| crate::NetError::Setup(format!("starting pipeline threads: {e}")))?;
-        Ok(Ingestor { pipeline: Some(pipeline), finished, metrics })
+        Ok(Ingestor { pipeline: Some(pipeline), finished, metrics, guard })
     }
 
     /// Runs the front checks on `bytes` from `peer`. `topic` set = the record arrived by
@@ -567,11 +585,19 @@ impl Ingestor {
             Some(_) => Origin::Gossip { message_id: MessageId::new(&[]), source: peer },
             None => Origin::Sync { peer },
         };
-        let outcome = pipeline.admit(bytes, origin, topic, now_ms);
+        let outcome = pipeline.admit(bytes, origin.clone(), topic, now_ms);
         if let Some(o) = &outcome {
-            self.metrics.count(if topic.is_some() { "gossip" } else { "sync" }, o);
+            self.report(&origin, o);
         }
         outcome
+    }
+
+    /// Counts a decision and penalises the sender, as the event loop does.
+    fn report(&self, origin: &Origin, outcome: &Outcome) {
+        self.metrics.count(origin.source_label(), outcome);
+        if let Some(reason) = origin.penalty(outcome) {
+            let _ = self.guard.penalize(&origin.peer(), None, reason);
+        }
     }
 
     /// Records queued and not yet decided.
@@ -608,7 +634,7 @@ impl Ingestor {
         if let Some(p) = self.pipeline.as_mut() {
             p.on_finished(&f);
         }
-        self.metrics.count(f.origin.source_label(), &f.outcome);
+        self.report(&f.origin, &f.outcome);
         Decision { id: f.id, peer: f.origin.peer(), outcome: f.outcome }
     }
 
@@ -641,7 +667,7 @@ impl Ingestor {
             });
             while let Some(f) = self.finished.blocking_recv() {
                 p.on_finished(&f);
-                self.metrics.count(f.origin.source_label(), &f.outcome);
+                self.report(&f.origin, &f.outcome);
                 out.push(Decision { id: f.id, peer: f.origin.peer(), outcome: f.outcome });
             }
             if joiner.join().is_err() {
