@@ -379,9 +379,14 @@ impl Pipeline {
         if bytes.len() > palisade_types::limits::MAX_ENVELOPE_BYTES {
             return Some(Outcome::Reject("oversized"));
         }
-        // 2. Per-peer message and byte rate, before any decoding.
-        if let Admission::Deny(_) = self.guard.admit_message(&peer, bytes.len()) {
-            return Some(Outcome::Ignore("rate_limited"));
+        // 2. Per-peer message and byte rate, before any decoding. Gossip only: a sync record
+        // came in a response we asked for, paced by our own requests (at most 4 in flight
+        // per peer, bounded pages).
+        let gossip = topic.is_some();
+        if gossip {
+            if let Admission::Deny(_) = self.guard.admit_message(&peer, bytes.len()) {
+                return Some(Outcome::Ignore("rate_limited"));
+            }
         }
         // 3. Envelope decode + id (one pass and one hash).
         let parsed = match ParsedEnvelope::parse(bytes) {
@@ -429,17 +434,24 @@ impl Pipeline {
                 return Some(Outcome::Ignore("too_old"));
             }
         }
-        // 7. Per-author quota (Sybil authors), then the cost of a signature check.
+        // 7. Per-author quota (Sybil authors), then the cost of a signature check. Sync
+        // records of authors we already hold are exempt: they are the missed part of feeds
+        // we know, and throttling them would only stall catching up (the pages come back in
+        // the next round). Sync records of unknown authors pay like gossip, so a peer that
+        // advertises invented authors cannot make us verify at will.
         let author = record.record().position.author;
-        if topic.is_some() && !self.is_known_author(&author) && self.new_authors.check().is_err() {
+        let known_author = self.is_known_author(&author);
+        if gossip && !known_author && self.new_authors.check().is_err() {
             self.guard.record_drop(Some(&peer), None, palisade_guard::DropReason::NewAuthorBudget);
             return Some(Outcome::Ignore("new_author_budget"));
         }
-        if let Admission::Deny(_) = self.guard.admit_author(&peer, &author) {
-            return Some(Outcome::Ignore("author_quota"));
-        }
-        if let Admission::Deny(_) = self.guard.charge_verification(&peer) {
-            return Some(Outcome::Ignore("rate_limited"));
+        if gossip || !known_author {
+            if let Admission::Deny(_) = self.guard.admit_author(&peer, &author) {
+                return Some(Outcome::Ignore("author_quota"));
+            }
+            if let Admission::Deny(_) = self.guard.charge_verification(&peer) {
+                return Some(Outcome::Ignore("rate_limited"));
+            }
         }
         // 8. Hand over to the verify workers, or shed load.
         let Some(tx) = &self.verify_tx else { return Some(Outcome::Ignore("verify_queue_full")) };

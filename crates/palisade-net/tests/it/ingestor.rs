@@ -80,3 +80,56 @@ fn without_group_commit_writes_are_flushed_at_shutdown() {
     drop(store);
     assert_eq!(Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap().record_count(), 10);
 }
+
+#[test]
+fn sync_records_of_known_authors_skip_the_per_peer_and_author_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+    let mut registry = Registry::default();
+    // One message, one record, one author record per second: tight enough that gossip from
+    // this peer is throttled after the first record.
+    let limits = palisade_guard::GuardConfig {
+        peer_messages_per_sec: 1,
+        peer_burst_messages: 1,
+        peer_records_per_sec: 1,
+        peer_burst_records: 1,
+        author_records_per_sec: 1,
+        author_burst_records: 1,
+        ..palisade_guard::GuardConfig::default()
+    };
+    let guard = Guard::new(limits, store.clone(), &mut registry).unwrap();
+    let cfg = PipelineConfig::from_net(&NetConfig { verify_workers: 1, ..NetConfig::default() });
+    let mut ingest = Ingestor::start(cfg, store.clone(), guard, &mut registry).unwrap();
+    let peer = libp2p::PeerId::random();
+    let now = palisade_net::now_ms();
+    let known = fixtures::feed(5, 40);
+    // The author is known: its first record is stored.
+    store
+        .insert(
+            &known[0],
+            palisade_store::StoredMeta { received_at_ms: now, source: palisade_store::Source::Sync },
+        )
+        .unwrap();
+    for r in &known[1..] {
+        assert_eq!(ingest.admit(r.wire_bytes().to_vec(), peer, None, now), None, "sync record refused");
+    }
+    // An unknown author by sync pays the author quota like gossip does.
+    let unknown = fixtures::feed(6, 3);
+    let outcomes: Vec<_> =
+        unknown.iter().map(|r| ingest.admit(r.wire_bytes().to_vec(), peer, None, now)).collect();
+    assert_eq!(outcomes[0], None);
+    assert_eq!(outcomes[1], Some(Outcome::Ignore("author_quota")));
+    // Gossip from the same peer is rate limited.
+    let gossip = fixtures::feed(7, 3);
+    let topic = Some(TopicKind::Attestations);
+    let g: Vec<_> = gossip.iter().map(|r| ingest.admit(r.wire_bytes().to_vec(), peer, topic, now)).collect();
+    assert!(g.contains(&Some(Outcome::Ignore("rate_limited"))), "{g:?}");
+    let mut accepted = 0;
+    while let Some(d) = ingest.next_blocking() {
+        if d.outcome == Outcome::Accept {
+            accepted += 1;
+        }
+    }
+    assert!(accepted >= 40, "{accepted}");
+    ingest.shutdown();
+}
