@@ -16,6 +16,20 @@ fn ingestor(dir: &tempfile::TempDir, group_commit: bool) -> (Ingestor, Store) {
     (Ingestor::start(cfg, store.clone(), guard, &mut registry).unwrap(), store)
 }
 
+/// Opens a store, waiting while sled's threads of the previous handle still hold its lock.
+fn reopen(path: &std::path::Path) -> Store {
+    for _ in 0..1000 {
+        match Store::open(&StoreConfig::new(path)) {
+            Ok(s) => return s,
+            Err(palisade_store::StoreError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("store at {} stayed locked", path.display());
+}
+
 #[test]
 fn stores_valid_records_and_refuses_the_rest() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,7 +72,7 @@ fn stores_valid_records_and_refuses_the_rest() {
     let stats_dir = dir.path().join("db");
     drop(store);
     // Durable after shutdown: a reopened store has them.
-    let reopened = Store::open(&StoreConfig::new(stats_dir)).unwrap();
+    let reopened = reopen(&stats_dir);
     assert_eq!(reopened.record_count(), 100);
 }
 
@@ -78,7 +92,7 @@ fn without_group_commit_writes_are_flushed_at_shutdown() {
     assert!(rest.iter().all(|d| d.outcome == Outcome::Accept));
     assert_eq!(store.record_count(), 10);
     drop(store);
-    assert_eq!(Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap().record_count(), 10);
+    assert_eq!(reopen(&dir.path().join("db")).record_count(), 10);
 }
 
 #[test]
