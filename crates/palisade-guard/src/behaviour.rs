@@ -70,6 +70,8 @@ pub struct GuardBehaviour {
     /// entries are only queued for connections in `established` and deduplicated.
     to_close: VecDeque<(PeerId, CloseConnection)>,
     maintenance: Option<tokio::time::Interval>,
+    /// The guard's allowlist generation when the connections were last checked against it.
+    allowlist_generation: u64,
 }
 
 impl std::fmt::Debug for GuardBehaviour {
@@ -98,6 +100,8 @@ impl GuardBehaviour {
     pub(crate) fn new(guard: Guard) -> GuardBehaviour {
         let events = guard.subscribe();
         let waker_id = guard.inner.new_waker_id();
+        let allowlist_generation =
+            guard.inner.allowlist_generation.load(std::sync::atomic::Ordering::Relaxed);
         GuardBehaviour {
             guard,
             waker_id,
@@ -108,6 +112,7 @@ impl GuardBehaviour {
             per_subnet: HashMap::new(),
             to_close: VecDeque::new(),
             maintenance: None,
+            allowlist_generation,
         }
     }
 
@@ -213,7 +218,8 @@ impl GuardBehaviour {
         }
     }
 
-    /// After missing events (broadcast lag), re-check every connection against the bans.
+    /// After missing events (broadcast lag) or an allowlist change, re-check every connection
+    /// against the bans.
     fn resync(&mut self) {
         let conns: Vec<Conn> = self.established.values().copied().collect();
         for c in conns {
@@ -369,6 +375,12 @@ impl NetworkBehaviour for GuardBehaviour {
                 Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
             }
         }
+        // The allowlists changed at run time: bans they exempted may apply now.
+        let generation = self.guard.inner.allowlist_generation.load(std::sync::atomic::Ordering::Relaxed);
+        if generation != self.allowlist_generation {
+            self.allowlist_generation = generation;
+            self.resync();
+        }
         if self.maintenance.is_none() && tokio::runtime::Handle::try_current().is_ok() {
             let mut i = tokio::time::interval(MAINTENANCE_INTERVAL);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -387,5 +399,52 @@ impl NetworkBehaviour for GuardBehaviour {
             return Poll::Ready(ToSwarm::CloseConnection { peer_id, connection });
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use libp2p::core::ConnectedPoint;
+
+    use super::*;
+    use crate::GuardConfig;
+
+    /// Regression (found by fuzz/guard_state): a peer banned while allowlisted keeps its
+    /// connection (the allowlist wins); once an admin takes it off the allowlist at run time,
+    /// the ban applies and its live connections must close, not only its next dial.
+    #[test]
+    fn taking_a_banned_peer_off_the_allowlist_closes_its_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            palisade_store::Store::open(&palisade_store::StoreConfig::new(dir.path().join("db"))).unwrap();
+        let peer = PeerId::random();
+        let cfg = GuardConfig { allowlist_peers: vec![peer.to_base58()], ..GuardConfig::default() };
+        let guard = Guard::new(cfg, store, &mut prometheus_client::registry::Registry::default()).unwrap();
+        let mut b = guard.behaviour();
+        guard.ban(BanTarget::Peer(peer), Duration::from_secs(3600), "test").unwrap();
+
+        let id = ConnectionId::new_unchecked(1);
+        let local: Multiaddr = "/ip4/10.9.9.9/tcp/7400".parse().unwrap();
+        let remote: Multiaddr = "/ip4/10.0.0.1/tcp/4000".parse().unwrap();
+        b.handle_pending_inbound_connection(id, &local, &remote).unwrap();
+        b.handle_established_inbound_connection(id, peer, &local, &remote).unwrap();
+        let endpoint = ConnectedPoint::Listener { local_addr: local, send_back_addr: remote };
+        b.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+            peer_id: peer,
+            connection_id: id,
+            endpoint: &endpoint,
+            failed_addresses: &[],
+            other_established: 0,
+        }));
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        assert!(b.poll(&mut cx).is_pending(), "the allowlist must win over the ban");
+
+        guard.set_limit("allowlist_peers", "").unwrap();
+        match b.poll(&mut cx) {
+            Poll::Ready(ToSwarm::CloseConnection { peer_id, .. }) => assert_eq!(peer_id, peer),
+            other => panic!("expected the banned peer's connection to close, got {other:?}"),
+        }
     }
 }

@@ -323,6 +323,9 @@ pub(crate) struct Inner {
     events: tokio::sync::broadcast::Sender<GuardEvent>,
     wakers: Mutex<HashMap<u64, Waker>>,
     next_waker_id: AtomicU64,
+    /// Bumped when an allowlist changes at run time: behaviours then re-check their
+    /// connections, since a ban the allowlist kept from applying may apply now.
+    pub(crate) allowlist_generation: AtomicU64,
     store: Store,
     // Hot-path copies of single config values.
     max_message_bytes: AtomicU32,
@@ -459,6 +462,10 @@ impl Inner {
         // No receiver is fine (no swarm yet): the ban table is the source of truth and the
         // behaviour checks it on every new connection.
         let _ = self.events.send(ev);
+        self.wake_behaviours();
+    }
+
+    fn wake_behaviours(&self) {
         for w in lock(&self.wakers).values() {
             w.wake_by_ref();
         }
@@ -580,6 +587,7 @@ impl Guard {
             events,
             wakers: Mutex::new(HashMap::new()),
             next_waker_id: AtomicU64::new(1),
+            allowlist_generation: AtomicU64::new(0),
             store,
             max_message_bytes: AtomicU32::new(config.max_message_bytes),
             message_cost_units: AtomicU32::new(config.message_cost_units),
@@ -989,6 +997,8 @@ impl Guard {
         let mut cfg = write(&i.config);
         let new = cfg.with_setting(key, value)?;
         let allowlist = new.allowlist()?;
+        let allowlist_changed =
+            cfg.allowlist_peers != new.allowlist_peers || cfg.allowlist_ips != new.allowlist_ips;
         i.has_allowlisted_peers.store(!allowlist.peers.is_empty(), Ordering::Relaxed);
         i.has_allowlisted_ips.store(!allowlist.nets.is_empty(), Ordering::Relaxed);
         *write(&i.allowlist) = allowlist;
@@ -1004,6 +1014,13 @@ impl Guard {
         write(&i.bans).set_max(usize_of(new.max_bans));
         tracing::info!(key, value, "limit changed");
         *cfg = new;
+        drop(cfg);
+        if allowlist_changed {
+            // A peer or IP taken off the allowlist may be banned and connected: have the
+            // behaviours re-check every connection (and close those a ban now applies to).
+            i.allowlist_generation.fetch_add(1, Ordering::Relaxed);
+            i.wake_behaviours();
+        }
         Ok(())
     }
 
