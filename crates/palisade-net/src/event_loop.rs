@@ -74,6 +74,10 @@ pub(crate) struct EventLoop {
     connected: HashMap<PeerId, Connected>,
     sync: HashMap<PeerId, PeerSync>,
     pending_sync: HashMap<OutboundRequestId, (PeerId, SyncRequest)>,
+    /// Records asked for in sync requests still in flight (sum of their page limits).
+    sync_records_requested: usize,
+    /// A records request waits for room in the pipeline (see [`EventLoop::sync_room`]).
+    sync_held: bool,
     proofs_in_flight: usize,
     /// Bootstrap peers and when each may be dialled again: a bootstrap peer that is down (or
     /// not up yet) is retried with exponential backoff until connected, and again whenever
@@ -152,6 +156,8 @@ impl EventLoop {
             connected: HashMap::new(),
             sync: HashMap::new(),
             pending_sync: HashMap::new(),
+            sync_records_requested: 0,
+            sync_held: false,
             proofs_in_flight: 0,
             bootstrap,
             tasks: tokio_util::task::TaskTracker::new(),
@@ -337,6 +343,7 @@ impl EventLoop {
 
     fn on_finished(&mut self, f: Finished) {
         self.pipeline.on_finished(&f);
+        self.resume_sync();
         self.report(&f.origin, &f.outcome);
         let Some(stored) = f.stored else { return };
         let r = &stored.record;
@@ -555,16 +562,62 @@ impl EventLoop {
         self.dispatch_sync(peer);
     }
 
+    /// Records a sync client may have coming at once: half the verify queue, so the pages
+    /// it asked for always fit next to gossip and are never shed by our own pipeline.
+    fn sync_record_budget(&self) -> usize {
+        (self.cfg.verify_queue_records / 2).max(1)
+    }
+
+    /// Page size of records requests: at most a quarter of the verify queue.
+    fn sync_page_limit(&self) -> u32 {
+        self.cfg.sync_max_records_per_page.min(self.cfg.verify_queue_records / 4).max(1) as u32
+    }
+
+    /// Whether a records request for `limit` more records fits: what the pipeline holds plus
+    /// what is already asked for stays within [`sync_record_budget`](Self::sync_record_budget)
+    /// (a request always fits when nothing else is pending, so sync never stalls).
+    fn sync_room(&self, limit: u32) -> bool {
+        let pending = self.pipeline.in_flight_len() + self.sync_records_requested;
+        pending == 0 || pending + limit as usize <= self.sync_record_budget()
+    }
+
     fn dispatch_sync(&mut self, peer: PeerId) {
         loop {
+            let room = match self.sync.get(&peer).and_then(|s| s.queue.front()) {
+                Some(SyncRequest::Records { limit, .. }) => self.sync_room(*limit),
+                Some(SyncRequest::Heads { .. }) => true,
+                None => return,
+            };
+            if !room {
+                // Pages already asked for are still being verified: ask for more once the
+                // pipeline drains (`on_finished`), instead of shedding our own records.
+                self.sync_held = true;
+                return;
+            }
             let Some(state) = self.sync.get_mut(&peer) else { return };
             if state.outbound_in_flight >= MAX_OUTBOUND_SYNC_PER_PEER {
                 return;
             }
             let Some(request) = state.queue.pop_front() else { return };
             state.outbound_in_flight += 1;
+            if let SyncRequest::Records { limit, .. } = &request {
+                self.sync_records_requested += *limit as usize;
+            }
             let id = self.swarm.behaviour_mut().sync.send_request(&peer, request.clone());
             self.pending_sync.insert(id, (peer, request));
+        }
+    }
+
+    /// Dispatches sync requests that waited for pipeline room.
+    fn resume_sync(&mut self) {
+        if !self.sync_held || !self.sync_room(self.sync_page_limit()) {
+            return;
+        }
+        self.sync_held = false;
+        let waiting: Vec<PeerId> =
+            self.sync.iter().filter(|(_, s)| !s.queue.is_empty()).map(|(p, _)| *p).collect();
+        for peer in waiting {
+            self.dispatch_sync(peer);
         }
     }
 
@@ -595,8 +648,11 @@ impl EventLoop {
     }
 
     fn sync_done(&mut self, request_id: OutboundRequestId) {
-        if let Some((peer, _)) = self.pending_sync.get(&request_id) {
+        if let Some((peer, request)) = self.pending_sync.get(&request_id) {
             let peer = *peer;
+            if let SyncRequest::Records { limit, .. } = request {
+                self.sync_records_requested = self.sync_records_requested.saturating_sub(*limit as usize);
+            }
             if let Some(s) = self.sync.get_mut(&peer) {
                 s.outbound_in_flight = s.outbound_in_flight.saturating_sub(1);
             }
@@ -683,7 +739,7 @@ impl EventLoop {
                     author: head.author,
                     from_seq: local.contiguous_seq + 1,
                     to_seq: head.max_seq,
-                    limit: self.cfg.sync_max_records_per_page as u32,
+                    limit: self.sync_page_limit(),
                 },
             );
         }

@@ -360,6 +360,11 @@ impl Pipeline {
         self.seen.insert(id);
     }
 
+    /// Records queued for verification or storage and not yet decided.
+    pub(crate) fn in_flight_len(&self) -> usize {
+        self.in_flight.len()
+    }
+
     /// Whether an id is known to be stored or in the pipeline (cheap, no I/O).
     pub(crate) fn is_known(&self, id: &RecordId) -> bool {
         self.seen.contains(id) || self.in_flight.contains(id)
@@ -614,7 +619,7 @@ impl Ingestor {
 
     /// Records queued and not yet decided.
     pub fn in_flight(&self) -> usize {
-        self.pipeline.as_ref().map(|p| p.in_flight.len()).unwrap_or(0)
+        self.pipeline.as_ref().map(|p| p.in_flight_len()).unwrap_or(0)
     }
 
     /// The next decision, if one is ready.
