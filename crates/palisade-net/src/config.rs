@@ -50,7 +50,11 @@ pub struct NetConfig {
     pub verify_queue_records: usize,
     /// Largest signature batch.
     pub verify_batch_max_records: usize,
-    /// How long a partial batch waits for more records before it is verified (ms).
+    /// How long a partial batch waits for more records before it is verified (ms). Default
+    /// 0: a worker verifies whatever is queued at once. Under load the queue fills while a
+    /// batch is being checked, so batches grow by themselves (natural batching); at low load
+    /// no record waits, which keeps every gossip hop fast (a 2 ms wait per hop made a record
+    /// reach 4 nodes 3× later than with no wait, in `palisade-chaos bench`).
     pub verify_batch_deadline_ms: u64,
     /// Signature worker threads; 0 = one per CPU core.
     pub verify_workers: usize,
@@ -93,7 +97,7 @@ impl Default for NetConfig {
             sync_request_timeout_secs: 20,
             verify_queue_records: 8192,
             verify_batch_max_records: 64,
-            verify_batch_deadline_ms: 2,
+            verify_batch_deadline_ms: 0,
             verify_workers: 0,
             seen_cache_records: 200_000,
             new_authors_per_sec: 50,
