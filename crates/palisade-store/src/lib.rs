@@ -418,12 +418,12 @@ impl Store {
         for (kind, added) in &ov.counts {
             let key = count_key(*kind);
             let now = self.get_raw(&key)?.map(|v| u64_value(&v)).unwrap_or(0);
-            batch.insert(key, &(now + added).to_be_bytes());
+            batch.insert(key, &now.saturating_add(*added).to_be_bytes());
         }
         if ov.new_authors > 0 {
             let key = authors_key();
             let now = self.get_raw(&key)?.map(|v| u64_value(&v)).unwrap_or(0);
-            batch.insert(key, &(now + ov.new_authors).to_be_bytes());
+            batch.insert(key, &now.saturating_add(ov.new_authors).to_be_bytes());
         }
         self.inner.data.apply_batch(batch).map_err(|e| self.io(e))?;
         let mut cache = lock(&self.inner.heads);
@@ -518,9 +518,10 @@ impl Store {
             std::cmp::Ordering::Equal => None,
             std::cmp::Ordering::Less => old_tip,
         };
-        head.records += 1;
+        // Counters read back from disk may be corrupt (u64::MAX): saturate, never overflow.
+        head.records = head.records.saturating_add(1);
         head.max_seq = head.max_seq.max(pos.seq);
-        if pos.seq == head.contiguous_seq + 1 {
+        if head.contiguous_seq.checked_add(1) == Some(pos.seq) {
             head.contiguous_seq = pos.seq;
             while head.contiguous_seq < head.max_seq
                 && !self.staged_ids_at(ov, &author, head.contiguous_seq + 1)?.is_empty()
@@ -725,7 +726,10 @@ impl Store {
 
     /// Total stored records.
     pub fn record_count(&self) -> usize {
-        self.record_counts().map(|c| c.values().sum::<u64>() as usize).unwrap_or(0)
+        self.record_counts()
+            .map(|c| c.values().fold(0u64, |sum, n| sum.saturating_add(*n)))
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .unwrap_or(0)
     }
 
     /// The folded state of one anomaly.
@@ -798,7 +802,7 @@ impl Store {
             Some(cur) if (t, id) > (cur.last_event_ms, cur.last_event_id) => AnomalyStatus {
                 state: if cur.state.can_become(state) { state } else { cur.state },
                 latest_report: if is_report { Some(id) } else { cur.latest_report },
-                events: cur.events + 1,
+                events: cur.events.saturating_add(1),
                 last_event_ms: t,
                 last_event_id: id,
                 ..cur
@@ -839,7 +843,7 @@ impl Store {
                     fingerprint,
                     state: folded,
                     latest_report,
-                    events: cur.events + 1,
+                    events: cur.events.saturating_add(1),
                     last_event_ms: last.0,
                     last_event_id: last.1,
                 }

@@ -71,6 +71,43 @@ fn corrupted_record_value_is_an_error_not_a_panic() {
     assert!(matches!(err, StoreError::Corrupt { tree: "data", .. }), "{err}");
 }
 
+/// Regression (found by fuzz/store_corrupt): counters read back from a corrupt database
+/// (feed heads, record counts) at `u64::MAX` made `insert` and `record_count` overflow, a
+/// panic in debug builds and a wrapped count in release. They saturate now.
+#[test]
+fn counters_at_u64_max_on_disk_saturate_instead_of_overflowing() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = feed(43, 3);
+    {
+        let store = open(dir.path());
+        for r in &records[..2] {
+            store.insert(r, meta()).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let data = db.open_tree("data").unwrap();
+        let mut touched = 0;
+        for item in data.iter() {
+            let (k, v) = item.unwrap();
+            // Feed heads (`f`) and counters (`m`): every byte 0xff, every word u64::MAX.
+            if matches!(k.first(), Some(b'f' | b'm')) {
+                data.insert(&k, vec![0xff; v.len()]).unwrap();
+                touched += 1;
+            }
+        }
+        assert!(touched >= 2, "layout changed: update this test");
+        db.flush().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.record_count(), usize::MAX);
+    assert_eq!(store.feed_head(&records[0].author()).unwrap().unwrap().records, u64::MAX);
+    store.insert(&records[2], meta()).unwrap();
+    assert_eq!(store.feed_head(&records[0].author()).unwrap().unwrap().records, u64::MAX);
+    assert_eq!(store.record_count(), usize::MAX);
+}
+
 #[test]
 fn bans_and_peer_book_persist() {
     let dir = tempfile::tempdir().unwrap();
