@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Palisade fuzzing helper (see fuzz/README.md). Needs a nightly toolchain and cargo-fuzz; it
+# installs cargo-fuzz if missing.
+#
+#   fuzz/fuzz.sh build                 build every target (one cargo invocation) + the seed tool
+#   fuzz/fuzz.sh seed                  write the seed corpora into fuzz/corpus/<target>/
+#   fuzz/fuzz.sh replay                run every checked-in regression input once
+#   fuzz/fuzz.sh run TARGET [SECS] [-- LIBFUZZER_ARGS...]   fuzz one target (default 600 s)
+#   fuzz/fuzz.sh smoke [SECS]          build, seed, replay, then fuzz each target SECS (default 30)
+#   fuzz/fuzz.sh list                  the targets
+#
+# Every build uses the same flags (release, debug assertions and overflow checks on, ASan), so
+# `run` after `build` does not recompile. Exit status is non-zero on any crash, leak, timeout
+# or out-of-memory; crash inputs land in fuzz/artifacts/<target>/.
+set -euo pipefail
+fuzz_dir=$(cd "$(dirname "$0")" && pwd)
+cd "$fuzz_dir"
+
+TOOLCHAIN=${PALISADE_FUZZ_TOOLCHAIN:-nightly}
+BUILD_FLAGS=(-O -a)
+# Per-input limits: a slow input is a bug (-timeout, seconds), and so is a single huge
+# allocation or a growing heap (the targets must stay bounded).
+LIBFUZZER_LIMITS=(-timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=512 -dict="$fuzz_dir/palisade.dict")
+
+targets() { for f in "$fuzz_dir"/fuzz_targets/*.rs; do basename "$f" .rs; done; }
+
+ensure_tools() {
+  if ! rustup run "$TOOLCHAIN" rustc --version >/dev/null 2>&1; then
+    echo "fuzz.sh: the $TOOLCHAIN toolchain is missing; installing it (rustup toolchain install $TOOLCHAIN --profile minimal)" >&2
+    rustup toolchain install "$TOOLCHAIN" --profile minimal
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz.sh: cargo-fuzz is missing; installing it (cargo install --locked cargo-fuzz)" >&2
+    cargo install --locked cargo-fuzz
+  fi
+}
+
+bin_dir() {
+  local host
+  host=$(rustup run "$TOOLCHAIN" rustc -vV | sed -n 's/^host: //p')
+  echo "$fuzz_dir/target/$host/release"
+}
+
+build() {
+  ensure_tools
+  # One cargo invocation builds every [[bin]] (targets and the seed tool), so the
+  # instrumented dependency graph is compiled once.
+  cargo "+$TOOLCHAIN" fuzz build "${BUILD_FLAGS[@]}"
+}
+
+seed() {
+  local tool
+  tool="$(bin_dir)/seed_corpora"
+  [ -x "$tool" ] || build
+  "$tool" "$fuzz_dir/corpus"
+}
+
+replay() {
+  local dir t files status=0
+  for t in $(targets); do
+    dir="$fuzz_dir/regressions/$t"
+    mapfile -t files < <(find "$dir" -type f ! -name '.*' 2>/dev/null | sort)
+    if [ "${#files[@]}" -eq 0 ]; then
+      echo "replay $t: no regression inputs"
+      continue
+    fi
+    echo "replay $t: ${#files[@]} inputs"
+    if ! "$(bin_dir)/$t" "${LIBFUZZER_LIMITS[@]}" "${files[@]}" >"$fuzz_dir/target/replay-$t.log" 2>&1; then
+      cat "$fuzz_dir/target/replay-$t.log" >&2
+      echo "replay $t: a regression input fails again (see above)" >&2
+      status=1
+    fi
+  done
+  return $status
+}
+
+run_target() {
+  local t=$1 secs=${2:-600}
+  shift 2 || shift $#
+  [ "${1:-}" = "--" ] && shift
+  local all
+  all=" $(targets | tr '\n' ' ')"
+  if [[ "$all " != *" $t "* ]]; then
+    echo "fuzz.sh: unknown target '$t'; targets:$all" >&2
+    exit 64
+  fi
+  mkdir -p "$fuzz_dir/corpus/$t"
+  # Corpus first (new inputs are written there), regression inputs as extra seeds.
+  local dirs=("$fuzz_dir/corpus/$t")
+  [ -d "$fuzz_dir/regressions/$t" ] && dirs+=("$fuzz_dir/regressions/$t")
+  cargo "+$TOOLCHAIN" fuzz run "${BUILD_FLAGS[@]}" "$t" "${dirs[@]}" -- \
+    -max_total_time="$secs" -print_final_stats=1 "${LIBFUZZER_LIMITS[@]}" "$@"
+}
+
+smoke() {
+  local secs=${1:-30} t failed=() jobs pids=() names=() i
+  # Targets run side by side, one per core (PALISADE_FUZZ_JOBS overrides), each single-threaded.
+  jobs=${PALISADE_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
+  build
+  seed
+  replay
+  for t in $(targets); do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    echo "==> fuzz $t for ${secs}s"
+    run_target "$t" "$secs" >"$fuzz_dir/target/smoke-$t.log" 2>&1 &
+    pids+=($!)
+    names+=("$t")
+  done
+  for i in "${!pids[@]}"; do
+    t=${names[$i]}
+    if wait "${pids[$i]}"; then
+      echo "$t: $(grep -E '^#[0-9]+ +DONE' "$fuzz_dir/target/smoke-$t.log" | tail -n 1)"
+    else
+      tail -n 60 "$fuzz_dir/target/smoke-$t.log" >&2
+      failed+=("$t")
+    fi
+  done
+  if [ "${#failed[@]}" -gt 0 ]; then
+    echo "fuzz.sh: crash in: ${failed[*]}. The input is in fuzz/artifacts/<target>/; reproduce with" >&2
+    echo "  cd fuzz && cargo +$TOOLCHAIN fuzz run ${BUILD_FLAGS[*]} <target> artifacts/<target>/<file>" >&2
+    echo "then fix the bug and add the input to fuzz/regressions/<target>/ (see fuzz/README.md)." >&2
+    return 1
+  fi
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  build) build ;;
+  seed) seed ;;
+  replay) build; replay ;;
+  run) [ $# -ge 1 ] || { echo "usage: fuzz.sh run TARGET [SECS] [-- ARGS]" >&2; exit 64; }; run_target "$@" ;;
+  smoke) smoke "$@" ;;
+  list) targets ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 64 ;;
+esac
