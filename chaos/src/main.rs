@@ -4,12 +4,14 @@
 //! ```text
 //! palisade-chaos list
 //! palisade-chaos run chaos/scenarios/smoke.toml [--seed N] [--out DIR] [--binary PATH] [--quiet]
+//! palisade-chaos bench [--quick] [--out DIR] [--binary PATH] [--only PARTS] [--repeat N]
 //! ```
 //! Exit codes: 0 every check passed (or the scenario was skipped, e.g. netns without root),
 //! 1 a check failed, 2 the harness itself failed.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![allow(unreachable_pub)]
 
+mod bench;
 mod byzantine;
 mod cluster;
 mod netns;
@@ -35,6 +37,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Measure the performance targets as ratios in one run (see `bench/mod.rs`).
+    ///
+    /// Example: palisade-chaos bench --quick --out target/bench-out
+    Bench(bench::BenchArgs),
     /// List the scenarios in a directory.
     List {
         /// Scenario directory.
@@ -77,6 +83,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .try_init();
     match cli.command {
+        Cmd::Bench(args) => bench::main(args),
         Cmd::List { dir } => match list(&dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
