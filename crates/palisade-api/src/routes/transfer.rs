@@ -44,19 +44,32 @@ pub(crate) async fn export(
     }
     let query = build_query(&f, palisade_store::QUERY_LIMIT_MAX)?;
     let store = s.store().clone();
+    // The first page is read before the answer starts, so a query the store refuses (a cursor
+    // of another query) is a 400 rather than a 200 whose stream is cut short.
+    let first = {
+        let (store, q) = (store.clone(), query.clone());
+        tokio::task::spawn_blocking(move || store.query(&q))
+            .await
+            .map_err(|e| ApiError::internal(format!("export task failed: {e}")))??
+    };
     let shutdown = s.inner.shutdown.clone();
-    let pages = futures::stream::try_unfold(Some(query), move |state| {
+    let pages = futures::stream::try_unfold((Some(first), Some(query)), move |(ready, state)| {
         let store = store.clone();
         let shutdown = shutdown.clone();
         async move {
             let Some(q) = state else { return Ok(None) };
-            if shutdown.is_cancelled() {
-                return Err(std::io::Error::other("the node is shutting down; export cut short"));
-            }
-            let (page, q) = tokio::task::spawn_blocking(move || (store.query(&q), q))
-                .await
-                .map_err(std::io::Error::other)?;
-            let page = page.map_err(std::io::Error::other)?;
+            let (page, q) = match ready {
+                Some(page) => (page, q),
+                None => {
+                    if shutdown.is_cancelled() {
+                        return Err(std::io::Error::other("the node is shutting down; export cut short"));
+                    }
+                    let (page, q) = tokio::task::spawn_blocking(move || (store.query(&q), q))
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    (page.map_err(std::io::Error::other)?, q)
+                }
+            };
             let mut out = Vec::with_capacity(page.records.len() * 512);
             for r in &page.records {
                 let line = ExportLine {
@@ -72,7 +85,7 @@ pub(crate) async fn export(
                 q.cursor = Some(c);
                 q
             });
-            Ok::<_, std::io::Error>(Some((bytes::Bytes::from(out), next)))
+            Ok::<_, std::io::Error>(Some((bytes::Bytes::from(out), (None, next))))
         }
     })
     .filter(|chunk| futures::future::ready(chunk.as_ref().map(|b| !b.is_empty()).unwrap_or(true)));

@@ -133,6 +133,18 @@ async fn bad_ids_cursors_and_limits_name_the_parameter() {
     )
     .await;
     assert!(m.contains("`cursor`"), "{m}");
+    // Regression (found by fuzz/admin_api): export refuses such a cursor with a 400 too,
+    // instead of answering 200 and cutting the stream short.
+    let m = expect(
+        &node,
+        Method::GET,
+        &format!("/v1/export?cursor={cursor}&author={}", "00".repeat(32)),
+        None,
+        400,
+        "invalid_field",
+    )
+    .await;
+    assert!(m.contains("`cursor`"), "{m}");
     // Unknown parameters are refused.
     let m = expect(&node, Method::GET, "/v1/records?limt=5", None, 400, "invalid_field").await;
     assert!(m.contains("unknown field `limt`"), "{m}");
