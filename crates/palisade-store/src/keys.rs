@@ -11,7 +11,7 @@
 //! | tag | index            | key after the tag                          | value            |
 //! |-----|------------------|--------------------------------------------|------------------|
 //! | 1   | author feed      | author(32) seq(8) id(32)                   | empty            |
-//! | 2   | time             | issued_at_ms(8) id(32)                     | empty            |
+//! | 2   | (time: schema 1 only; now only the prefix of cursors of unfiltered queries) | | |
 //! | 3   | kind + time      | kind(1) issued_at_ms(8) id(32)             | empty            |
 //! | 4   | subject digest   | blake3(digest text)(32) issued_at_ms(8) id | empty            |
 //! | 5   | anomaly fingerprint | fingerprint(32) issued_at_ms(8) id(32)  | state(1) report(1) |
@@ -90,6 +90,7 @@ pub(crate) fn timed(prefix: &[u8], t: u64, id: &RecordId) -> Vec<u8> {
     k
 }
 
+/// Prefix of the schema-1 time index, and of cursors of queries that merge the kind indexes.
 pub(crate) fn time_prefix() -> Vec<u8> {
     vec![SPACE_INDEX, TAG_TIME]
 }

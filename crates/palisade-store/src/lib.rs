@@ -41,7 +41,31 @@ pub use error::{Result, StoreError};
 pub use query::{Cursor, Page, Query, QUERY_LIMIT_MAX, QUERY_SCAN_BUDGET};
 
 /// Version of the on-disk layout. Bump on any incompatible change to keys or values.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// - 1: first layout.
+/// - 2: no global time index (queries without a selective filter merge the kind indexes);
+///   a version-1 store is migrated on open by deleting its time-index entries.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Schema 1 → 2: drops the time-index entries (in bounded batches), then records version 2.
+fn migrate_v1(inner: &Inner) -> std::result::Result<(), sled::Error> {
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0usize;
+        for item in inner.data.scan_prefix(keys::time_prefix()).take(10_000) {
+            let (k, _) = item?;
+            batch.remove(k);
+            n += 1;
+        }
+        if n == 0 {
+            break;
+        }
+        inner.data.apply_batch(batch)?;
+    }
+    inner.meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+    inner.db.flush()?;
+    Ok(())
+}
 
 /// Default sled page-cache size. sled's own default is 1 GiB, far more than a node needs;
 /// 64 MiB keeps the hot part of the indexes cached while a node with a million records stays
@@ -350,7 +374,9 @@ impl Store {
         match inner.meta.get(META_SCHEMA).map_err(io)? {
             Some(v) => {
                 let found = v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0);
-                if found != SCHEMA_VERSION {
+                if found == 1 {
+                    migrate_v1(&inner).map_err(io)?;
+                } else if found != SCHEMA_VERSION {
                     return Err(StoreError::SchemaMismatch { path, found, expected: SCHEMA_VERSION });
                 }
             }
@@ -952,7 +978,6 @@ fn index_entries(record: &VerifiedRecord) -> Vec<(Vec<u8>, Vec<u8>)> {
     let t = r.position.issued_at_ms;
     let mut out = vec![
         (keys::author_seq(&r.position.author, r.position.seq, &id), Vec::new()),
-        (keys::timed(&keys::time_prefix(), t, &id), Vec::new()),
         (keys::timed(&keys::kind_prefix(r.kind()), t, &id), Vec::new()),
     ];
     match &r.statement {

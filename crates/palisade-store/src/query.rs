@@ -96,57 +96,96 @@ impl Store {
             }
         }
         // Pick the index; `timed` says whether keys continue with issued_at_ms. Every index
-        // key ends with 8 bytes (seq or time) and the 32-byte id after its prefix.
-        let (prefix, timed) = if let Some(a) = &q.author {
-            (keys::author_prefix(a), false)
+        // key ends with 8 bytes (seq or time) and the 32-byte id after its prefix. Without a
+        // selective filter the query walks all four kind indexes merged in (time, id) order
+        // (there is no separate time index: it would cost every insert one more write); its
+        // cursor carries the time-index prefix.
+        let (prefix, timed, sources) = if let Some(a) = &q.author {
+            let p = keys::author_prefix(a);
+            (p.clone(), false, vec![p])
         } else if let Some(d) = &q.subject {
-            (keys::subject_prefix(d), true)
+            let p = keys::subject_prefix(d);
+            (p.clone(), true, vec![p])
         } else if let Some(f) = &q.fingerprint {
-            (keys::fingerprint_prefix(f), true)
+            let p = keys::fingerprint_prefix(f);
+            (p.clone(), true, vec![p])
         } else if let Some(s) = &q.source {
-            (keys::source_prefix(s), true)
+            let p = keys::source_prefix(s);
+            (p.clone(), true, vec![p])
         } else if let Some(k) = q.kind {
-            (keys::kind_prefix(k), true)
+            let p = keys::kind_prefix(k);
+            (p.clone(), true, vec![p])
         } else {
-            (keys::time_prefix(), true)
+            (keys::time_prefix(), true, RecordKind::ALL.iter().map(|k| keys::kind_prefix(*k)).collect())
         };
-
-        let mut start = prefix.clone();
-        let mut end = keys::prefix_successor(&prefix);
-        if timed {
-            if let Some(since) = q.since_ms {
-                start.extend_from_slice(&since.to_be_bytes());
-            }
-            if let Some(until) = q.until_ms.and_then(|u| u.checked_add(1)) {
-                let mut e = prefix.clone();
-                e.extend_from_slice(&until.to_be_bytes());
-                end = Some(e);
-            }
-        }
-        let lower = match &q.cursor {
+        let after = match &q.cursor {
             Some(c) => {
                 if !c.0.starts_with(&prefix) || c.0.len() != prefix.len() + 40 {
                     return Err(StoreError::BadCursor("it belongs to a different query"));
                 }
-                Bound::Excluded(c.0.clone())
+                c.0.get(prefix.len()..).map(<[u8]>::to_vec)
             }
-            None => Bound::Included(start),
+            None => None,
         };
-        let upper = match end {
-            Some(e) => Bound::Excluded(e),
-            None => Bound::Unbounded,
-        };
+        // One key range per source; keys compare by their suffix after the source's prefix.
+        let mut heads: Vec<Option<(Vec<u8>, sled::IVec)>> = Vec::with_capacity(sources.len());
+        let mut iters = Vec::with_capacity(sources.len());
+        for source in &sources {
+            let mut start = source.clone();
+            let mut end = keys::prefix_successor(source);
+            if timed {
+                if let Some(since) = q.since_ms {
+                    start.extend_from_slice(&since.to_be_bytes());
+                }
+                if let Some(until) = q.until_ms.and_then(|u| u.checked_add(1)) {
+                    let mut e = source.clone();
+                    e.extend_from_slice(&until.to_be_bytes());
+                    end = Some(e);
+                }
+            }
+            let lower = match &after {
+                Some(suffix) => {
+                    let mut k = source.clone();
+                    k.extend_from_slice(suffix);
+                    Bound::Excluded(k)
+                }
+                None => Bound::Included(start),
+            };
+            let upper = match end {
+                Some(e) => Bound::Excluded(e),
+                None => Bound::Unbounded,
+            };
+            let mut it = self.index_tree().range::<Vec<u8>, _>((lower, upper));
+            heads.push(next_entry(&mut it, source.len()).map_err(|e| self.io_err(e))?);
+            iters.push(it);
+        }
 
         let mut records = Vec::new();
         let mut last_key: Option<Vec<u8>> = None;
         let mut exhausted = true;
-        for (scanned, item) in self.index_tree().range::<Vec<u8>, _>((lower, upper)).enumerate() {
+        let mut scanned = 0usize;
+        // Each step takes the source whose next key has the smallest suffix.
+        while let Some(i) = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.as_ref().map(|(suffix, _)| (i, suffix)))
+            .min_by(|a, b| a.1.cmp(b.1))
+            .map(|(i, _)| i)
+        {
             if records.len() >= q.limit || scanned >= QUERY_SCAN_BUDGET {
                 exhausted = false;
                 break;
             }
-            let (k, _) = item.map_err(|e| self.io_err(e))?;
-            last_key = Some(k.to_vec());
+            scanned += 1;
+            let (Some(slot), Some(it), Some(source)) = (heads.get_mut(i), iters.get_mut(i), sources.get(i))
+            else {
+                break;
+            };
+            let Some((suffix, k)) = slot.take() else { break };
+            *slot = next_entry(it, source.len()).map_err(|e| self.io_err(e))?;
+            let mut cursor = prefix.clone();
+            cursor.extend_from_slice(&suffix);
+            last_key = Some(cursor);
             let id = keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("index", &k, "short key"))?;
             let Some((meta, record)) = self.record_by_id_raw(&id)? else { continue };
             if !self.matches(q, &record)? {
@@ -206,5 +245,17 @@ impl Store {
                 && q.fingerprint.is_none_or(|f| f == u.fingerprint)),
             Statement::Revocation(_) => Ok(q.subject.is_none() && !wants_anomaly && q.fingerprint.is_none()),
         }
+    }
+}
+
+/// The next key of an index range as (suffix after the prefix, whole key).
+fn next_entry(
+    it: &mut sled::Iter,
+    prefix_len: usize,
+) -> std::result::Result<Option<(Vec<u8>, sled::IVec)>, sled::Error> {
+    match it.next() {
+        Some(Ok((k, _))) => Ok(Some((k.get(prefix_len..).unwrap_or_default().to_vec(), k))),
+        Some(Err(e)) => Err(e),
+        None => Ok(None),
     }
 }

@@ -145,3 +145,61 @@ fn peer_book_is_capped() {
     // The oldest were evicted.
     assert!(book.iter().all(|p| p.last_seen_ms >= 10));
 }
+
+#[test]
+fn schema_1_store_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = palisade_types::fixtures::feed(33, 5);
+    {
+        let store = reopen(&dir.path().join("db"));
+        for r in &records {
+            store.insert(r, meta()).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    // Make it look like schema 1: a time-index entry per record, version 1.
+    {
+        let db = raw_open(&dir.path().join("db"));
+        let data = db.open_tree("data").unwrap();
+        for r in &records {
+            let mut k = vec![b'i', 2];
+            k.extend_from_slice(&r.record().position.issued_at_ms.to_be_bytes());
+            k.extend_from_slice(r.id().as_bytes());
+            data.insert(k, &[]).unwrap();
+        }
+        db.open_tree("meta").unwrap().insert(b"schema_version", &1u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    {
+        let store = reopen(&dir.path().join("db"));
+        let page = store.query(&palisade_store::Query { limit: 100, ..Default::default() }).unwrap();
+        assert_eq!(page.records.len(), 5, "each record once, from the kind index");
+    }
+    let db = raw_open(&dir.path().join("db"));
+    assert_eq!(db.open_tree("data").unwrap().scan_prefix([b'i', 2]).count(), 0);
+    let v = db.open_tree("meta").unwrap().get(b"schema_version").unwrap().unwrap();
+    assert_eq!(v.as_ref(), &SCHEMA_VERSION.to_be_bytes());
+}
+
+/// sled releases its file lock from a background thread shortly after the last handle is
+/// dropped: retry while it is still held.
+fn raw_open(path: &std::path::Path) -> sled::Db {
+    for _ in 0..1000 {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+    panic!("{} stayed locked", path.display());
+}
+
+fn reopen(path: &std::path::Path) -> Store {
+    for _ in 0..1000 {
+        match Store::open(&StoreConfig::new(path)) {
+            Ok(s) => return s,
+            Err(StoreError::Locked { .. }) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("{} stayed locked", path.display());
+}

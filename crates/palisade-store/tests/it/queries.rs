@@ -98,3 +98,65 @@ fn bad_limits_and_cursors_are_errors() {
     let err = store.query(&Query { limit: 1, since_ms: Some(5), until_ms: Some(4), ..Query::default() });
     assert!(matches!(err, Err(StoreError::BadQuery(_))));
 }
+
+#[test]
+fn unfiltered_pages_merge_every_kind_in_time_then_id_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Four kinds from three authors, issued at interleaved and equal times.
+    let mut all = Vec::new();
+    let mut w = FeedWriter::new(key(30));
+    let mut v = FeedWriter::new(key(31));
+    let mut u = FeedWriter::new(key(32));
+    for n in 0..12u64 {
+        let t = FIXED_NOW_MS - 1000 + (n / 2) * 10;
+        let a = w.sign_next(attestation(n), t).unwrap();
+        let b = v.sign_next(anomaly(n), t).unwrap();
+        let fp = match &b.record().statement {
+            Statement::Anomaly(x) => x.fingerprint(),
+            _ => unreachable!(),
+        };
+        let c = u.sign_next(anomaly_update(fp, AnomalyState::Acknowledged), t + 5).unwrap();
+        all.extend([a, b, c]);
+    }
+    let r = w.sign_next(revocation(all[0].id()), FIXED_NOW_MS).unwrap();
+    all.push(r);
+    for r in &all {
+        store.insert(r, meta()).unwrap();
+    }
+    let mut want: Vec<(u64, RecordId)> =
+        all.iter().map(|r| (r.record().position.issued_at_ms, r.id())).collect();
+    want.sort();
+    for limit in [1, 4, 7, 100] {
+        let mut seen = Vec::new();
+        let mut q = Query { limit, ..Query::default() };
+        loop {
+            let page = store.query(&q).unwrap();
+            seen.extend(
+                page.records.iter().map(|r| (r.record.record().position.issued_at_ms, r.record.id())),
+            );
+            match page.next_cursor {
+                Some(c) => q.cursor = Some(Cursor::decode(&c.encode()).unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, want, "limit {limit}");
+    }
+    // A time window over the merged indexes.
+    let (since, until) = (FIXED_NOW_MS - 990, FIXED_NOW_MS - 970);
+    let page = store
+        .query(&Query { limit: 100, since_ms: Some(since), until_ms: Some(until), ..Query::default() })
+        .unwrap();
+    let expect: Vec<RecordId> =
+        want.iter().filter(|(t, _)| (since..=until).contains(t)).map(|(_, id)| *id).collect();
+    assert_eq!(ids(&page), expect);
+    // A cursor of the unfiltered order is not a cursor of a kind query.
+    let page = store.query(&Query { limit: 1, ..Query::default() }).unwrap();
+    let err = store.query(&Query {
+        limit: 1,
+        kind: Some(RecordKind::Anomaly),
+        cursor: page.next_cursor,
+        ..Query::default()
+    });
+    assert!(matches!(err, Err(StoreError::BadCursor(_))));
+}
