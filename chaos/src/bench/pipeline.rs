@@ -171,6 +171,7 @@ fn pipeline_config(workers: usize, group_commit: bool) -> PipelineConfig {
 
 struct Started {
     ingest: Ingestor,
+    guard: Guard,
     _dir: tempfile::TempDir,
 }
 
@@ -179,8 +180,8 @@ fn start_ingestor(cfg: PipelineConfig, guard: GuardConfig) -> anyhow::Result<Sta
     let store = Store::open(&StoreConfig::new(dir.path().join("db")))?;
     let mut registry = Registry::default();
     let guard = Guard::new(guard, store.clone(), &mut registry)?;
-    let ingest = Ingestor::start(cfg, store, guard, &mut registry)?;
-    Ok(Started { ingest, _dir: dir })
+    let ingest = Ingestor::start(cfg, store, guard.clone(), &mut registry)?;
+    Ok(Started { ingest, guard, _dir: dir })
 }
 
 /// `verify_batch_with_keys` in batches of 64 on one thread, keys decoded beforehand: the
@@ -228,7 +229,7 @@ struct RunOut {
 /// Feeds every record once as fast as the pipeline takes them; optionally then every record
 /// again as a duplicate copy from another peer.
 fn pipeline_run(wire: &[Vec<u8>], workers: usize, group_commit: bool, dups: bool) -> anyhow::Result<RunOut> {
-    let Started { mut ingest, _dir } =
+    let Started { mut ingest, _dir, .. } =
         start_ingestor(pipeline_config(workers, group_commit), bench_guard_config())?;
     let peers: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
     let topic = Some(TopicKind::Attestations);
@@ -451,7 +452,7 @@ pub fn run_flood_part(ctx: &Ctx, rec: &mut Recorder) -> anyhow::Result<()> {
         "honest records stored per second, 8 honest peers, 2 idle attackers, default guard limits, 2 CPUs",
     );
     rec.figure("flood_calm_p99_ms", "ms", calm_p99, "honest p99, scheduled arrival → decision");
-    rec.figure("flood_attack_goodput_rps", "records/s", att_good, "same honest load while 2 of 10 peers flood (invalid signatures; Sybil-author records with 1/64 oversized)");
+    rec.figure("flood_attack_goodput_rps", "records/s", att_good, "same honest load while 2 of 10 peers flood (invalid signatures; Sybil-author records with 1/64 oversized); a peer the guard bans is treated as disconnected (its messages stop reaching the pipeline)");
     rec.figure("flood_attack_p99_ms", "ms", att_p99, "honest p99 under attack");
     rec.figure(
         "flood_attack_offered_rps",
@@ -534,7 +535,7 @@ fn flood_load(secs: f64) -> FloodLoad {
 
 fn flood_phase(load: &FloodLoad, secs: f64, attack_rate: f64) -> anyhow::Result<FloodPhase> {
     // Default limits: this is what the guard is for. Two verify workers, as a 2-core node.
-    let Started { mut ingest, _dir } = start_ingestor(
+    let Started { mut ingest, guard, _dir } = start_ingestor(
         PipelineConfig::from_net(&NetConfig { verify_workers: 2, ..NetConfig::default() }),
         GuardConfig::default(),
     )?;
@@ -604,7 +605,11 @@ fn flood_phase(load: &FloodLoad, secs: f64, attack_rate: f64) -> anyhow::Result<
                 } else {
                     (attackers[1], load.sybil[(k / 2) % load.sybil.len()].clone())
                 };
-                if let Some(o) = ingest.admit(bytes, peer, topic, palisade_net::now_ms()) {
+                // A banned peer is disconnected and refused on the network: its messages
+                // never reach the pipeline (counted, not admitted).
+                if guard.is_banned_peer(&peer) {
+                    *st.attack_outcomes.entry("refused:banned_disconnected".into()).or_default() += 1;
+                } else if let Some(o) = ingest.admit(bytes, peer, topic, palisade_net::now_ms()) {
                     *st.attack_outcomes.entry(label(&o)).or_default() += 1;
                 }
                 a_sent += 1;
