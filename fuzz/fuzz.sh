@@ -109,7 +109,7 @@ smoke() {
   for i in "${!pids[@]}"; do
     t=${names[$i]}
     if wait "${pids[$i]}"; then
-      echo "$t: $(grep -E '^#[0-9]+ +DONE' "$fuzz_dir/target/smoke-$t.log" | tail -n 1)"
+      echo "$t: $(grep -E '^#[0-9]+[[:space:]]+DONE' "$fuzz_dir/target/smoke-$t.log" | tail -n 1)"
     else
       tail -n 60 "$fuzz_dir/target/smoke-$t.log" >&2
       failed+=("$t")

@@ -342,7 +342,8 @@ pub fn run(data: &[u8]) {
         Some(m) => methods[usize::from(m) % methods.len()],
         None => route_method,
     };
-    let mut path = template.replace("{}", &segment(&req.segment));
+    let seg = segment(&req.segment);
+    let mut path = template.replace("{}", &seg);
     match &req.query {
         QueryChoice::None => {}
         QueryChoice::Pairs(pairs) => {
@@ -355,7 +356,9 @@ pub fn run(data: &[u8]) {
         }
         QueryChoice::Raw(r) => path = format!("{path}?{}", percent_encode(r, true)),
     }
-    let json_route = JSON_BODY_ROUTES.contains(&(method, template));
+    // An empty `{}` segment matches no route (404 before any body is read).
+    let json_route =
+        JSON_BODY_ROUTES.contains(&(method, template)) && !(template.contains("{}") && seg.is_empty());
     let mut expect_too_large = false;
     let mut body = match &req.body {
         BodyChoice::None => None,

@@ -138,7 +138,14 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         if entry.file_type()?.is_dir() {
             copy_dir(&entry.path(), &target)?;
         } else {
-            std::fs::copy(entry.path(), target)?;
+            // libFuzzer's timers interrupt system calls; copy_file_range does not retry.
+            let mut tries = 0;
+            while let Err(e) = std::fs::copy(entry.path(), &target) {
+                tries += 1;
+                if e.kind() != std::io::ErrorKind::Interrupted || tries > 100 {
+                    return Err(e);
+                }
+            }
         }
     }
     Ok(())
