@@ -784,7 +784,7 @@ pub async fn dial_once(
     }
 }
 
-/// Source IPs 127.<a>.<b>.<c> for load clients: `per_subnet` addresses in each of `subnets`
+/// Source IPs `127.a.b.c` for load clients: `per_subnet` addresses in each of `subnets`
 /// /24 subnets, starting at 127.`first`.0.0.
 pub fn sources(first: u8, subnets: usize, per_subnet: usize) -> Vec<Ipv4Addr> {
     let mut out = Vec::new();

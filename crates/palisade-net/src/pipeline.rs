@@ -530,7 +530,7 @@ pub struct Decision {
     pub outcome: Outcome,
 }
 
-/// The ingest pipeline without a swarm: the very [`Pipeline`] the event loop runs (same
+/// The ingest pipeline without a swarm: the very `Pipeline` the event loop runs (same
 /// front checks, verify workers, store thread and group commit), driven by the caller.
 /// For benchmarks (`palisade-chaos bench`), fuzzing and tools that feed records in-process.
 ///
