@@ -342,8 +342,14 @@ struct Overlay {
     proofs: HashSet<(AuthorKey, u64)>,
 }
 
+/// How long [`Store::open`] keeps retrying a database lock that is still held.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// Pause between two lock attempts.
+const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl Store {
-    /// Opens (or creates) the store, checking the schema version.
+    /// Opens (or creates) the store, checking the schema version. A database lock that is
+    /// still held is retried for up to 3 s before [`StoreError::Locked`].
     pub fn open(config: &StoreConfig) -> Result<Store> {
         let path = config.path.clone();
         let io = |source: sled::Error| {
@@ -353,13 +359,24 @@ impl Store {
                 StoreError::Io { path: path.clone(), source }
             }
         };
-        let db = sled::Config::new()
+        let sled_config = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity_bytes)
             .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None)
-            .open()
-            .map_err(io)?;
+            .flush_every_ms(None);
+        // sled 0.34 releases its file lock from a background thread a moment after the last
+        // handle is dropped, so a reopen right after a close in the same process (a restart,
+        // a migration, a test) can find it still held. Another process holding it keeps it:
+        // the error then surfaces after the wait.
+        let lock_deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled_config.open().map_err(io) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < lock_deadline => {
+                    std::thread::sleep(LOCK_RETRY_INTERVAL);
+                }
+                other => break other?,
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(io);
         let inner = Inner {
             data: tree("data")?,

@@ -84,38 +84,63 @@ impl Hostile {
     }
 }
 
+/// How many times a flooding [`Hostile`] dials back after being disconnected.
+const MAX_REDIALS: usize = 20;
+
 impl Hostile {
     /// Publishes `messages` on `topic` as fast as `per_sec` allows, in its own task, driving
-    /// the swarm throughout. Returns how many were handed to gossipsub before the connection
-    /// went away (or all of them).
+    /// the swarm throughout. Like a persistent attacker it dials `redial` again whenever it is
+    /// disconnected (at most [`MAX_REDIALS`] times), and after the last message it stays
+    /// connected for up to `linger`. It stops when the peer stops taking it back (a ban), when
+    /// it is out of redials, or when `linger` runs out. Returns how many messages were handed
+    /// to gossipsub.
     pub(crate) fn flood(
         mut self,
         topic: TopicKind,
         messages: Vec<Vec<u8>>,
         per_sec: u32,
+        redial: Option<Multiaddr>,
+        linger: Duration,
     ) -> tokio::task::JoinHandle<usize> {
         tokio::spawn(async move {
             let mut tick =
                 tokio::time::interval(Duration::from_micros(1_000_000 / u64::from(per_sec.max(1))));
             let mut sent = 0;
-            let mut messages = messages.into_iter();
+            let mut redials = 0;
+            let mut connected = true;
+            let mut messages = messages.into_iter().peekable();
+            let mut linger_until: Option<tokio::time::Instant> = None;
             loop {
+                if messages.peek().is_none() && linger_until.is_none() {
+                    linger_until = Some(tokio::time::Instant::now() + linger);
+                }
+                let deadline = linger_until.unwrap_or_else(|| tokio::time::Instant::now() + linger);
                 tokio::select! {
-                    _ = tick.tick() => {
-                        let Some(m) = messages.next() else { break };
-                        if self.swarm.behaviour_mut().publish(topic.topic(), m).is_ok() {
-                            sent += 1;
+                    _ = tick.tick(), if connected && messages.peek().is_some() => {
+                        if let Some(m) = messages.next() {
+                            if self.swarm.behaviour_mut().publish(topic.topic(), m).is_ok() {
+                                sent += 1;
+                            }
                         }
                     }
-                    event = self.swarm.select_next_some() => {
-                        if let SwarmEvent::ConnectionClosed { num_established: 0, .. } = event {
-                            break;
+                    event = self.swarm.select_next_some() => match event {
+                        SwarmEvent::ConnectionEstablished { .. } => connected = true,
+                        SwarmEvent::ConnectionClosed { num_established: 0, .. }
+                        | SwarmEvent::OutgoingConnectionError { .. } => {
+                            connected = false;
+                            match &redial {
+                                Some(addr) if redials < MAX_REDIALS => {
+                                    redials += 1;
+                                    let _ = self.swarm.dial(addr.clone());
+                                }
+                                _ => break,
+                            }
                         }
-                    }
+                        _ => {}
+                    },
+                    _ = tokio::time::sleep_until(deadline), if linger_until.is_some() => break,
                 }
             }
-            // Keep the swarm alive briefly so queued messages leave.
-            self.drive(Duration::from_millis(200)).await;
             sent
         })
     }

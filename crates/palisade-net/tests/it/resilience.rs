@@ -115,7 +115,10 @@ async fn a_bad_signature_flood_gets_the_sender_banned_while_honest_records_flow(
         })
         .collect();
     let started = std::time::Instant::now();
-    let flood = hostile.flood(TopicKind::Attestations, junk, 2000);
+    // Three rejections disconnect a peer (-75 <= -50); it takes a fourth, or a stay under
+    // gossipsub's graylist, to ban it. The attacker dials back whenever it is dropped.
+    let flood =
+        hostile.flood(TopicKind::Attestations, junk, 2000, Some(a.addr.clone()), crate::harness::WAIT);
 
     // Honest traffic keeps flowing meanwhile.
     let mut ids = Vec::new();
@@ -133,6 +136,39 @@ async fn a_bad_signature_flood_gets_the_sender_banned_while_honest_records_flow(
     assert!(stats.signatures_verified < 200, "verified {} of {sent} sent", stats.signatures_verified);
     assert!(a.handle.guard().score(&honest.peer_id()) >= 0.0, "the honest peer was not penalised");
     assert!(!a.handle.guard().is_banned_peer(&honest.peer_id()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offender_that_keeps_coming_back_is_banned_without_sending_more() {
+    init_tracing();
+    let mut a = TestNode::start(104).await;
+    let mut hostile = Hostile::new(105);
+    let hostile_peer = hostile.peer_id();
+    hostile.connect(a.addr.clone(), a.peer_id()).await;
+    // Three bad signatures, one at a time: 3 x 25 points passes the guard's disconnect score
+    // (50), not its ban score (100).
+    let mut w = FeedWriter::new(key(106));
+    for n in 1..=3u64 {
+        let mut b = w.sign_next(attestation(n), now_ms()).unwrap().into_wire_bytes();
+        let last = b.len() - 1;
+        b[last] ^= 0x5a;
+        hostile.publish(TopicKind::Attestations, b).await;
+        a.wait_for(|node| node.handle.stats().rejected >= n).await;
+    }
+    let gone = hostile_peer.to_string();
+    a.wait_for_event(|e| matches!(e, palisade_net::NetEvent::PeerDisconnected { peer } if *peer == gone))
+        .await;
+    assert!(!a.handle.guard().is_banned_peer(&hostile_peer), "three rejections disconnect, not ban");
+    // It keeps dialling back. Gossipsub kept its score (P4 for the three invalid messages, P5
+    // the guard's reputation), so it is graylisted from the start and nothing it sends is
+    // read; each heartbeat it spends connected below the graylist costs 10 points and a
+    // disconnect, and a few returns later the guard bans it.
+    hostile.connect(a.addr.clone(), a.peer_id()).await;
+    let stay =
+        hostile.flood(TopicKind::Attestations, Vec::new(), 1, Some(a.addr.clone()), crate::harness::WAIT);
+    a.wait_for(|n| n.handle.guard().is_banned_peer(&hostile_peer)).await;
+    stay.await.unwrap();
+    assert_eq!(a.handle.metrics().reason_count("bad_signature"), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +197,8 @@ async fn a_thousand_sybil_authors_behind_one_peer_are_capped() {
             FeedWriter::new(key).sign_next(attestation(n), now_ms()).unwrap().into_wire_bytes()
         })
         .collect();
-    let sent = hostile.flood(TopicKind::Attestations, valid, 2000).await.unwrap();
+    let sent =
+        hostile.flood(TopicKind::Attestations, valid, 2000, None, Duration::from_millis(200)).await.unwrap();
     assert_eq!(sent, 1000);
     // Every message has been decided once the ingest counters add up.
     a.wait_for(|n| {

@@ -41,18 +41,9 @@ fn cold_outcomes(dir: &std::path::Path, order: &[VerifiedRecord]) -> Vec<InsertO
         .collect()
 }
 
-/// Opens a store, waiting while the previous handle's threads still hold sled's lock.
+/// `Store::open` itself waits out the lock a just-dropped handle still holds.
 fn reopen(path: &std::path::Path) -> Store {
-    for _ in 0..500 {
-        match Store::open(&StoreConfig::new(path)) {
-            Ok(s) => return s,
-            Err(palisade_store::StoreError::Locked { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(2))
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    panic!("store at {} stayed locked", path.display());
+    Store::open(&StoreConfig::new(path)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 proptest! {
