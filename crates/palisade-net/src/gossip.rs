@@ -9,7 +9,7 @@
 //! | `MessageAuthenticity` | `Anonymous` | no libp2p signature, no `from`/`seqno` on the wire |
 //! | `validation_mode` | `Anonymous` | reject messages that *do* carry signature fields (non-canonical) |
 //! | `validate_messages()` | on | nothing is forwarded until the pipeline reports Accept |
-//! | `message_id_fn` | record id (blake3 over PAE) | copies of one record share an id, so gossipsub drops duplicates before they reach the pipeline; malformed data falls back to blake3 of the bytes |
+//! | `message_id_fn` | blake3 of the whole message, signature included | identical copies die in gossipsub's duplicate cache; a copy with a corrupted signature gets an id of its own, so it cannot shadow the valid copy (see [`message_id`]) |
 //! | `max_transmit_size` | `network.gossip_max_transmit_bytes` (64 KiB) | bounds decode work per message |
 //! | `duplicate_cache_time` | 120 s | a record seen in the last 2 minutes is not re-validated |
 //! | `idontwant_message_size_threshold` | 256 B | send IDONTWANT for practically every record so mesh peers skip copies we already have |
@@ -30,7 +30,6 @@ use libp2p::gossipsub::{
     self, ConfigBuilder, Message, MessageAuthenticity, MessageId, PeerScoreParams, PeerScoreThresholds,
     TopicScoreParams, ValidationMode,
 };
-use palisade_types::{pae, record_id, Envelope, RecordKind};
 
 use crate::topics::TopicKind;
 
@@ -40,14 +39,17 @@ pub const GRAYLIST_THRESHOLD: f64 = -80.0;
 /// How long a message id stays in the duplicate cache.
 pub const DUPLICATE_CACHE_SECS: u64 = 120;
 
-/// The message id of a gossip payload: the record id when the payload is a record envelope,
-/// else blake3 of the bytes (proofs, malformed input).
+/// The message id of a gossip payload: `blake3::derive_key("palisade gossip-message-id v1",
+/// data)` over all of it, signature included.
+///
+/// Not the record id, on purpose: the record id does not cover the signature, and gossipsub
+/// keeps a rejected message's id in its duplicate cache (and sends IDONTWANT for it). With
+/// record ids, a peer that relays a record with a flipped signature bit ahead of the honest
+/// copies would make every node it reaches drop the valid copy for `DUPLICATE_CACHE_SECS`,
+/// leaving only sync to repair it. Honest copies of a record are byte-identical (canonical
+/// encoding, deterministic ed25519), so nothing is lost for them; the pipeline still dedups
+/// by record id before any signature work.
 pub fn message_id(data: &[u8]) -> MessageId {
-    if let Ok(env) = Envelope::decode(data) {
-        if RecordKind::from_payload_type(&env.payload_type).is_some() {
-            return MessageId::new(record_id(&pae(&env.payload_type, &env.payload)).as_bytes());
-        }
-    }
     MessageId::new(blake3::derive_key("palisade gossip-message-id v1", data).as_slice())
 }
 
@@ -157,9 +159,19 @@ mod tests {
     }
 
     #[test]
-    fn message_id_is_the_record_id() {
+    fn message_id_covers_the_signature() {
         let r = &palisade_types::fixtures::feed(1, 1)[0];
-        assert_eq!(message_id(r.wire_bytes()).0, r.id().as_bytes().to_vec());
+        let wire = r.wire_bytes().to_vec();
+        assert_eq!(message_id(&wire), message_id(&wire.clone()), "identical copies share an id");
+        let mut corrupted = wire.clone();
+        let last = corrupted.len() - 1;
+        corrupted[last] ^= 1;
+        assert_ne!(message_id(&wire), message_id(&corrupted), "a corrupted copy has its own id");
         assert_ne!(message_id(b"junk").0, message_id(b"junk2").0);
+        // Pinned: implementations in other languages must compute the same ids.
+        assert_eq!(
+            hex::encode(message_id(b"palisade").0),
+            hex::encode(blake3::derive_key("palisade gossip-message-id v1", b"palisade"))
+        );
     }
 }

@@ -34,6 +34,16 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
 use crate::metrics::{IngestStats, NetMetrics};
+
+/// An envelope's signature bytes.
+type Signature = [u8; palisade_types::limits::SIGNATURE_BYTES];
+
+/// Copies of one record id (each with other signature bytes) that may be queued or in
+/// verification at once; more are ignored (`copies_in_flight`). Honest copies are
+/// byte-identical, so a second copy is already suspect: the cap keeps a variant flood from
+/// turning the in-flight lookup quadratic, while one or two corrupted copies still cannot
+/// shadow the valid one.
+pub(crate) const MAX_COPIES_IN_FLIGHT_PER_RECORD: usize = 4;
 use crate::topics::TopicKind;
 
 /// Every reason label, for metric sums.
@@ -49,6 +59,7 @@ pub(crate) const ALL_REASONS: &[&str] = &[
     "bad_signature",
     "bad_author_key",
     "duplicate",
+    "copies_in_flight",
     "rate_limited",
     "author_quota",
     "new_author_budget",
@@ -164,6 +175,8 @@ pub(crate) struct StoredInfo {
 #[derive(Debug)]
 pub(crate) struct Finished {
     pub(crate) id: RecordId,
+    /// The signature of the copy decided (copies of one id are told apart by it).
+    pub(crate) signature: Signature,
     pub(crate) origin: Origin,
     pub(crate) outcome: Outcome,
     pub(crate) stored: Option<StoredInfo>,
@@ -176,6 +189,7 @@ struct VerifyJob {
 
 struct StoreJob {
     record: VerifiedRecord,
+    signature: Signature,
     origin: Origin,
 }
 
@@ -273,7 +287,12 @@ pub(crate) struct Pipeline {
     guard: Guard,
     metrics: NetMetrics,
     seen: SeenCache,
-    in_flight: HashSet<RecordId>,
+    /// Copies queued or being verified, by id and then signature: an identical copy is a
+    /// duplicate, but a copy with other signature bytes is not (the id does not cover the
+    /// signature, so a corrupted copy arriving first must not shadow the valid one).
+    in_flight: HashMap<RecordId, Vec<Signature>>,
+    /// Total copies in `in_flight` (bounded by the verify and store queues).
+    in_flight_copies: usize,
     /// Authors known to have stored records (bounded; cleared when full, then refilled from
     /// the store's feed heads).
     known_authors: HashSet<AuthorKey>,
@@ -345,7 +364,8 @@ impl Pipeline {
                 guard,
                 metrics,
                 seen,
-                in_flight: HashSet::new(),
+                in_flight: HashMap::new(),
+                in_flight_copies: 0,
                 known_authors: HashSet::new(),
                 new_authors,
                 verify_tx: Some(verify_tx),
@@ -362,12 +382,17 @@ impl Pipeline {
 
     /// Records queued for verification or storage and not yet decided.
     pub(crate) fn in_flight_len(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight_copies
     }
 
     /// Whether an id is known to be stored or in the pipeline (cheap, no I/O).
     pub(crate) fn is_known(&self, id: &RecordId) -> bool {
-        self.seen.contains(id) || self.in_flight.contains(id)
+        self.seen.contains(id) || self.in_flight.contains_key(id)
+    }
+
+    /// Whether this very copy (id and signature) is already decided or queued.
+    fn is_known_copy(&self, id: &RecordId, signature: &Signature) -> bool {
+        self.seen.contains(id) || self.in_flight.get(id).is_some_and(|sigs| sigs.contains(signature))
     }
 
     /// Runs the synchronous front checks. `Some(outcome)` = decided now; `None` = queued for
@@ -399,10 +424,14 @@ impl Pipeline {
             Err(e) => return Some(decode_reject(&e)),
         };
         let id = parsed.id();
+        let signature = parsed.envelope().signature;
         // 4. Dedup before any signature work: memory first (seen cache, in flight) ...
-        if self.is_known(&id) {
+        if self.is_known_copy(&id, &signature) {
             self.metrics.duplicates_before_verify.inc();
             return Some(Outcome::Ignore("duplicate"));
+        }
+        if self.in_flight.get(&id).is_some_and(|sigs| sigs.len() >= MAX_COPIES_IN_FLIGHT_PER_RECORD) {
+            return Some(Outcome::Ignore("copies_in_flight"));
         }
         // 5. Payload decode (canonical).
         let record = match parsed.decode() {
@@ -462,7 +491,8 @@ impl Pipeline {
         let Some(tx) = &self.verify_tx else { return Some(Outcome::Ignore("verify_queue_full")) };
         match tx.try_send(VerifyJob { record, origin }) {
             Ok(()) => {
-                self.in_flight.insert(id);
+                self.in_flight.entry(id).or_default().push(signature);
+                self.in_flight_copies += 1;
                 self.metrics.queue_add(1);
                 None
             }
@@ -497,8 +527,15 @@ impl Pipeline {
         if let Some(s) = &f.stored {
             self.remember_author(s.record.author());
         }
-        if self.in_flight.remove(&f.id) {
-            self.metrics.queue_add(-1);
+        if let Some(sigs) = self.in_flight.get_mut(&f.id) {
+            if let Some(at) = sigs.iter().position(|s| *s == f.signature) {
+                sigs.swap_remove(at);
+                self.in_flight_copies = self.in_flight_copies.saturating_sub(1);
+                self.metrics.queue_add(-1);
+            }
+            if sigs.is_empty() {
+                self.in_flight.remove(&f.id);
+            }
         }
         match f.outcome {
             Outcome::Accept | Outcome::Ignore("duplicate") => self.seen.insert(f.id),
@@ -764,17 +801,17 @@ fn verify_worker(
         let mut items = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
             let key = keys.get(&job.record.record().position.author);
-            origins.push(job.origin);
+            origins.push((job.origin, *job.record.signature()));
             items.push((job.record, key));
         }
         metrics.verify_batch_size.observe(items.len() as f64);
         metrics.signatures_verified.inc_by(items.len() as u64);
         let outcomes = verify_batch_with_keys(items);
         metrics.verify_batch_seconds.observe(started.elapsed().as_secs_f64());
-        for (outcome, origin) in outcomes.into_iter().zip(origins) {
+        for (outcome, (origin, signature)) in outcomes.into_iter().zip(origins) {
             match outcome {
                 Ok(record) => {
-                    if store_tx.send(StoreJob { record, origin }).is_err() {
+                    if store_tx.send(StoreJob { record, signature, origin }).is_err() {
                         return;
                     }
                 }
@@ -783,7 +820,10 @@ fn verify_worker(
                         VerifyError::BadAuthorKey => Outcome::Reject("bad_author_key"),
                         _ => Outcome::Reject("bad_signature"),
                     };
-                    if finished_tx.blocking_send(Finished { id, origin, outcome, stored: None }).is_err() {
+                    if finished_tx
+                        .blocking_send(Finished { id, signature, origin, outcome, stored: None })
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -864,6 +904,7 @@ fn store_worker(
                         }
                         Finished {
                             id,
+                            signature: job.signature,
                             origin: job.origin,
                             outcome: Outcome::Accept,
                             stored: Some(StoredInfo { record: job.record, equivocation: ins.equivocation }),
@@ -871,12 +912,14 @@ fn store_worker(
                     }
                     Ok(InsertOutcome::Duplicate) => Finished {
                         id,
+                        signature: job.signature,
                         origin: job.origin,
                         outcome: Outcome::Ignore("duplicate"),
                         stored: None,
                     },
                     Err(()) => Finished {
                         id,
+                        signature: job.signature,
                         origin: job.origin,
                         outcome: Outcome::Ignore("store_error"),
                         stored: None,

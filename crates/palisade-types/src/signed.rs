@@ -141,6 +141,12 @@ impl UnverifiedRecord {
         &self.parsed.wire
     }
 
+    /// The signature as received (not yet checked). Two copies of one record differ, if at
+    /// all, only here: the id covers everything else.
+    pub fn signature(&self) -> &[u8; crate::limits::SIGNATURE_BYTES] {
+        &self.parsed.envelope.signature
+    }
+
     /// Static rules of the record's kind; `now_ms` is this node's clock.
     pub fn validate(&self, now_ms: u64) -> Result<(), ValidationError> {
         crate::validate::validate_record(&self.record, now_ms)

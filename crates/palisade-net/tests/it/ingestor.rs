@@ -16,18 +16,9 @@ fn ingestor(dir: &tempfile::TempDir, group_commit: bool) -> (Ingestor, Store) {
     (Ingestor::start(cfg, store.clone(), guard, &mut registry).unwrap(), store)
 }
 
-/// Opens a store, waiting while sled's threads of the previous handle still hold its lock.
+/// `Store::open` itself waits out the lock a just-dropped handle still holds.
 fn reopen(path: &std::path::Path) -> Store {
-    for _ in 0..1000 {
-        match Store::open(&StoreConfig::new(path)) {
-            Ok(s) => return s,
-            Err(palisade_store::StoreError::Locked { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(5))
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    panic!("store at {} stayed locked", path.display());
+    Store::open(&StoreConfig::new(path)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -74,6 +65,45 @@ fn stores_valid_records_and_refuses_the_rest() {
     // Durable after shutdown: a reopened store has them.
     let reopened = reopen(&stats_dir);
     assert_eq!(reopened.record_count(), 100);
+}
+
+#[test]
+fn a_corrupted_copy_in_flight_does_not_shadow_the_valid_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ingest, store) = ingestor(&dir, true);
+    let attacker = libp2p::PeerId::random();
+    let honest = libp2p::PeerId::random();
+    let now = palisade_net::now_ms();
+    let record = FeedWriter::new(fixtures::key(4)).sign_next(fixtures::attestation(1), now).unwrap();
+    let mut corrupted = record.wire_bytes().to_vec();
+    *corrupted.last_mut().unwrap() ^= 1;
+    let topic = Some(TopicKind::Attestations);
+    // The corrupted copy is queued first; the valid copy arrives while it is in flight. Same
+    // record id, other signature bytes: it is a different copy, not a duplicate.
+    assert_eq!(ingest.admit(corrupted.clone(), attacker, topic, now), None);
+    assert_eq!(ingest.admit(record.wire_bytes().to_vec(), honest, topic, now), None);
+    // An identical copy of either is a duplicate, though.
+    assert_eq!(ingest.admit(corrupted.clone(), attacker, topic, now), Some(Outcome::Ignore("duplicate")));
+    assert_eq!(ingest.in_flight(), 2);
+    // Variants of one id in flight are capped (4): the third and fourth are taken, the fifth
+    // is not.
+    for bit in [2u8, 4, 8] {
+        let mut variant = corrupted.clone();
+        *variant.last_mut().unwrap() ^= bit;
+        let expect = if bit == 8 { Some(Outcome::Ignore("copies_in_flight")) } else { None };
+        assert_eq!(ingest.admit(variant, attacker, topic, now), expect, "variant {bit}");
+    }
+    assert_eq!(ingest.in_flight(), 4);
+    let mut decisions = Vec::new();
+    while let Some(d) = ingest.next_blocking() {
+        decisions.push((d.peer, d.outcome));
+    }
+    decisions.sort_by_key(|(p, _)| *p == honest);
+    let bad = (attacker, Outcome::Reject("bad_signature"));
+    assert_eq!(decisions, vec![bad.clone(), bad.clone(), bad, (honest, Outcome::Accept)]);
+    assert_eq!(ingest.in_flight(), 0);
+    assert!(ingest.shutdown().is_empty());
+    assert!(store.contains(&record.id()).unwrap());
 }
 
 #[test]

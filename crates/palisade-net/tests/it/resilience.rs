@@ -172,6 +172,30 @@ async fn an_offender_that_keeps_coming_back_is_banned_without_sending_more() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_copy_racing_ahead_does_not_shadow_the_valid_record() {
+    init_tracing();
+    // No sync to fall back on: the valid record must arrive by gossip or not at all.
+    let net = palisade_net::NetConfig { sync_interval_secs: 3600, ..crate::harness::net_config() };
+    let mut a = TestNode::start_with(107, net, crate::harness::guard_config()).await;
+    let mut corrupter = Hostile::new(108);
+    corrupter.connect(a.addr.clone(), a.peer_id()).await;
+    let mut relay = Hostile::new(109);
+    relay.connect(a.addr.clone(), a.peer_id()).await;
+
+    let record = FeedWriter::new(key(112)).sign_next(attestation(1), now_ms()).unwrap();
+    let mut corrupted = record.wire_bytes().to_vec();
+    let last = corrupted.len() - 1;
+    corrupted[last] ^= 1;
+    // The corrupted copy gets there first and is rejected ...
+    corrupter.publish(TopicKind::Attestations, corrupted).await;
+    a.wait_for(|n| n.handle.stats().rejected >= 1).await;
+    // ... and the valid copy, same record id, still gets in by gossip.
+    relay.publish(TopicKind::Attestations, record.wire_bytes().to_vec()).await;
+    a.wait_for(|n| n.has(&record.id())).await;
+    assert_eq!(a.handle.metrics().reason_count("bad_signature"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_sybil_authors_behind_one_peer_are_capped() {
     init_tracing();
     // Default per-peer record limits and new-author budget (the harness raises the others).
