@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Palisade fuzzing helper (see fuzz/README.md). Needs a nightly toolchain and cargo-fuzz; it
-# installs cargo-fuzz if missing.
+# installs both if missing (and falls back to the default toolchain with RUSTC_BOOTSTRAP=1
+# where nightly cannot be installed).
 #
 #   fuzz/fuzz.sh build                 build every target (one cargo invocation) + the seed tool
 #   fuzz/fuzz.sh seed                  write the seed corpora into fuzz/corpus/<target>/
@@ -27,7 +28,18 @@ targets() { for f in "$fuzz_dir"/fuzz_targets/*.rs; do basename "$f" .rs; done; 
 ensure_tools() {
   if ! rustup run "$TOOLCHAIN" rustc --version >/dev/null 2>&1; then
     echo "fuzz.sh: the $TOOLCHAIN toolchain is missing; installing it (rustup toolchain install $TOOLCHAIN --profile minimal)" >&2
-    rustup toolchain install "$TOOLCHAIN" --profile minimal
+    if ! timeout 600 rustup toolchain install "$TOOLCHAIN" --profile minimal; then
+      if [ "$TOOLCHAIN" != nightly ]; then
+        echo "fuzz.sh: cannot install the $TOOLCHAIN toolchain" >&2
+        exit 1
+      fi
+      # Machines that can only use their one toolchain: cargo-fuzz needs nightly only for -Z
+      # flags (sanitizer, coverage passes), which stable accepts under RUSTC_BOOTSTRAP; the
+      # ASan runtime ships with stable's rust-std.
+      echo "fuzz.sh: nightly is not installable here; using the default toolchain with RUSTC_BOOTSTRAP=1" >&2
+      TOOLCHAIN=$(rustup show active-toolchain | cut -d' ' -f1)
+      export RUSTC_BOOTSTRAP=1
+    fi
   fi
   if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz.sh: cargo-fuzz is missing; installing it (cargo install --locked cargo-fuzz)" >&2
@@ -37,7 +49,7 @@ ensure_tools() {
 
 bin_dir() {
   local host
-  host=$(rustup run "$TOOLCHAIN" rustc -vV | sed -n 's/^host: //p')
+  host=$(rustc -vV | sed -n 's/^host: //p')
   echo "$fuzz_dir/target/$host/release"
 }
 
@@ -84,6 +96,7 @@ run_target() {
     echo "fuzz.sh: unknown target '$t'; targets:$all" >&2
     exit 64
   fi
+  ensure_tools
   mkdir -p "$fuzz_dir/corpus/$t"
   # Corpus first (new inputs are written there), regression inputs as extra seeds.
   local dirs=("$fuzz_dir/corpus/$t")
