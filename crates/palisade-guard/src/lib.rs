@@ -314,6 +314,9 @@ pub(crate) struct Inner {
     /// Mirror of the ban table size: with no bans, the hot path skips the lookup.
     ban_count: AtomicUsize,
     scores: Mutex<ScoreTable>,
+    /// When each peer last paid a `rate_exceeded` penalty (at most one per
+    /// [`RATE_STRIKE_INTERVAL`]); bounded by `max_tracked_peers`.
+    rate_strikes: Mutex<HashMap<PeerId, Instant>>,
     ledger: Mutex<Ledger>,
     /// Connected peers and their latest IP (from the behaviour); bounded by the connection
     /// limits because entries leave with the peer's last connection.
@@ -432,6 +435,32 @@ impl Inner {
         Admission::Deny(reason)
     }
 
+    /// Whether `peer`, just refused for a per-peer rate, is due a `rate_exceeded` penalty:
+    /// at most one per [`RATE_STRIKE_INTERVAL`], so the penalty measures seconds spent over
+    /// the limit, not messages (an honest burst costs a point or two, a flood that lasts
+    /// minutes reaches the ban line).
+    fn rate_strike_due(&self, peer: &PeerId) -> bool {
+        let now = Instant::now();
+        let cap = usize_of(read(&self.config).max_tracked_peers);
+        let mut strikes = lock(&self.rate_strikes);
+        if let Some(last) = strikes.get_mut(peer) {
+            if now.duration_since(*last) < RATE_STRIKE_INTERVAL {
+                return false;
+            }
+            *last = now;
+            return true;
+        }
+        if strikes.len() >= cap {
+            // Entries older than the interval carry no information: drop them.
+            strikes.retain(|_, last| now.duration_since(*last) < RATE_STRIKE_INTERVAL);
+            if strikes.len() >= cap {
+                return false;
+            }
+        }
+        strikes.insert(*peer, now);
+        true
+    }
+
     pub(crate) fn ledger_throttle(&self, peer: PeerId, reason: &'static str) {
         let ip = self.peer_ip(&peer);
         self.ledger_push(Some(peer), ip, Action::Throttled, Cow::Borrowed(reason), None);
@@ -521,6 +550,10 @@ impl Inner {
 pub const SCORE_TOLERANCE_POINTS: f64 = 0.01;
 
 /// A ban's cause as a ledger reason.
+/// A peer refused for a per-peer rate (messages, bytes, cost units, records) pays one
+/// `rate_exceeded` penalty per this interval at most, however many messages were refused.
+pub const RATE_STRIKE_INTERVAL: Duration = Duration::from_secs(1);
+
 const BAN_CAUSE_SCORE: &str = "score";
 const BAN_CAUSE_IP_THRESHOLD: &str = "ip_threshold";
 const BAN_CAUSE_MANUAL: &str = "manual";
@@ -581,6 +614,7 @@ impl Guard {
                 Duration::from_secs(config.score_half_life_secs),
             )),
             ledger: Mutex::new(Ledger::new(usize_of(config.ledger_capacity_entries))),
+            rate_strikes: Mutex::new(HashMap::new()),
             connected: Mutex::new(HashMap::new()),
             throttle: Arc::new(ThrottleShared::new(&config)),
             metrics: Arc::new(metrics),
@@ -637,9 +671,19 @@ impl Guard {
         });
         drop(l);
         if let Some(reason) = refused {
-            return i.deny_message(peer, reason);
+            return self.deny_over_rate(peer, reason);
         }
         Admission::Allow
+    }
+
+    /// Refuses a message for `reason` and, for a per-peer rate, charges the peer a
+    /// `rate_exceeded` strike if one is due ([`RATE_STRIKE_INTERVAL`]).
+    fn deny_over_rate(&self, peer: &PeerId, reason: DropReason) -> Admission {
+        let admission = self.inner.deny_message(peer, reason);
+        if reason.penalty() == Some(PenaltyReason::RateExceeded) && self.inner.rate_strike_due(peer) {
+            let _ = self.penalize(peer, None, PenaltyReason::RateExceeded);
+        }
+        admission
     }
 
     /// Admits one new (not duplicate) record by `author` relayed by `peer`, before its
@@ -655,7 +699,7 @@ impl Guard {
                 Check::Allowed => {}
                 Check::Denied => {
                     drop(l);
-                    return i.deny_message(peer, DropReason::PeerRecordRateExceeded);
+                    return self.deny_over_rate(peer, DropReason::PeerRecordRateExceeded);
                 }
                 Check::Full => {
                     drop(l);
@@ -685,7 +729,7 @@ impl Guard {
         let check = read(&i.limiters).peer_cost.check(peer, cost);
         match check {
             Check::Allowed => Admission::Allow,
-            Check::Denied => i.deny_message(peer, DropReason::PeerCostExceeded),
+            Check::Denied => self.deny_over_rate(peer, DropReason::PeerCostExceeded),
             Check::Full => i.deny_message(peer, DropReason::TrackerFull),
         }
     }

@@ -198,13 +198,17 @@ pub enum PenaltyReason {
     Malformed,
     /// Sent a message above the size cap: weight 10.
     Oversized,
-    /// Exceeded a per-peer rate limit: weight 1 per denied message, so an honest burst costs
-    /// little while a sustained flood crosses the thresholds within seconds.
+    /// Exceeded a per-peer rate limit: weight 2, charged at most once per second
+    /// ([`RATE_STRIKE_INTERVAL`](crate::RATE_STRIKE_INTERVAL)) however many messages were
+    /// refused. An honest burst costs a point or two; a flood that lasts reaches the disconnect
+    /// line in about 30 s and, if it comes back and goes on, the ban line in about 75 s.
     RateExceeded,
     /// Misused the sync protocol (oversized ranges, repeated requests, bogus heads): weight 10.
     SyncAbuse,
     /// Relayed records of an author already proven to equivocate, after the proof was
     /// gossiped: weight 5 (honest peers may relay the first copy before they learn of it).
+    /// Reserved: palisade-net does not apply it yet (equivocators are flagged and their
+    /// proofs gossiped; relays are not penalised).
     EquivocationRelay,
     /// Violated a wire protocol in another way: weight 10.
     ProtocolViolation,
@@ -241,7 +245,7 @@ impl PenaltyReason {
             PenaltyReason::InvalidSignature => 25.0,
             PenaltyReason::Malformed => 10.0,
             PenaltyReason::Oversized => 10.0,
-            PenaltyReason::RateExceeded => 1.0,
+            PenaltyReason::RateExceeded => 2.0,
             PenaltyReason::SyncAbuse => 10.0,
             PenaltyReason::EquivocationRelay => 5.0,
             PenaltyReason::ProtocolViolation => 10.0,

@@ -30,6 +30,34 @@ fn admit_message_denies_above_the_message_rate() {
 }
 
 #[test]
+fn a_peer_over_its_rate_pays_one_strike_per_second_not_per_message() {
+    use palisade_guard::RATE_STRIKE_INTERVAL;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GuardConfig { peer_messages_per_sec: 1, peer_burst_messages: 1, ..GuardConfig::default() };
+    let g = guard(cfg, dir.path());
+    let p = PeerId::random();
+    let started = Instant::now();
+    assert!(g.admit_message(&p, 100).is_allowed());
+    // A thousand refusals at once: one strike (2 points), not a thousand.
+    for _ in 0..1000 {
+        let _ = g.admit_message(&p, 100);
+    }
+    assert_eq!(g.counters()["penalized.rate_exceeded"], 1);
+    assert!((g.score(&p) + 2.0).abs() < 0.01, "score {}", g.score(&p));
+    // Staying over the rate for two more intervals costs two more strikes (bounded loop).
+    let until = started + RATE_STRIKE_INTERVAL * 2 + Duration::from_millis(300);
+    while Instant::now() < until {
+        let _ = g.admit_message(&p, 100);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(g.counters()["penalized.rate_exceeded"], 3);
+    assert!(g.score(&p) < -5.9, "score {}", g.score(&p));
+    // Other peers are unaffected.
+    assert_eq!(g.score(&PeerId::random()), 0.0);
+}
+
+#[test]
 fn admit_message_denies_above_the_byte_rate() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = GuardConfig {
