@@ -3,7 +3,7 @@
 //! Same libp2p version and transport as Palisade (TCP + noise + yamux), gossipsub with its
 //! default configuration except: anonymous messages (no libp2p per-message signatures, so
 //! the baseline has no signature checks at all), message id = blake3 of the data (content
-//! addressed, so copies die in the duplicate cache, as Palisade's record-id message ids do),
+//! addressed, so copies die in the duplicate cache, as Palisade's message ids do),
 //! the same 64 KiB `max_transmit_size`. No validation hook (messages are forwarded as soon as
 //! they arrive), no storage. Each node is a process (`palisade-chaos bench --baseline-node
 //! SPEC`) that prints `ready <peer id>` when listening, `peers <n>` when that changes and

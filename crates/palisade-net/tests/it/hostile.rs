@@ -22,7 +22,7 @@ impl Hostile {
             .authenticate(noise::Config::new(&key).unwrap())
             .multiplex(yamux::Config::default())
             .boxed();
-        // Same gossipsub settings as a real node (anonymous, record-id message ids), but
+        // Same gossipsub settings as a real node (anonymous, the same message ids), but
         // without peer scoring and without validation: it forwards anything.
         let config = gossipsub::ConfigBuilder::default()
             .validation_mode(gossipsub::ValidationMode::Anonymous)
