@@ -376,3 +376,41 @@ fn help_has_examples_and_completions_print() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("palisade"));
 }
+
+/// Polls `cond` (bounded: 60 s); for states no command announces, such as a peer list.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{what} within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn peers_dial_and_disconnect_between_two_live_nodes() {
+    let a = LiveNode::start(&[]);
+    let b = LiveNode::start(&[]);
+    let status = a.json(&["status"]);
+    let a_id = status["peer_id"].as_str().unwrap().to_string();
+    let a_addr = status["listen_addrs"][0].as_str().unwrap().to_string();
+    let b_id = b.json(&["status"])["peer_id"].as_str().unwrap().to_string();
+    let has = |node: &LiveNode, id: &str| {
+        node.json(&["peers", "list"])["peers"].as_array().unwrap().iter().any(|p| p["peer_id"] == id)
+    };
+
+    let out = b.ok(&["peers", "dial", &format!("{a_addr}/p2p/{a_id}")]);
+    assert!(out.contains("dialling"), "{out}");
+    eventually("A lists B", || has(&a, &b_id));
+    assert!(a.ok(&["peers", "list"]).contains(&b_id));
+
+    let out = a.ok(&["peers", "disconnect", &b_id]);
+    assert_eq!(out.trim(), format!("disconnected {b_id}"));
+    eventually("B gone from A's peers", || !has(&a, &b_id));
+    // A disconnect is not a ban.
+    assert_eq!(a.json(&["peers", "bans"])["bans"], serde_json::json!([]));
+    // Disconnecting a peer that is not connected is "not found" (exit 1).
+    let again = a.cli(&["peers", "disconnect", &b_id]);
+    assert_eq!(code(&again), Some(1), "{}", stderr(&again));
+    a.stop();
+    b.stop();
+}

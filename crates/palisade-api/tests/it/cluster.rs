@@ -71,3 +71,30 @@ async fn export_from_a_and_import_into_an_empty_c_give_the_same_records() {
     a.stop().await;
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_disconnects_a_connected_peer() {
+    init_tracing();
+    let a = ApiNode::start(45).await;
+    let mut b = ApiNode::start(46).await;
+    b.connect(&a).await;
+    let b_id = b.handle.peer_id().to_string();
+    let mut stream =
+        a.api.events(&EventParams { types: Some("peer_disconnected".into()), kinds: None }).await.unwrap();
+    let r = a.api.disconnect(&b_id).await.unwrap();
+    assert_eq!((r.peer_id.as_str(), r.disconnected), (b_id.as_str(), true));
+    // The connection goes away (announced on A's event stream) and B leaves A's peer list.
+    loop {
+        let e = tokio::time::timeout(WAIT, stream.next_event()).await.expect("event").unwrap().expect("open");
+        if matches!(&e, ApiEvent::PeerDisconnected { peer } if *peer == b_id) {
+            break;
+        }
+    }
+    let peers = a.api.peers().await.unwrap();
+    assert!(!peers.peers.iter().any(|p| p.peer_id == b_id), "{peers:?}");
+    // Disconnecting is not banning: B is not on the ban list and may dial again.
+    assert!(a.api.bans().await.unwrap().bans.is_empty());
+    b.connect(&a).await;
+    a.stop().await;
+    b.stop().await;
+}
