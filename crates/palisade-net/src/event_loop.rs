@@ -818,9 +818,19 @@ impl EventLoop {
                 if let Some(c) = self.connected.get_mut(&peer_id) {
                     c.agent = Some(info.agent_version.chars().take(128).collect());
                 }
-                // Only a bounded number of a peer's advertised addresses go into the DHT.
+                // Only a bounded number of a peer's advertised addresses go into the DHT and the
+                // peer book (announced listen addresses: what a restart can dial).
+                let book: Vec<String> = info
+                    .listen_addrs
+                    .iter()
+                    .take(crate::PEER_BOOK_ADDRS_PER_PEER)
+                    .map(|a| a.to_string())
+                    .collect();
                 for addr in info.listen_addrs.into_iter().take(8) {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+                if self.connected.contains_key(&peer_id) && !book.is_empty() {
+                    self.remember_peer(peer_id, book);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
@@ -862,6 +872,14 @@ impl EventLoop {
         }
     }
 
+    fn remember_peer(&self, peer: PeerId, addrs: Vec<String>) {
+        let entry =
+            palisade_store::PeerBookEntry { peer_id: peer.to_string(), addrs, last_seen_ms: now_ms() };
+        if let Err(e) = self.store.upsert_peer(&entry) {
+            debug!(error = %e, "peer book update failed");
+        }
+    }
+
     fn on_connected(
         &mut self,
         peer: PeerId,
@@ -893,13 +911,11 @@ impl EventLoop {
         if direction == "outbound" {
             self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
         }
-        let entry = palisade_store::PeerBookEntry {
-            peer_id: peer.to_string(),
-            addrs: vec![addr.to_string()],
-            last_seen_ms: now_ms(),
-        };
-        if let Err(e) = self.store.upsert_peer(&entry) {
-            debug!(error = %e, "peer book update failed");
+        // The peer book keeps addresses we can dial again after a restart: the one we dialled
+        // (an inbound connection's address is the peer's ephemeral port, useless for that;
+        // its listen addresses arrive with identify).
+        if direction == "outbound" {
+            self.remember_peer(peer, vec![addr.to_string()]);
         }
         self.emit(NetEvent::PeerConnected { peer: peer.to_string(), addr: addr.to_string(), direction });
         // Catch up with every new peer right away: this is how a restarted or newly joined

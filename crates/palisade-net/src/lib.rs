@@ -71,6 +71,77 @@ impl std::fmt::Debug for Network {
     }
 }
 
+/// Peers from the peer book dialled at start, most recently seen first.
+pub const PEER_BOOK_REDIAL_PEERS: usize = 16;
+
+/// Dials up to [`PEER_BOOK_REDIAL_PEERS`] peers of the peer book (most recently seen first,
+/// not banned, not already a bootstrap peer), so a restarted node finds its network again
+/// without bootstrap configuration. Their addresses also seed Kademlia. Returns how many were
+/// dialled. A failed dial costs nothing: the peer book only holds addresses we dialled or a
+/// peer announced as its listen addresses.
+fn redial_peer_book(
+    swarm: &mut Swarm<behaviour::Behaviour>,
+    store: &Store,
+    guard: &Guard,
+    cfg: &NetConfig,
+) -> usize {
+    let mut book = match store.peer_book() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the peer book; starting from the bootstrap peers only");
+            return 0;
+        }
+    };
+    book.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms));
+    let bootstrap: std::collections::HashSet<libp2p::PeerId> = cfg
+        .bootstrap_addrs()
+        .iter()
+        .filter_map(|a| match a.iter().last() {
+            Some(libp2p::multiaddr::Protocol::P2p(p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let me = *swarm.local_peer_id();
+    let mut dialled = 0;
+    for entry in book {
+        if dialled >= PEER_BOOK_REDIAL_PEERS {
+            break;
+        }
+        let Ok(peer) = entry.peer_id.parse::<libp2p::PeerId>() else { continue };
+        if peer == me || bootstrap.contains(&peer) || guard.is_banned_peer(&peer) {
+            continue;
+        }
+        let addrs: Vec<libp2p::Multiaddr> = entry
+            .addrs
+            .iter()
+            .filter_map(|a| a.parse::<libp2p::Multiaddr>().ok())
+            .map(|a| match a.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(_)) => a,
+                _ => a.with(libp2p::multiaddr::Protocol::P2p(peer)),
+            })
+            .take(PEER_BOOK_ADDRS_PER_PEER)
+            .collect();
+        if addrs.is_empty() {
+            continue;
+        }
+        for a in &addrs {
+            swarm.behaviour_mut().kad.add_address(&peer, a.clone());
+        }
+        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build();
+        match swarm.dial(opts) {
+            Ok(()) => dialled += 1,
+            Err(e) => tracing::debug!(%peer, error = %e, "cannot dial peer from the peer book"),
+        }
+    }
+    if dialled > 0 {
+        tracing::info!(peers = dialled, "dialling peers from the peer book");
+    }
+    dialled
+}
+
+/// Addresses kept per peer in the peer book (and dialled at start).
+pub const PEER_BOOK_ADDRS_PER_PEER: usize = 4;
+
 impl Network {
     /// Builds the swarm, starts listening and dialling the bootstrap peers, and spawns the
     /// event loop. `identity` is the libp2p key; `author` signs this node's records.
@@ -113,7 +184,8 @@ impl Network {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
             }
         }
-        if !cfg.bootstrap.is_empty() {
+        let redialled = redial_peer_book(&mut swarm, &store, &guard, &cfg);
+        if !cfg.bootstrap.is_empty() || redialled > 0 {
             let _ = swarm.behaviour_mut().kad.bootstrap();
         }
 

@@ -78,7 +78,7 @@ async fn late_joiner_gets_500_records_through_sync() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restarted_node_keeps_its_records_and_catches_up() {
+async fn restarted_node_keeps_its_records_redials_its_peers_and_catches_up() {
     init_tracing();
     let mut a = TestNode::start(30).await;
     let mut b = TestNode::start(31).await;
@@ -98,7 +98,9 @@ async fn restarted_node_keeps_its_records_and_catches_up() {
     let mut b =
         TestNode::start_in(dir, seed, crate::harness::net_config(), crate::harness::guard_config()).await;
     assert!(b.has(&own) && b.has(&before), "records survive a restart");
-    b.connect(&mut a).await;
+    // No dial and no bootstrap peers: B finds A again through its peer book.
+    let want = a.peer_id().to_string();
+    b.wait_for_event(|e| matches!(e, NetEvent::PeerConnected { peer, .. } if *peer == want)).await;
     b.wait_for(|n| n.has_all(&missed)).await;
     // B continues its own feed where it stopped: no seq is reused.
     let next = b.handle.submit(attestation(99)).await.unwrap();
