@@ -16,6 +16,9 @@
 set -euo pipefail
 fuzz_dir=$(cd "$(dirname "$0")" && pwd)
 cd "$fuzz_dir"
+# Instrumented builds use their own flags: keep them in fuzz/target even when the caller
+# shares a CARGO_TARGET_DIR between checkouts (sharing would only rebuild both ways).
+export CARGO_TARGET_DIR="$fuzz_dir/target"
 
 TOOLCHAIN=${PALISADE_FUZZ_TOOLCHAIN:-nightly}
 BUILD_FLAGS=(-O -a)

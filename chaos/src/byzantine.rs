@@ -454,7 +454,7 @@ async fn sync_abuse(plan: &AttackPlan) -> AttackReport {
             _ = tick.tick() => {
                 if !connected { continue; }
                 n += 1;
-                let request = if n % 2 == 0 {
+                let request = if n.is_multiple_of(2) {
                     SyncRequest::Heads { after: None, limit: u32::MAX }
                 } else {
                     SyncRequest::Records { author: AuthorKey([7; 32]), from_seq: 10, to_seq: 1, limit: 0 }

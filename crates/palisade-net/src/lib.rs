@@ -92,7 +92,7 @@ fn redial_peer_book(
             return 0;
         }
     };
-    book.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms));
+    book.sort_by_key(|e| std::cmp::Reverse(e.last_seen_ms));
     let bootstrap: std::collections::HashSet<libp2p::PeerId> = cfg
         .bootstrap_addrs()
         .iter()

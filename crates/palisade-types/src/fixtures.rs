@@ -24,7 +24,7 @@ pub fn attestation(n: u64) -> Statement {
             digests: BoundedVec::new(vec![sha256((n % 251) as u8)]).unwrap(),
         },
         scanner: Tool { name: s("trivy"), version: s("0.56.1") },
-        verdict: if n % 3 == 0 { Verdict::Fail } else { Verdict::Pass },
+        verdict: if n.is_multiple_of(3) { Verdict::Fail } else { Verdict::Pass },
         score: Score(((n * 37) % 1001) as u16),
         finding_counts: FindingCounts { critical: 0, high: 1, medium: 2, low: 3, none: 0 },
         findings: BoundedVec::new(vec![Finding {

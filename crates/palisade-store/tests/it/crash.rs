@@ -72,11 +72,11 @@ fn child(dir: &std::path::Path) {
     let mut n = 0u64;
     while start.elapsed() < Duration::from_secs(60) {
         n += 1;
-        let statement = if n % 2 == 0 { attestation(n) } else { anomaly(n) };
+        let statement = if n.is_multiple_of(2) { attestation(n) } else { anomaly(n) };
         let r = writer.sign_next(statement, FIXED_NOW_MS + n).unwrap();
         store.insert(&r, StoredMeta { received_at_ms: FIXED_NOW_MS, source: Source::Local }).unwrap();
         pending.push(r.id());
-        if n % 7 == 0 {
+        if n.is_multiple_of(7) {
             store.flush().unwrap();
             for id in pending.drain(..) {
                 println!("FLUSHED {id}");
