@@ -259,6 +259,20 @@ impl NodeConfig {
     }
 }
 
+/// `[limits]` defaults as commented `key = value` lines (generated, so they cannot drift
+/// from [`GuardConfig::default`]).
+fn commented_limits() -> String {
+    match toml::to_string(&GuardConfig::default()) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| format!("# {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(_) => "# (see `palisade config default`)".to_string(),
+    }
+}
+
 /// The commented default config that `palisade init` writes. A test checks it parses to
 /// exactly [`NodeConfig::default`].
 pub fn default_config_toml() -> String {
@@ -309,8 +323,9 @@ flush_max_records = {fm}
 
 [limits]
 # DoS protection: connection caps, bandwidth, message and author rates, reputation, bans.
-# Every key, its default, unit and effect: docs/dos-protection.md, or
-# `palisade config check` to print the effective values.
+# Each key's unit, effect and tuning advice: docs/dos-protection.md. Most can also be changed
+# at run time with `palisade limits set KEY VALUE`. Defaults (uncomment to change):
+{limits}
 
 [store]
 # sled page cache in bytes.
@@ -353,6 +368,7 @@ listen = "{metrics}"
 filter = "info"
 format = "pretty"
 "#,
+        limits = commented_limits(),
         listen = q(&n.listen),
         mdns = n.mdns,
         gmt = n.gossip_max_transmit_bytes,
@@ -396,6 +412,25 @@ mod tests {
         let parsed = NodeConfig::parse(&default_config_toml()).unwrap();
         assert_eq!(parsed, NodeConfig::default());
         parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn uncommented_limit_defaults_parse_to_the_defaults() {
+        // Every commented `# key = value` line of [limits], uncommented, is a valid setting
+        // with the default value: the template cannot drift from GuardConfig::default().
+        let text = default_config_toml();
+        let mut in_limits = false;
+        let mut uncommented = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('[') {
+                in_limits = line == "[limits]";
+            }
+            let setting = line.strip_prefix("# ").filter(|l| in_limits && l.contains(" = "));
+            uncommented.push(setting.unwrap_or(line).to_string());
+        }
+        let parsed = NodeConfig::parse(&uncommented.join("\n")).unwrap();
+        assert_eq!(parsed, NodeConfig::default());
+        assert!(uncommented.iter().any(|l| l == "peer_messages_per_sec = 1000"));
     }
 
     #[test]
