@@ -134,7 +134,8 @@ async fn gossip_attack(plan: &AttackPlan) -> AttackReport {
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         // A replayer must get past its own duplicate cache: it numbers every copy. The
-        // target computes the real id (the record id) and drops the copies.
+        // target computes the real id (a hash of the bytes, identical for every copy) and
+        // drops the copies in its duplicate cache.
         .message_id_fn(move |m: &gossipsub::Message| {
             if replay {
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
