@@ -140,6 +140,8 @@ struct World {
     denies: u64,
     /// Penalties this guard instance has counted.
     penalties: u64,
+    /// Refusals for a per-peer rate (each may carry a `rate_exceeded` strike).
+    rate_denials: u64,
     /// Bans known to be in the table: target → until_ms. A superset of the table.
     bans: BTreeMap<BanTarget, u64>,
     /// Largest map cap and `max_bans` configured since this instance started.
@@ -172,6 +174,7 @@ impl World {
             next_conn: 0,
             denies: 0,
             penalties: 0,
+            rate_denials: 0,
             bans: BTreeMap::new(),
             allowlist_changed: false,
         };
@@ -196,8 +199,11 @@ impl World {
     fn denied(&mut self, a: Admission) -> bool {
         match a {
             Admission::Allow => false,
-            Admission::Deny(_) => {
+            Admission::Deny(reason) => {
                 self.denies += 1;
+                if reason.penalty() == Some(PenaltyReason::RateExceeded) {
+                    self.rate_denials += 1;
+                }
                 true
             }
         }
@@ -388,7 +394,15 @@ impl World {
 
         let (dropped, penalized) = common::drop_and_penalty_counts(&self.guard);
         assert_eq!(dropped, self.denies, "drop counters != denials");
-        assert_eq!(penalized, self.penalties, "penalty counters != penalties");
+        // Besides the penalties applied here, the guard charges a peer refused for a per-peer
+        // rate a `rate_exceeded` strike, at most one per second per peer.
+        assert!(penalized >= self.penalties, "penalty counters {penalized} < penalties {}", self.penalties);
+        assert!(
+            penalized - self.penalties <= self.rate_denials,
+            "{} rate strikes for {} rate refusals",
+            penalized - self.penalties,
+            self.rate_denials
+        );
 
         // Ban monotonicity.
         let now = palisade_guard::now_ms();

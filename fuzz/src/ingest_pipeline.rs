@@ -220,6 +220,9 @@ struct Harness {
     shed: u64,
     /// Rejections that penalised a peer that was not banned or allowlisted.
     penalties: u64,
+    /// `rate_limited` decisions (each may carry one `rate_exceeded` strike, at most one per
+    /// peer per second).
+    rate_limited: u64,
 }
 
 impl Harness {
@@ -291,7 +294,17 @@ impl Harness {
                             && issued.is_some_and(|t| t.saturating_add(MAX_RECORD_AGE_MS) < NOW_MS),
                         "`too_old` for a record that is not old gossip"
                     ),
+                    "copies_in_flight" => assert!(
+                        id.is_some_and(|i| self
+                            .pending
+                            .get(&i)
+                            .is_some_and(|c| c.len() >= palisade_net::MAX_COPIES_IN_FLIGHT_PER_RECORD)),
+                        "`copies_in_flight` below the cap"
+                    ),
                     "rate_limited" | "author_quota" | "new_author_budget" | "verify_queue_full" => {
+                        if *reason == "rate_limited" {
+                            self.rate_limited += 1;
+                        }
                         assert!(
                             !matches!(class, Class::Invalid { reason: "oversized", .. }),
                             "an oversized message reached the rate limits"
@@ -376,7 +389,18 @@ impl Harness {
         );
         let (dropped, penalized) = common::drop_and_penalty_counts(&self.guard);
         assert_eq!(dropped, self.shed, "guard drop counters != load-shedding decisions");
-        assert_eq!(penalized, self.penalties, "guard penalty counters != rejections of penalisable peers");
+        // Rate strikes are charged by the guard itself on a rate refusal, not for a rejection.
+        let strikes = self.guard.counters().get("penalized.rate_exceeded").copied().unwrap_or(0);
+        assert!(
+            strikes <= self.rate_limited,
+            "{strikes} rate strikes for {} rate refusals",
+            self.rate_limited
+        );
+        assert_eq!(
+            penalized - strikes,
+            self.penalties,
+            "guard penalty counters != rejections of penalisable peers"
+        );
         check_store(&self.store, &self.accepted, &self.positions);
     }
 }
@@ -447,6 +471,7 @@ pub fn run(data: &[u8]) {
         ignores: 0,
         shed: 0,
         penalties: 0,
+        rate_limited: 0,
     };
     for i in 0..MAX_MESSAGES {
         if u.is_empty() {

@@ -48,7 +48,10 @@ pub use config::NetConfig;
 pub use error::NetError;
 pub use handle::{Handle, NetEvent, NetInfo, PeerInfo, SubmitReceipt};
 pub use metrics::{IngestStats, NetMetrics};
-pub use pipeline::{ingest_blocking, Decision, IngestError, Ingestor, Outcome, PipelineConfig};
+pub use pipeline::{
+    ingest_blocking, Decision, IngestError, Ingestor, Outcome, PipelineConfig,
+    MAX_COPIES_IN_FLIGHT_PER_RECORD,
+};
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> u64 {

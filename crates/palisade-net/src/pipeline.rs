@@ -43,7 +43,7 @@ type Signature = [u8; palisade_types::limits::SIGNATURE_BYTES];
 /// byte-identical, so a second copy is already suspect: the cap keeps a variant flood from
 /// turning the in-flight lookup quadratic, while one or two corrupted copies still cannot
 /// shadow the valid one.
-pub(crate) const MAX_COPIES_IN_FLIGHT_PER_RECORD: usize = 4;
+pub const MAX_COPIES_IN_FLIGHT_PER_RECORD: usize = 4;
 use crate::topics::TopicKind;
 
 /// Every reason label, for metric sums.
@@ -480,8 +480,13 @@ impl Pipeline {
             return Some(Outcome::Ignore("new_author_budget"));
         }
         if gossip || !known_author {
-            if let Admission::Deny(_) = self.guard.admit_author(&peer, &author) {
-                return Some(Outcome::Ignore("author_quota"));
+            match self.guard.admit_author(&peer, &author) {
+                Admission::Allow => {}
+                // The peer's own record rate, not the author's quota.
+                Admission::Deny(palisade_guard::DropReason::PeerRecordRateExceeded) => {
+                    return Some(Outcome::Ignore("rate_limited"))
+                }
+                Admission::Deny(_) => return Some(Outcome::Ignore("author_quota")),
             }
             if let Admission::Deny(_) = self.guard.charge_verification(&peer) {
                 return Some(Outcome::Ignore("rate_limited"));

@@ -157,12 +157,13 @@ fn sync_records_of_known_authors_skip_the_per_peer_and_author_rates() {
     for r in &known[1..] {
         assert_eq!(ingest.admit(r.wire_bytes().to_vec(), peer, None, now), None, "sync record refused");
     }
-    // An unknown author by sync pays the author quota like gossip does.
+    // An unknown author by sync pays the record limits like gossip does: here the peer's record
+    // rate (1/s), which the guard checks before the author quota.
     let unknown = fixtures::feed(6, 3);
     let outcomes: Vec<_> =
         unknown.iter().map(|r| ingest.admit(r.wire_bytes().to_vec(), peer, None, now)).collect();
     assert_eq!(outcomes[0], None);
-    assert_eq!(outcomes[1], Some(Outcome::Ignore("author_quota")));
+    assert_eq!(outcomes[1], Some(Outcome::Ignore("rate_limited")));
     // Gossip from the same peer is rate limited.
     let gossip = fixtures::feed(7, 3);
     let topic = Some(TopicKind::Attestations);
