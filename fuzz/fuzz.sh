@@ -31,7 +31,7 @@ targets() { for f in "$fuzz_dir"/fuzz_targets/*.rs; do basename "$f" .rs; done; 
 ensure_tools() {
   if ! rustup run "$TOOLCHAIN" rustc --version >/dev/null 2>&1; then
     echo "fuzz.sh: the $TOOLCHAIN toolchain is missing; installing it (rustup toolchain install $TOOLCHAIN --profile minimal)" >&2
-    if ! timeout 600 rustup toolchain install "$TOOLCHAIN" --profile minimal; then
+    if ! timeout 300 rustup toolchain install "$TOOLCHAIN" --profile minimal; then
       if [ "$TOOLCHAIN" != nightly ]; then
         echo "fuzz.sh: cannot install the $TOOLCHAIN toolchain" >&2
         exit 1
