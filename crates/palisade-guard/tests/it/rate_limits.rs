@@ -53,7 +53,8 @@ fn a_peer_over_its_rate_pays_one_strike_per_second_not_per_message() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(g.counters()["penalized.rate_exceeded"], 3);
-    assert!(g.score(&p) < -5.9, "score {}", g.score(&p));
+    // Three strikes of 2 points, less a few seconds of decay (half-life 60 s).
+    assert!(g.score(&p) < -5.5, "score {}", g.score(&p));
     // Other peers are unaffected.
     assert_eq!(g.score(&PeerId::random()), 0.0);
 }
