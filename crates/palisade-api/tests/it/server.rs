@@ -203,12 +203,20 @@ async fn requests_beyond_the_concurrency_cap_get_503_until_one_finishes() {
     use futures::StreamExt;
     init_tracing();
     let node = ApiNode::start_with(29, |c| c.limits.max_concurrent_requests = 1).await;
-    // An import whose body never ends holds the only slot.
+    // An import whose body never ends holds the only slot. (If one of the probes below holds
+    // the slot when the import arrives, the import is the one refused: it tries again.)
     let api = node.api.clone();
     let hold = tokio::spawn(async move {
-        let body =
-            futures::stream::iter([Ok(bytes::Bytes::from_static(b"\n"))]).chain(futures::stream::pending());
-        api.import_stream(body).await
+        loop {
+            let body = futures::stream::iter([Ok(bytes::Bytes::from_static(b"\n"))])
+                .chain(futures::stream::pending());
+            match api.import_stream(body).await {
+                Err(e) if e.code() == Some("busy") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                other => return other,
+            }
+        }
     });
     let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
     loop {
