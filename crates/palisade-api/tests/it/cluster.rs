@@ -78,6 +78,7 @@ async fn an_admin_disconnects_a_connected_peer() {
     let a = ApiNode::start(45).await;
     let mut b = ApiNode::start(46).await;
     b.connect(&a).await;
+    let b = b;
     let b_id = b.handle.peer_id().to_string();
     let mut stream =
         a.api.events(&EventParams { types: Some("peer_disconnected".into()), kinds: None }).await.unwrap();
@@ -92,9 +93,16 @@ async fn an_admin_disconnects_a_connected_peer() {
     }
     let peers = a.api.peers().await.unwrap();
     assert!(!peers.peers.iter().any(|p| p.peer_id == b_id), "{peers:?}");
-    // Disconnecting is not banning: B is not on the ban list and may dial again.
+    // Disconnecting is not banning: B is not on the ban list and may dial again. (B may see
+    // its new connection before the old one's close, so no "connected" event is promised:
+    // wait for A's peer list instead, bounded.)
     assert!(a.api.bans().await.unwrap().bans.is_empty());
-    b.connect(&a).await;
+    b.api.dial(&a.addr.to_string()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !a.api.peers().await.unwrap().peers.iter().any(|p| p.peer_id == b_id) {
+        assert!(tokio::time::Instant::now() < deadline, "B could not connect again");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     a.stop().await;
     b.stop().await;
 }

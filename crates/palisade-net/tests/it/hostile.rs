@@ -50,19 +50,26 @@ impl Hostile {
         *self.swarm.local_peer_id()
     }
 
-    /// Dials `addr` and drives the swarm until `peer` has subscribed to our topics (so
-    /// publishing reaches it).
+    /// Dials `addr` and drives the swarm until it has a new connection to `peer` and knows
+    /// `peer` subscribes to our topics (so publishing reaches it). On a reconnect the
+    /// subscriptions may be remembered from the old connection rather than announced again,
+    /// so this checks gossipsub's view instead of waiting for a `Subscribed` event.
     pub(crate) async fn connect(&mut self, addr: Multiaddr, peer: PeerId) {
         self.swarm.dial(addr).unwrap();
         let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+        let topic = TopicKind::Anomalies.topic().hash();
+        let mut established = false;
         loop {
             let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
                 .await
                 .expect("hostile connect");
-            if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, topic }) = event {
-                if peer_id == peer && topic == TopicKind::Anomalies.topic().hash() {
-                    return;
-                }
+            if let SwarmEvent::ConnectionEstablished { peer_id, .. } = &event {
+                established |= *peer_id == peer;
+            }
+            let subscribed =
+                self.swarm.behaviour().all_peers().any(|(p, topics)| *p == peer && topics.contains(&&topic));
+            if established && subscribed && self.swarm.is_connected(&peer) {
+                return;
             }
         }
     }
