@@ -394,8 +394,8 @@ impl World {
 
         let (dropped, penalized) = common::drop_and_penalty_counts(&self.guard);
         assert_eq!(dropped, self.denies, "drop counters != denials");
-        // Besides the penalties applied here, the guard charges a peer refused for a per-peer
-        // rate a `rate_exceeded` strike, at most one per second per peer.
+        // Besides the penalties applied by hand, a peer refused for a per-peer rate pays a
+        // `rate_exceeded` strike (`strike_over_rate`), at most one per second per peer.
         assert!(penalized >= self.penalties, "penalty counters {penalized} < penalties {}", self.penalties);
         assert!(
             penalized - self.penalties <= self.rate_denials,
@@ -514,6 +514,10 @@ pub fn run(data: &[u8]) {
             }
             Op::Message { peer, bytes } => {
                 let a = w.guard.admit_message(&common::peer(peer), bytes as usize);
+                // What palisade-net does with a gossip message refused for a rate.
+                if let Admission::Deny(reason) = a {
+                    w.guard.strike_over_rate(&common::peer(peer), reason);
+                }
                 let max = w.guard.limits().max_message_bytes;
                 if w.denied(a) && bytes > max {
                     assert_eq!(a, Admission::Deny(DropReason::Oversized));
@@ -523,8 +527,14 @@ pub fn run(data: &[u8]) {
             Op::Record { peer, author } => {
                 let p = common::peer(peer);
                 let a = w.guard.admit_author(&p, &AuthorKey([author % 24; 32]));
+                if let Admission::Deny(reason) = a {
+                    w.guard.strike_over_rate(&p, reason);
+                }
                 if !w.denied(a) {
                     let c = w.guard.charge_verification(&p);
+                    if let Admission::Deny(reason) = c {
+                        w.guard.strike_over_rate(&p, reason);
+                    }
                     w.denied(c);
                 }
             }

@@ -389,7 +389,7 @@ impl Harness {
         );
         let (dropped, penalized) = common::drop_and_penalty_counts(&self.guard);
         assert_eq!(dropped, self.shed, "guard drop counters != load-shedding decisions");
-        // Rate strikes are charged by the guard itself on a rate refusal, not for a rejection.
+        // Rate strikes are charged for gossip refused for a rate, not for a rejection.
         let strikes = self.guard.counters().get("penalized.rate_exceeded").copied().unwrap_or(0);
         assert!(
             strikes <= self.rate_limited,

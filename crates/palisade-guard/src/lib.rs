@@ -551,7 +551,8 @@ pub const SCORE_TOLERANCE_POINTS: f64 = 0.01;
 
 /// A ban's cause as a ledger reason.
 /// A peer refused for a per-peer rate (messages, bytes, cost units, records) pays one
-/// `rate_exceeded` penalty per this interval at most, however many messages were refused.
+/// `rate_exceeded` penalty per this interval at most, however many messages were refused
+/// (see [`Guard::strike_over_rate`]).
 pub const RATE_STRIKE_INTERVAL: Duration = Duration::from_secs(1);
 
 const BAN_CAUSE_SCORE: &str = "score";
@@ -671,19 +672,21 @@ impl Guard {
         });
         drop(l);
         if let Some(reason) = refused {
-            return self.deny_over_rate(peer, reason);
+            return i.deny_message(peer, reason);
         }
         Admission::Allow
     }
 
-    /// Refuses a message for `reason` and, for a per-peer rate, charges the peer a
-    /// `rate_exceeded` strike if one is due ([`RATE_STRIKE_INTERVAL`]).
-    fn deny_over_rate(&self, peer: &PeerId, reason: DropReason) -> Admission {
-        let admission = self.inner.deny_message(peer, reason);
-        if reason.penalty() == Some(PenaltyReason::RateExceeded) && self.inner.rate_strike_due(peer) {
-            let _ = self.penalize(peer, None, PenaltyReason::RateExceeded);
+    /// Charges `peer`, just refused for `reason`, a `rate_exceeded` strike if `reason` is a
+    /// per-peer rate and no strike was charged in the last [`RATE_STRIKE_INTERVAL`]: the
+    /// penalty counts seconds spent over the limit, not messages. Call it for traffic the peer
+    /// chose to send (gossip), never for responses we asked for (sync pages), which an honest
+    /// peer sends as fast as we request them.
+    pub fn strike_over_rate(&self, peer: &PeerId, reason: DropReason) -> PenaltyOutcome {
+        if reason.penalty() != Some(PenaltyReason::RateExceeded) || !self.inner.rate_strike_due(peer) {
+            return PenaltyOutcome::None;
         }
-        admission
+        self.penalize(peer, None, PenaltyReason::RateExceeded)
     }
 
     /// Admits one new (not duplicate) record by `author` relayed by `peer`, before its
@@ -699,7 +702,7 @@ impl Guard {
                 Check::Allowed => {}
                 Check::Denied => {
                     drop(l);
-                    return self.deny_over_rate(peer, DropReason::PeerRecordRateExceeded);
+                    return i.deny_message(peer, DropReason::PeerRecordRateExceeded);
                 }
                 Check::Full => {
                     drop(l);
@@ -729,7 +732,7 @@ impl Guard {
         let check = read(&i.limiters).peer_cost.check(peer, cost);
         match check {
             Check::Allowed => Admission::Allow,
-            Check::Denied => self.deny_over_rate(peer, DropReason::PeerCostExceeded),
+            Check::Denied => i.deny_message(peer, DropReason::PeerCostExceeded),
             Check::Full => i.deny_message(peer, DropReason::TrackerFull),
         }
     }

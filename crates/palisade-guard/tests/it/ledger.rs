@@ -56,15 +56,14 @@ fn counters_and_prometheus_metrics_increase_per_reason() {
     let c = g.counters();
     assert_eq!(c["dropped.peer_rate_exceeded"], 3);
     assert_eq!(c["dropped.oversized"], 1);
-    // One strike for the three refusals (one per second at most), one given by hand.
-    assert_eq!(c["penalized.rate_exceeded"], 2);
+    assert_eq!(c["penalized.rate_exceeded"], 1);
 
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     for line in [
         "palisade_guard_drops_total{reason=\"peer_rate_exceeded\"} 3",
         "palisade_guard_drops_total{reason=\"oversized\"} 1",
-        "palisade_guard_penalties_total{reason=\"rate_exceeded\"} 2",
+        "palisade_guard_penalties_total{reason=\"rate_exceeded\"} 1",
         "palisade_guard_bans_total{target=\"peer\"} 0",
         "palisade_guard_throttled_bytes_total{direction=\"inbound\"} 0",
         "palisade_guard_tracked_keys{map=\"peer_messages\"} 1",

@@ -37,11 +37,17 @@ fn a_peer_over_its_rate_pays_one_strike_per_second_not_per_message() {
     let cfg = GuardConfig { peer_messages_per_sec: 1, peer_burst_messages: 1, ..GuardConfig::default() };
     let g = guard(cfg, dir.path());
     let p = PeerId::random();
+    // What palisade-net does with a gossip message: refused for a rate, strike.
+    let send = |g: &palisade_guard::Guard| {
+        if let Admission::Deny(reason) = g.admit_message(&p, 100) {
+            g.strike_over_rate(&p, reason);
+        }
+    };
     let started = Instant::now();
     assert!(g.admit_message(&p, 100).is_allowed());
     // A thousand refusals at once: one strike (2 points), not a thousand.
     for _ in 0..1000 {
-        let _ = g.admit_message(&p, 100);
+        send(&g);
     }
     assert_eq!(g.counters()["penalized.rate_exceeded"], 1);
     assert!((g.score(&p) + 2.0).abs() < 0.01, "score {}", g.score(&p));
@@ -49,14 +55,16 @@ fn a_peer_over_its_rate_pays_one_strike_per_second_not_per_message() {
     // Strikes at ~0 s, ~1 s and ~2 s; a fourth needs 3 s. The 900 ms margin absorbs a stalled thread.
     let until = started + RATE_STRIKE_INTERVAL * 2 + Duration::from_millis(900);
     while Instant::now() < until {
-        let _ = g.admit_message(&p, 100);
+        send(&g);
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(g.counters()["penalized.rate_exceeded"], 3);
     // Three strikes of 2 points, less a few seconds of decay (half-life 60 s).
     assert!(g.score(&p) < -5.5, "score {}", g.score(&p));
-    // Other peers are unaffected.
-    assert_eq!(g.score(&PeerId::random()), 0.0);
+    // Only rate refusals strike: an oversized message does not (it has its own penalty).
+    let q = PeerId::random();
+    assert_eq!(g.strike_over_rate(&q, DropReason::Oversized), palisade_guard::PenaltyOutcome::None);
+    assert_eq!(g.score(&q), 0.0);
 }
 
 #[test]
