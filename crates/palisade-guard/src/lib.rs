@@ -679,9 +679,11 @@ impl Guard {
 
     /// Charges `peer`, just refused for `reason`, a `rate_exceeded` strike if `reason` is a
     /// per-peer rate and no strike was charged in the last [`RATE_STRIKE_INTERVAL`]: the
-    /// penalty counts seconds spent over the limit, not messages. Call it for traffic the peer
-    /// chose to send (gossip), never for responses we asked for (sync pages), which an honest
-    /// peer sends as fast as we request them.
+    /// penalty counts seconds spent over the limit, not messages. Only for traffic the peer
+    /// chose to send, never for responses we asked for (sync pages). palisade-net does not
+    /// call it: honest gossip relays burst over their per-peer budgets after pauses and
+    /// partitions (the chaos soak showed strikes landing on honest peers), so there a rate
+    /// refusal is shed without a penalty.
     pub fn strike_over_rate(&self, peer: &PeerId, reason: DropReason) -> PenaltyOutcome {
         if reason.penalty() != Some(PenaltyReason::RateExceeded) || !self.inner.rate_strike_due(peer) {
             return PenaltyOutcome::None;

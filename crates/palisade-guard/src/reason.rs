@@ -198,11 +198,10 @@ pub enum PenaltyReason {
     Malformed,
     /// Sent a message above the size cap: weight 10.
     Oversized,
-    /// Exceeded a per-peer rate limit with gossip: weight 2, charged by
+    /// Exceeded a per-peer rate limit: weight 2, charged by
     /// [`Guard::strike_over_rate`](crate::Guard::strike_over_rate) at most once per second
     /// ([`RATE_STRIKE_INTERVAL`](crate::RATE_STRIKE_INTERVAL)) however many messages were
-    /// refused. An honest burst costs a point or two; a flood that lasts reaches the disconnect
-    /// line in about 30 s and, if it comes back and goes on, the ban line in about 75 s.
+    /// refused. palisade-net does not apply it (honest relays burst over their budgets).
     RateExceeded,
     /// Misused the sync protocol (oversized ranges, repeated requests, bogus heads): weight 10.
     SyncAbuse,

@@ -414,8 +414,7 @@ impl Pipeline {
         // per peer, bounded pages).
         let gossip = topic.is_some();
         if gossip {
-            if let Admission::Deny(reason) = self.guard.admit_message(&peer, bytes.len()) {
-                self.guard.strike_over_rate(&peer, reason);
+            if let Admission::Deny(_) = self.guard.admit_message(&peer, bytes.len()) {
                 return Some(Outcome::Ignore("rate_limited"));
             }
         }
@@ -481,23 +480,18 @@ impl Pipeline {
             return Some(Outcome::Ignore("new_author_budget"));
         }
         if gossip || !known_author {
-            // Rate refusals of gossip cost the peer a strike (at most one a second); sync
-            // records came in responses we asked for and never do.
+            // Rate refusals are shed without a penalty: honest relays burst over their per-peer
+            // budget after pauses and partitions (the chaos soak showed rate strikes landing on
+            // honest peers), and the limit itself already holds a flooder to its budget.
             match self.guard.admit_author(&peer, &author) {
                 Admission::Allow => {}
                 // The peer's own record rate, not the author's quota.
-                Admission::Deny(reason @ palisade_guard::DropReason::PeerRecordRateExceeded) => {
-                    if gossip {
-                        self.guard.strike_over_rate(&peer, reason);
-                    }
+                Admission::Deny(palisade_guard::DropReason::PeerRecordRateExceeded) => {
                     return Some(Outcome::Ignore("rate_limited"));
                 }
                 Admission::Deny(_) => return Some(Outcome::Ignore("author_quota")),
             }
-            if let Admission::Deny(reason) = self.guard.charge_verification(&peer) {
-                if gossip {
-                    self.guard.strike_over_rate(&peer, reason);
-                }
+            if let Admission::Deny(_) = self.guard.charge_verification(&peer) {
                 return Some(Outcome::Ignore("rate_limited"));
             }
         }
