@@ -42,6 +42,10 @@ pub struct AttackReport {
     pub max_concurrent_connections: u64,
     /// Seconds from start until the target first refused or dropped us (throttled/banned).
     pub first_refusal_after_secs: Option<f64>,
+    /// Seconds from start until the harness, polling the target's audit ledger during the
+    /// attack, first saw an entry for one of our identities. Polled live because the ledger is
+    /// a bounded, in-memory ring: a crash or a busy ring loses the early entries.
+    pub first_ledger_seen_after_secs: Option<f64>,
     /// Seconds the attack ran.
     pub ran_secs: f64,
 }
@@ -65,6 +69,18 @@ pub struct AttackPlan {
     pub duration: Duration,
     /// Seed for keys and payloads.
     pub seed: u64,
+}
+
+/// The peer ids an attack will use, as the target's ledger names them (at most 64 of a
+/// connection flood's; none for raw sockets).
+pub fn identities(plan: &AttackPlan) -> Vec<String> {
+    match plan.kind {
+        AttackKind::ConnectionFlood => {
+            (1..=64).map(|n| keypair(plan.seed, n).public().to_peer_id().to_string()).collect()
+        }
+        AttackKind::Slowloris => Vec::new(),
+        _ => vec![keypair(plan.seed, 0).public().to_peer_id().to_string()],
+    }
 }
 
 /// Runs one attack to completion.

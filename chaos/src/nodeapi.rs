@@ -70,10 +70,13 @@ impl NodeApi {
         Ok(())
     }
 
-    /// Lifts a peer ban (heal).
+    /// Lifts a peer ban (heal). Idempotent: a peer that is not banned (404) counts as lifted,
+    /// so a heal retried after a timeout that the node did carry out is not an error.
     pub async fn unban_peer(&self, peer: &str) -> anyhow::Result<()> {
-        self.client.unban(&format!("peer:{peer}")).await?;
-        Ok(())
+        match self.client.unban(&format!("peer:{peer}")).await {
+            Ok(_) | Err(palisade_api::ClientError::Api { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Dials a multiaddr.

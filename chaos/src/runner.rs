@@ -62,6 +62,10 @@ struct Run {
     /// (node, ids acked before the crash), checked right after restart.
     durability: Arc<Mutex<Vec<RestartCheck>>>,
     rss_peak_kib: Arc<Mutex<BTreeMap<usize, (u64, u64)>>>,
+    /// Heal requests a node could not take (it was down or stopped): (node, peer id). Its
+    /// partition bans are persisted, so they are lifted when it is back, or it would stay cut
+    /// off for the ban's full term.
+    pending_unbans: Mutex<Vec<(usize, String)>>,
     rng: Mutex<StdRng>,
 }
 
@@ -120,6 +124,7 @@ pub async fn run(scenario: Scenario, opts: RunOptions) -> anyhow::Result<Report>
     let run = Arc::new(Run {
         links,
         link_addrs,
+        pending_unbans: Mutex::new(Vec::new()),
         rng: Mutex::new(StdRng::seed_from_u64(opts.seed)),
         scenario,
         opts,
@@ -279,6 +284,7 @@ async fn run_inner(run: Arc<Run>, wall: Instant, _root: &Path) -> anyhow::Result
     }
     workload.await.context("workload task")?;
     faults.await.context("fault task")?;
+    lift_pending_unbans(&run, None).await;
     let attack_reports = attackers.await.context("attacker task")?;
     info!("workload over; waiting for convergence");
 
@@ -452,6 +458,7 @@ async fn apply_fault(run: Arc<Run>, at: f64, f: crate::scenario::Fault) {
                 if healthy {
                     let have = run.apis[i].record_ids().await.unwrap_or_default();
                     lost = acked_here.iter().filter(|id| !have.contains(id)).copied().collect();
+                    lift_pending_unbans(&run, Some(i)).await;
                 }
                 lock(&run.durability).push((i, lost, healthy));
             }
@@ -571,6 +578,26 @@ fn partition_groups(run: &Run, split: Option<&Split>) -> Vec<Vec<usize>> {
     }
 }
 
+/// Retries the heal requests that `node` (every node with `None`) missed while it was down.
+/// A request that fails again stays pending.
+async fn lift_pending_unbans(run: &Run, node: Option<usize>) {
+    let due: Vec<(usize, String)> = {
+        let mut pending = lock(&run.pending_unbans);
+        let (due, keep) = pending.drain(..).partition(|(a, _)| node.is_none_or(|n| n == *a));
+        *pending = keep;
+        due
+    };
+    for (a, peer) in due {
+        match run.apis[a].unban_peer(&peer).await {
+            Ok(()) => info!(node = a, %peer, "late heal: lifted a partition ban the node missed"),
+            Err(e) => {
+                warn!(node = a, error = %e, "late heal failed; retrying later");
+                lock(&run.pending_unbans).push((a, peer));
+            }
+        }
+    }
+}
+
 /// Cuts (or restores) every link between nodes of different groups.
 async fn set_partition(run: &Run, groups: &[Vec<usize>], cut: bool) {
     let group_of = |i: usize| groups.iter().position(|g| g.contains(&i));
@@ -595,6 +622,9 @@ async fn set_partition(run: &Run, groups: &[Vec<usize>], cut: bool) {
                 };
                 if let Err(e) = result {
                     warn!(node = a, error = %e, "partition/heal request failed (node down?)");
+                    if !cut {
+                        lock(&run.pending_unbans).push((*a, peers[*b].0.clone()));
+                    }
                 }
             }
         }
@@ -651,7 +681,14 @@ async fn attackers(run: Arc<Run>) -> Vec<AttackReport> {
                         start_secs: start,
                         end_secs: start + plan.duration.as_secs_f64(),
                     });
-                    byzantine::run(plan).await
+                    let ids = byzantine::identities(&plan);
+                    let watcher = tokio::spawn(watch_ledger(run2.clone(), plan.target, ids, plan.duration));
+                    let mut report = byzantine::run(plan).await;
+                    watcher.abort();
+                    if let Ok(seen) = watcher.await {
+                        report.first_ledger_seen_after_secs = seen;
+                    }
+                    report
                 }));
             }
         }
@@ -663,6 +700,22 @@ async fn attackers(run: Arc<Run>) -> Vec<AttackReport> {
         }
     }
     out
+}
+
+/// Polls `target`'s ledger every 2 s while an attack runs and returns the seconds until an
+/// entry for one of `ids` first appears.
+async fn watch_ledger(run: Arc<Run>, target: usize, ids: Vec<String>, within: Duration) -> Option<f64> {
+    if ids.is_empty() {
+        return None;
+    }
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if run.up(target) && run.apis[target].ledger_for(&ids).await.is_ok_and(|e| !e.is_empty()) {
+            return Some(started.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    None
 }
 
 async fn monitor(run: Arc<Run>) {
@@ -815,15 +868,17 @@ async fn check_attackers(run: &Run, reports: &[AttackReport]) -> CheckResult {
         let contained = harmless
             || banned
             || r.first_refusal_after_secs.is_some_and(|s| s <= within)
+            || r.first_ledger_seen_after_secs.is_some_and(|s| s <= within)
             || first_action.is_some_and(|s| s <= within);
         ok &= contained;
         evidence.push(format!(
-            "{} → node {}: sent {}, {}; first refusal by the node {}; first ledger action {} ({}); node dropped {drops} messages before signature checks",
+            "{} → node {}: sent {}, {}; first refusal by the node {}; in the ledger after {}; earliest ledger entry left {} ({}); node dropped {drops} messages before signature checks",
             r.kind,
             r.target,
             r.sent,
             if banned { "banned" } else { "not banned" },
             r.first_refusal_after_secs.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "never".into()),
+            r.first_ledger_seen_after_secs.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "never".into()),
             first_action.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "none".into()),
             reasons.into_iter().take(6).collect::<Vec<_>>().join(", "),
         ));
