@@ -16,6 +16,13 @@
 //!
 //! libp2p's own `connection_limits` and `memory_connection_limits` behaviours cover the
 //! total / direction / per-peer / pending / memory caps; see [`crate::Guard::connection_limits`].
+//!
+//! This behaviour is the node's block list. It denies banned peers in the same swarm hooks as
+//! libp2p's `allow_block_list::Behaviour<BlockedPeers>` (both established-connection hooks and
+//! the pending outbound dial), and adds what that one lacks: IP bans refused before the
+//! handshake, timed bans that expire on their own, and persistence across restarts. Running
+//! `allow_block_list` beside it would be a second copy of the ban table to keep in step
+//! (expiries, restarts, unbans), with no refusal it could make that this one does not.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;

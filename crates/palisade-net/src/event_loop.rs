@@ -499,7 +499,7 @@ impl EventLoop {
             // still holds a connection slot and keeps sending. Each second below the
             // graylist threshold costs reputation, so it is disconnected and then banned.
             let gossip_score = self.swarm.behaviour().gossipsub.peer_score(&peer).unwrap_or(0.0);
-            if gossip_score < crate::gossip::GRAYLIST_THRESHOLD {
+            if crate::gossip::graylist_penalty_due(gossip_score, score) {
                 self.penalize(peer, PenaltyReason::ProtocolViolation);
             }
         }

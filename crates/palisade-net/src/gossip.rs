@@ -21,7 +21,9 @@
 //! | `max_messages_per_rpc` / `max_publish_messages` | default | bounded by `max_transmit_size` anyway |
 //!
 //! Peer scoring (v1.1, P1–P7): see [`peer_score`]. The application-specific score (P5) is
-//! the guard's reputation of the peer, pushed every heartbeat.
+//! the guard's reputation of the peer, pushed every heartbeat. The other way round, a graylisted
+//! peer pays the guard a penalty per heartbeat only if the guard caught it misbehaving too
+//! ([`graylist_penalty_due`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -35,6 +37,23 @@ use crate::topics::TopicKind;
 
 /// Below this gossipsub score a peer's RPCs are ignored (and the guard starts penalising it).
 pub const GRAYLIST_THRESHOLD: f64 = -80.0;
+
+/// Reputation at or below which a graylisted peer pays the heartbeat penalty: half of one
+/// content penalty (malformed, weight 10), so only a peer the guard itself caught misbehaving
+/// (invalid content, sync abuse) qualifies.
+pub const GRAYLIST_PENALTY_REPUTATION_MAX: f64 = -5.0;
+
+/// Whether a peer below gossipsub's graylist threshold pays the guard's heartbeat penalty.
+///
+/// Only when the guard has misbehaviour on record too. Gossipsub also graylists honest peers
+/// for reasons that are not misbehaviour: a node paused or overloaded for a few seconds
+/// breaks IWANT promises (P7), and several nodes behind one address pay P6. Turning those
+/// into reputation would feed back through P5, keep the peer graylisted, and ban an honest
+/// node for being slow: under attack, exactly the nodes that are busiest. The chaos soak
+/// (pauses, crashes, floods) found this loop with debug builds.
+pub fn graylist_penalty_due(gossip_score: f64, reputation: f64) -> bool {
+    gossip_score < GRAYLIST_THRESHOLD && reputation <= GRAYLIST_PENALTY_REPUTATION_MAX
+}
 
 /// How long a message id stays in the duplicate cache.
 pub const DUPLICATE_CACHE_SECS: u64 = 120;
@@ -149,6 +168,18 @@ pub fn peer_score() -> (PeerScoreParams, PeerScoreThresholds) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_peers_the_guard_caught_pay_for_being_graylisted() {
+        // Graylisted for P4 (invalid messages) with the guard's content penalties on record.
+        assert!(graylist_penalty_due(-300.0, -75.0));
+        // Graylisted for P7 (broken promises while paused) or P6, clean with the guard.
+        assert!(!graylist_penalty_due(-300.0, 0.0));
+        assert!(!graylist_penalty_due(-300.0, GRAYLIST_PENALTY_REPUTATION_MAX / 2.0));
+        // Not graylisted: never, whatever the reputation.
+        assert!(!graylist_penalty_due(GRAYLIST_THRESHOLD, -75.0));
+        assert!(!graylist_penalty_due(0.0, -75.0));
+    }
 
     #[test]
     fn score_parameters_are_valid_and_gossipsub_builds() {

@@ -236,3 +236,48 @@ async fn a_thousand_sybil_authors_behind_one_peer_are_capped() {
     let m = a.handle.metrics();
     assert!(m.reason_count("new_author_budget") + m.reason_count("rate_limited") >= 900);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_graylisted_for_sharing_an_address_are_not_penalised() {
+    init_tracing();
+    let a = TestNode::start(130).await;
+    // Thirteen well-behaved peers, all on 127.0.0.1: gossipsub's IP colocation score (P6)
+    // gives each -5 x (13 - 8)^2 = -125, below the graylist line, though none of them sends
+    // anything. Being graylisted for such a reason (or for broken IWANT promises while a node
+    // is paused) must not turn into guard penalties: through P5 that would keep the peer
+    // graylisted until it is banned.
+    let mut ids = Vec::new();
+    let mut stays = Vec::new();
+    for seed in 131..=143u8 {
+        let mut h = Hostile::new(seed);
+        ids.push(h.peer_id());
+        h.connect(a.addr.clone(), a.peer_id()).await;
+        stays.push(h.flood(TopicKind::Attestations, Vec::new(), 1, None, crate::harness::WAIT));
+    }
+    let graylisted = |peers: &[palisade_net::PeerInfo]| {
+        ids.iter().all(|id| {
+            let id = id.to_string();
+            peers.iter().any(|p| {
+                p.peer_id == id
+                    && p.gossip_score.is_some_and(|s| s < palisade_net::gossip::GRAYLIST_THRESHOLD)
+            })
+        })
+    };
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    while !graylisted(&a.handle.peers().await.unwrap()) {
+        assert!(tokio::time::Instant::now() < deadline, "the peers never fell below the graylist line");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Three heartbeats (one a second): the old rule charged 10 points at each of them.
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < watch_until {
+        for id in &ids {
+            assert_eq!(a.handle.guard().score(id), 0.0, "graylisted peer {id} was penalised");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(graylisted(&a.handle.peers().await.unwrap()), "every peer is still connected");
+    for s in stays {
+        s.abort();
+    }
+}
