@@ -235,6 +235,17 @@ impl NetConfig {
         self.bootstrap.iter().filter_map(|a| a.parse().ok()).collect()
     }
 
+    /// Bootstrap addresses that name their peer (`/p2p/<id>` last), with that peer id.
+    pub fn bootstrap_peers(&self) -> Vec<(libp2p::PeerId, Multiaddr)> {
+        self.bootstrap_addrs()
+            .into_iter()
+            .filter_map(|addr| match addr.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some((peer, addr)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Parsed external addresses.
     pub fn external_addrs(&self) -> Vec<Multiaddr> {
         self.external_addresses.iter().filter_map(|a| a.parse().ok()).collect()

@@ -122,17 +122,14 @@ impl EventLoop {
         let now = tokio::time::Instant::now();
         let bootstrap = p
             .cfg
-            .bootstrap_addrs()
+            .bootstrap_peers()
             .into_iter()
-            .filter_map(|addr| match addr.iter().last() {
-                Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some(BootstrapPeer {
-                    peer,
-                    addr,
-                    // Dialled once at start already; the first retry comes a second later.
-                    next_dial: now + BOOTSTRAP_RETRY_MIN,
-                    backoff: BOOTSTRAP_RETRY_MIN,
-                }),
-                _ => None,
+            .map(|(peer, addr)| BootstrapPeer {
+                peer,
+                addr,
+                // Dialled once at start already; the first retry comes a second later.
+                next_dial: now + BOOTSTRAP_RETRY_MIN,
+                backoff: BOOTSTRAP_RETRY_MIN,
             })
             .collect();
         let (serve_tx, serve_rx) = mpsc::channel(SERVE_QUEUE);

@@ -96,14 +96,8 @@ fn redial_peer_book(
         }
     };
     book.sort_by_key(|e| std::cmp::Reverse(e.last_seen_ms));
-    let bootstrap: std::collections::HashSet<libp2p::PeerId> = cfg
-        .bootstrap_addrs()
-        .iter()
-        .filter_map(|a| match a.iter().last() {
-            Some(libp2p::multiaddr::Protocol::P2p(p)) => Some(p),
-            _ => None,
-        })
-        .collect();
+    let bootstrap: std::collections::HashSet<libp2p::PeerId> =
+        cfg.bootstrap_peers().into_iter().map(|(peer, _)| peer).collect();
     let me = *swarm.local_peer_id();
     let mut dialled = 0;
     for entry in book {
