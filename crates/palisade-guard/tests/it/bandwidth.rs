@@ -243,3 +243,85 @@ async fn extra_streams_are_reset_and_counted() {
     while events.try_recv().is_ok() {}
     node.abort();
 }
+
+/// QUIC enforces `max_streams_per_connection` in the protocol itself (`quic_config` sets
+/// quinn's stream credit from it): a peer cannot hold more streams open at once, and gets one
+/// more only when one ends. The peer here is raw QUIC, no guard, no stream cap of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quic_peer_cannot_open_more_streams_than_the_limit() {
+    use libp2p::core::muxing::{StreamMuxerBox, StreamMuxerExt};
+    use libp2p::core::transport::{DialOpts, PortUse};
+    use libp2p::core::{Endpoint, Transport};
+
+    const LIMIT: u32 = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let g = guard(GuardConfig { max_streams_per_connection: LIMIT, ..GuardConfig::default() }, dir.path());
+    let mut node = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| {
+            g.wrap_transport(
+                libp2p::quic::tokio::Transport::new(g.quic_config(key))
+                    .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn))),
+            )
+        })
+        .unwrap()
+        .with_behaviour(|_| Node {
+            limits: g.connection_limits(),
+            guard: g.behaviour(),
+            push: push_behaviour(libp2p::request_response::ProtocolSupport::Inbound),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    node.listen_on("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()).unwrap();
+    let addr = within("QUIC listen address", async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = node.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await;
+    let (tx, _events) = tokio::sync::mpsc::channel(1024);
+    let node = tokio::spawn(run_node(node, tx));
+
+    let key = Keypair::generate_ed25519();
+    let mut transport = libp2p::quic::tokio::Transport::new(libp2p::quic::Config::new(&key));
+    let dial = transport.dial(addr, DialOpts { role: Endpoint::Dialer, port_use: PortUse::New }).unwrap();
+    let (_, mut conn) = within("QUIC handshake", dial).await.unwrap();
+    let mut open = Vec::new();
+    for _ in 0..LIMIT {
+        let s =
+            within("a stream under the limit", futures::future::poll_fn(|cx| conn.poll_outbound_unpin(cx)))
+                .await
+                .unwrap();
+        open.push(s);
+    }
+    // One more does not open while the first ones are held.
+    let over = tokio::time::timeout(
+        Duration::from_millis(500),
+        futures::future::poll_fn(|cx| conn.poll_outbound_unpin(cx)),
+    )
+    .await;
+    assert!(over.is_err(), "stream {} opened past the limit of {LIMIT}", LIMIT + 1);
+    // End one: write junk (the node's protocol negotiation fails and drops it) and close.
+    let mut first = open.remove(0);
+    first.write_all(b"not a protocol\n").await.unwrap();
+    first.close().await.unwrap();
+    drop(first);
+    // Its credit comes back, and the next stream opens.
+    let opened = within(
+        "a stream after one ended",
+        futures::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(r) = conn.poll_outbound_unpin(cx) {
+                return std::task::Poll::Ready(r);
+            }
+            let _ = conn.poll_unpin(cx);
+            std::task::Poll::Pending
+        }),
+    )
+    .await
+    .unwrap();
+    drop((opened, open));
+    node.abort();
+}
