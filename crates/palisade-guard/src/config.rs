@@ -159,8 +159,8 @@ pub struct GuardConfig {
     /// identities must also get past the per-IP caps), short enough that a misconfigured honest
     /// node recovers without an operator.
     pub ban_duration_secs: u64,
-    /// An IP is banned when this many peers banned at the same time used it: 3. 0 disables
-    /// IP bans from peer bans.
+    /// An IP is banned when this many peers banned by score at the same time used it: 3.
+    /// Manual bans do not count. 0 disables IP bans from peer bans.
     pub ip_ban_after_banned_peers: u32,
     /// Most bans kept: 100000. When full, the ban ending soonest is dropped first.
     pub max_bans: u32,

@@ -865,8 +865,10 @@ impl Guard {
         tracing::info!(%target, until_ms, cause, "banned");
         i.emit(GuardEvent::Banned { target, until_ms, reason: info.reason.clone() });
 
-        // The IP rule: enough peers banned at once on one IP ban the IP itself.
-        if let (BanTarget::Peer(p), Some(ip)) = (target, ip) {
+        // The IP rule: enough peers banned at once for misbehaviour on one IP ban the IP
+        // itself. Manual bans do not count: an admin names exactly what to ban (and can ban
+        // the IP), and nodes behind one NAT, or on one host, share the address they dial from.
+        if let (BanTarget::Peer(p), Some(ip), true) = (target, ip, cause == BAN_CAUSE_SCORE) {
             let (threshold, ban_secs) = {
                 let c = read(&i.config);
                 (c.ip_ban_after_banned_peers, c.ban_duration_secs)

@@ -139,3 +139,43 @@ async fn score_ban_closes_live_connections_and_unban_restores() {
     assert_eq!(dial_and_push(&mut again, node_id, &addr).await, DialOutcome::Connected);
     node.abort();
 }
+
+/// Manual bans name their target: banning several peers that connect from one address (nodes
+/// behind one NAT, or on one host) does not ban the address, so the others stay reachable.
+/// Bans earned by score do escalate (`an_ip_is_banned_when_enough_banned_peers_share_it`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_bans_of_peers_sharing_an_ip_do_not_ban_the_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = guard(GuardConfig { ip_ban_after_banned_peers: 3, ..GuardConfig::default() }, dir.path());
+    let (addr, _node_id, mut events, node) = spawn_node(&g).await;
+    let mut peers = Vec::new();
+    for _ in 0..4 {
+        let mut s = peer_swarm(Keypair::generate_ed25519());
+        assert_eq!(dial_once(&mut s, &addr).await, DialOutcome::Connected);
+        peers.push((*s.local_peer_id(), s));
+    }
+    // The guard knows each peer's address once the node has seen its connection.
+    let mut established = std::collections::HashSet::new();
+    within("the node to see all four connections", async {
+        while established.len() < peers.len() {
+            if let Some(Report::Established { peer, .. }) = events.recv().await {
+                established.insert(peer);
+            }
+        }
+    })
+    .await;
+    for (p, _) in &peers {
+        g.ban(BanTarget::Peer(*p), Duration::from_secs(600), "operator: partition drill").unwrap();
+    }
+    let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    assert!(peers.iter().all(|(p, _)| g.is_banned_peer(p)));
+    assert!(!g.is_banned_ip(ip), "four manual bans on one address banned the address");
+    assert_eq!(g.counters()["banned.ip"], 0);
+    let mut other = peer_swarm(Keypair::generate_ed25519());
+    assert_eq!(
+        dial_once(&mut other, &addr).await,
+        DialOutcome::Connected,
+        "a fifth peer on the address got in"
+    );
+    node.abort();
+}
