@@ -204,7 +204,10 @@ async fn gossip_attack(plan: &AttackPlan) -> AttackReport {
                 _ => {}
             },
             _ = tick.tick() => {
-                if !connected { continue; }
+                // Publishing before the target's subscriptions arrive reaches nobody; the
+                // one-shot equivocation would be lost.
+                let target_subscribed = swarm.behaviour().all_peers().any(|(p, topics)| *p == plan.peer && !topics.is_empty());
+                if !connected || !target_subscribed { continue; }
                 n += 1;
                 let now = palisade_net::now_ms();
                 let (topic, data) = match plan.kind {
@@ -246,11 +249,21 @@ async fn gossip_attack(plan: &AttackPlan) -> AttackReport {
                         let a = FeedWriter::new(key.clone()).sign_next(fixtures::attestation(1), now);
                         let b = FeedWriter::new(key).sign_next(fixtures::attestation(2), now);
                         if let (Ok(a), Ok(b)) = (a, b) {
-                            report.peer_ids.push(format!("author:{}", a.author()));
-                            let _ = swarm.behaviour_mut().publish(TopicKind::Attestations.topic(), a.into_wire_bytes());
+                            let author = format!("author:{}", a.author());
+                            if swarm.behaviour_mut().publish(TopicKind::Attestations.topic(), a.into_wire_bytes()).is_err() {
+                                equivocated = false;
+                                continue;
+                            }
+                            report.peer_ids.push(author);
                             report.sent += 1;
-                            // Give the first a head start so the second is the conflicting one.
-                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            // Give the first a head start so the second is the conflicting one;
+                            // the swarm must be driven meanwhile, or nothing leaves.
+                            let _ = tokio::time::timeout(Duration::from_millis(300), async {
+                                loop {
+                                    swarm.select_next_some().await;
+                                }
+                            })
+                            .await;
                             (TopicKind::Attestations, b.into_wire_bytes())
                         } else { continue }
                     }
