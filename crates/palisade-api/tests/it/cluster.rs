@@ -80,6 +80,13 @@ async fn an_admin_disconnects_a_connected_peer() {
     b.connect(&a).await;
     let b = b;
     let b_id = b.handle.peer_id().to_string();
+    // `connect` returns once B sees the connection; A's event loop may not have taken it yet.
+    let a_knows_b = || async { a.api.peers().await.unwrap().peers.iter().any(|p| p.peer_id == b_id) };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !a_knows_b().await {
+        assert!(tokio::time::Instant::now() < deadline, "A never listed B");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let mut stream =
         a.api.events(&EventParams { types: Some("peer_disconnected".into()), kinds: None }).await.unwrap();
     let r = a.api.disconnect(&b_id).await.unwrap();
@@ -99,7 +106,7 @@ async fn an_admin_disconnects_a_connected_peer() {
     assert!(a.api.bans().await.unwrap().bans.is_empty());
     b.api.dial(&a.addr.to_string()).await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !a.api.peers().await.unwrap().peers.iter().any(|p| p.peer_id == b_id) {
+    while !a_knows_b().await {
         assert!(tokio::time::Instant::now() < deadline, "B could not connect again");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
