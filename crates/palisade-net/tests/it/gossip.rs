@@ -98,9 +98,15 @@ async fn restarted_node_keeps_its_records_redials_its_peers_and_catches_up() {
     let mut b =
         TestNode::start_in(dir, seed, crate::harness::net_config(), crate::harness::guard_config()).await;
     assert!(b.has(&own) && b.has(&before), "records survive a restart");
-    // No dial and no bootstrap peers: B finds A again through its peer book.
+    // No dial and no bootstrap peers: B finds A again through its peer book. It dials while
+    // starting, so the connection can come before the test subscribes to B's events: wait
+    // for B's peer list, not for an event.
     let want = a.peer_id().to_string();
-    b.wait_for_event(|e| matches!(e, NetEvent::PeerConnected { peer, .. } if *peer == want)).await;
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    while !b.handle.peers().await.unwrap().iter().any(|p| p.peer_id == want) {
+        assert!(tokio::time::Instant::now() < deadline, "B did not redial A from its peer book");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     b.wait_for(|n| n.has_all(&missed)).await;
     // B continues its own feed where it stopped: no seq is reused.
     let next = b.handle.submit(attestation(99)).await.unwrap();
