@@ -71,13 +71,16 @@ pub struct AttackPlan {
     pub seed: u64,
 }
 
-/// The peer ids an attack will use, as the target's ledger names them (at most 64 of a
-/// connection flood's; none for raw sockets).
+/// Most of a connection flood's identities that its report and ledger watch name.
+const MAX_NAMED_FLOOD_IDS: u64 = 64;
+
+/// The peer ids an attack will use, as the target's ledger names them (the first
+/// [`MAX_NAMED_FLOOD_IDS`] of a connection flood's; none for raw sockets).
 pub fn identities(plan: &AttackPlan) -> Vec<String> {
     match plan.kind {
-        AttackKind::ConnectionFlood => {
-            (1..=64).map(|n| keypair(plan.seed, n).public().to_peer_id().to_string()).collect()
-        }
+        AttackKind::ConnectionFlood => (1..=MAX_NAMED_FLOOD_IDS)
+            .map(|n| keypair(plan.seed, n).public().to_peer_id().to_string())
+            .collect(),
         AttackKind::Slowloris => Vec::new(),
         _ => vec![keypair(plan.seed, 0).public().to_peer_id().to_string()],
     }
@@ -298,7 +301,7 @@ async fn connection_flood(plan: &AttackPlan) -> AttackReport {
         tick.tick().await;
         n += 1;
         let key = keypair(plan.seed, n);
-        if ids.len() < 64 {
+        if (ids.len() as u64) < MAX_NAMED_FLOOD_IDS {
             ids.insert(key.public().to_peer_id().to_string());
         }
         let mut transport = base_transport(&key);

@@ -514,7 +514,7 @@ pub fn run(data: &[u8]) {
             }
             Op::Message { peer, bytes } => {
                 let a = w.guard.admit_message(&common::peer(peer), bytes as usize);
-                // What palisade-net does with a gossip message refused for a rate.
+                // What an embedder that applies rate strikes does (palisade-net does not).
                 if let Admission::Deny(reason) = a {
                     w.guard.strike_over_rate(&common::peer(peer), reason);
                 }

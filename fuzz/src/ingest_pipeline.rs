@@ -389,7 +389,8 @@ impl Harness {
         );
         let (dropped, penalized) = common::drop_and_penalty_counts(&self.guard);
         assert_eq!(dropped, self.shed, "guard drop counters != load-shedding decisions");
-        // Rate strikes are charged for gossip refused for a rate, not for a rejection.
+        // The pipeline charges no rate strikes (rate refusals are shed without a penalty);
+        // at most one per rate refusal would ever be legitimate.
         let strikes = self.guard.counters().get("penalized.rate_exceeded").copied().unwrap_or(0);
         assert!(
             strikes <= self.rate_limited,

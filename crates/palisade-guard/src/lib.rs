@@ -549,12 +549,12 @@ impl Inner {
 /// Scores within this many points of a threshold count as having reached it.
 pub const SCORE_TOLERANCE_POINTS: f64 = 0.01;
 
-/// A ban's cause as a ledger reason.
 /// A peer refused for a per-peer rate (messages, bytes, cost units, records) pays one
 /// `rate_exceeded` penalty per this interval at most, however many messages were refused
 /// (see [`Guard::strike_over_rate`]).
 pub const RATE_STRIKE_INTERVAL: Duration = Duration::from_secs(1);
 
+// A ban's cause as a ledger reason.
 const BAN_CAUSE_SCORE: &str = "score";
 const BAN_CAUSE_IP_THRESHOLD: &str = "ip_threshold";
 const BAN_CAUSE_MANUAL: &str = "manual";

@@ -494,7 +494,8 @@ impl EventLoop {
             self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
             // The other direction: gossipsub ignores a graylisted peer's RPCs, but the peer
             // still holds a connection slot and keeps sending. Each second below the
-            // graylist threshold costs reputation, so it is disconnected and then banned.
+            // graylist threshold costs a peer the guard has caught too some reputation, so it
+            // is disconnected and then banned.
             let gossip_score = self.swarm.behaviour().gossipsub.peer_score(&peer).unwrap_or(0.0);
             if crate::gossip::graylist_penalty_due(gossip_score, score) {
                 self.penalize(peer, PenaltyReason::ProtocolViolation);

@@ -35,13 +35,14 @@ use libp2p::gossipsub::{
 
 use crate::topics::TopicKind;
 
-/// Below this gossipsub score a peer's RPCs are ignored (and the guard starts penalising it).
+/// Below this gossipsub score a peer's RPCs are ignored (and, if the guard caught it too, the
+/// guard penalises it: [`graylist_penalty_due`]).
 pub const GRAYLIST_THRESHOLD: f64 = -80.0;
 
 /// Reputation at or below which a graylisted peer pays the heartbeat penalty: half of one
 /// content penalty (malformed, weight 10), so only a peer the guard itself caught misbehaving
 /// (invalid content, sync abuse) qualifies.
-pub const GRAYLIST_PENALTY_REPUTATION_MAX: f64 = -5.0;
+pub const GRAYLIST_PENALTY_MAX_REPUTATION_POINTS: f64 = -5.0;
 
 /// Whether a peer below gossipsub's graylist threshold pays the guard's heartbeat penalty.
 ///
@@ -50,9 +51,9 @@ pub const GRAYLIST_PENALTY_REPUTATION_MAX: f64 = -5.0;
 /// breaks IWANT promises (P7), and several nodes behind one address pay P6. Turning those
 /// into reputation would feed back through P5, keep the peer graylisted, and ban an honest
 /// node for being slow: under attack, exactly the nodes that are busiest. The chaos soak
-/// (pauses, crashes, floods) found this loop with debug builds.
+/// (pauses, crashes, floods) found this loop.
 pub fn graylist_penalty_due(gossip_score: f64, reputation: f64) -> bool {
-    gossip_score < GRAYLIST_THRESHOLD && reputation <= GRAYLIST_PENALTY_REPUTATION_MAX
+    gossip_score < GRAYLIST_THRESHOLD && reputation <= GRAYLIST_PENALTY_MAX_REPUTATION_POINTS
 }
 
 /// How long a message id stays in the duplicate cache.
@@ -175,7 +176,7 @@ mod tests {
         assert!(graylist_penalty_due(-300.0, -75.0));
         // Graylisted for P7 (broken promises while paused) or P6, clean with the guard.
         assert!(!graylist_penalty_due(-300.0, 0.0));
-        assert!(!graylist_penalty_due(-300.0, GRAYLIST_PENALTY_REPUTATION_MAX / 2.0));
+        assert!(!graylist_penalty_due(-300.0, GRAYLIST_PENALTY_MAX_REPUTATION_POINTS / 2.0));
         // Not graylisted: never, whatever the reputation.
         assert!(!graylist_penalty_due(GRAYLIST_THRESHOLD, -75.0));
         assert!(!graylist_penalty_due(0.0, -75.0));

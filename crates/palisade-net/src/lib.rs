@@ -1,8 +1,8 @@
 //! # palisade-net
 //!
-//! The network layer. One task ([`event_loop`]) owns the libp2p `Swarm`; everything else
-//! holds a cloneable [`Handle`] that sends commands over a bounded channel with oneshot
-//! replies and subscribes to [`NetEvent`]s. Records from peers pass the ingest
+//! The network layer. One task (the private `event_loop` module) owns the libp2p `Swarm`;
+//! everything else holds a cloneable [`Handle`] that sends commands over a bounded channel
+//! with oneshot replies and subscribes to [`NetEvent`]s. Records from peers pass the ingest
 //! [`pipeline`] (cheap checks on the loop, batched signature checks on worker threads,
 //! group-committed writes on a store thread). Anti-entropy [`sync`] pulls what gossip
 //! missed.

@@ -37,7 +37,7 @@ fn a_peer_over_its_rate_pays_one_strike_per_second_not_per_message() {
     let cfg = GuardConfig { peer_messages_per_sec: 1, peer_burst_messages: 1, ..GuardConfig::default() };
     let g = guard(cfg, dir.path());
     let p = PeerId::random();
-    // What palisade-net does with a gossip message: refused for a rate, strike.
+    // What an embedder that applies rate strikes does: refused for a rate, strike.
     let send = |g: &palisade_guard::Guard| {
         if let Admission::Deny(reason) = g.admit_message(&p, 100) {
             g.strike_over_rate(&p, reason);
