@@ -136,6 +136,11 @@ pub struct GuardConfig {
     /// Extra cost of a record that needs a signature check: 10, about the CPU ratio of an
     /// ed25519 verification to a decode plus a dedup lookup.
     pub verification_cost_units: u32,
+    /// How long a peer may stay over a per-peer rate (refused without a break of more than
+    /// 2 s) before it pays `persistent_over_rate` and is disconnected: 10 s. Honest relays
+    /// burst over their budgets for a second or two after a pause or a partition; a peer that
+    /// is over for longer is holding a connection slot and shared budgets it cannot use.
+    pub over_rate_grace_secs: u64,
     /// Most peers tracked by the per-peer limiters and the score table: 10000, far above the
     /// connection caps, so only identity churn (connect, send, leave) can fill it; idle
     /// entries are pruned, and when every entry is active new peers are refused
@@ -218,6 +223,7 @@ impl Default for GuardConfig {
             peer_burst_cost_units: 25_000,
             message_cost_units: 1,
             verification_cost_units: 10,
+            over_rate_grace_secs: 10,
             max_tracked_peers: 10_000,
             max_tracked_authors: 100_000,
             max_tracked_ips: 10_000,
@@ -408,6 +414,7 @@ impl GuardConfig {
         range("max_tracked_ips", c.max_tracked_ips, 16, 10_000_000)?;
 
         range("score_half_life_secs", c.score_half_life_secs, 1, MAX_DURATION_SECS)?;
+        range("over_rate_grace_secs", c.over_rate_grace_secs, 1, 3600)?;
         range("disconnect_score_points", c.disconnect_score_points, -1_000_000, -1)?;
         range("ban_score_points", c.ban_score_points, -1_000_000, -1)?;
         if c.ban_score_points > c.disconnect_score_points {

@@ -317,6 +317,9 @@ pub(crate) struct Inner {
     /// When each peer last paid a `rate_exceeded` penalty (at most one per
     /// [`RATE_STRIKE_INTERVAL`]); bounded by `max_tracked_peers`.
     rate_strikes: Mutex<HashMap<PeerId, Instant>>,
+    /// Each peer's current run of over-rate refusals (see [`Guard::over_rate`]); bounded by
+    /// `max_tracked_peers`, runs that ended are dropped first.
+    over_rate: Mutex<HashMap<PeerId, OverRateRun>>,
     ledger: Mutex<Ledger>,
     /// Connected peers and their latest IP (from the behaviour); bounded by the connection
     /// limits because entries leave with the peer's last connection.
@@ -546,6 +549,17 @@ impl Inner {
     }
 }
 
+/// Over-rate refusals further apart than this end a peer's run of them (see
+/// [`Guard::over_rate`]): a token bucket refuses a peer over its rate every few milliseconds.
+pub const OVER_RATE_RUN_GAP: Duration = Duration::from_secs(2);
+
+/// A run of over-rate refusals: when it started and when the latest came.
+#[derive(Debug, Clone, Copy)]
+struct OverRateRun {
+    since: Instant,
+    last: Instant,
+}
+
 /// Scores within this many points of a threshold count as having reached it.
 pub const SCORE_TOLERANCE_POINTS: f64 = 0.01;
 
@@ -616,6 +630,7 @@ impl Guard {
             )),
             ledger: Mutex::new(Ledger::new(usize_of(config.ledger_capacity_entries))),
             rate_strikes: Mutex::new(HashMap::new()),
+            over_rate: Mutex::new(HashMap::new()),
             connected: Mutex::new(HashMap::new()),
             throttle: Arc::new(ThrottleShared::new(&config)),
             metrics: Arc::new(metrics),
@@ -689,6 +704,46 @@ impl Guard {
             return PenaltyOutcome::None;
         }
         self.penalize(peer, None, PenaltyReason::RateExceeded)
+    }
+
+    /// `peer` was just refused for `reason` on traffic it chose to send (gossip, not the sync
+    /// pages we asked for). A peer refused for a per-peer rate (messages, bytes, cost units,
+    /// records) without a break longer than [`OVER_RATE_RUN_GAP`] for more than
+    /// `limits.over_rate_grace_secs` pays a `persistent_over_rate` penalty, which disconnects
+    /// it; the run then starts again, so one that comes back and keeps at it is banned. A
+    /// burst shorter than the grace costs nothing: the rate limit alone holds it.
+    pub fn over_rate(&self, peer: &PeerId, reason: DropReason) -> PenaltyOutcome {
+        if reason.penalty() != Some(PenaltyReason::RateExceeded) {
+            return PenaltyOutcome::None;
+        }
+        let (grace, cap) = {
+            let c = read(&self.inner.config);
+            (Duration::from_secs(c.over_rate_grace_secs), usize_of(c.max_tracked_peers))
+        };
+        let now = Instant::now();
+        let due = {
+            let mut runs = lock(&self.inner.over_rate);
+            if runs.len() >= cap && !runs.contains_key(peer) {
+                runs.retain(|_, r| now.duration_since(r.last) <= OVER_RATE_RUN_GAP);
+                if runs.len() >= cap {
+                    return PenaltyOutcome::None;
+                }
+            }
+            let run = runs.entry(*peer).or_insert(OverRateRun { since: now, last: now });
+            if now.duration_since(run.last) > OVER_RATE_RUN_GAP {
+                run.since = now;
+            }
+            run.last = now;
+            let due = now.duration_since(run.since) > grace;
+            if due {
+                run.since = now;
+            }
+            due
+        };
+        if !due {
+            return PenaltyOutcome::None;
+        }
+        self.penalize(peer, None, PenaltyReason::PersistentOverRate)
     }
 
     /// Admits one new (not duplicate) record by `author` relayed by `peer`, before its

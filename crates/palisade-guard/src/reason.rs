@@ -212,11 +212,17 @@ pub enum PenaltyReason {
     EquivocationRelay,
     /// Violated a wire protocol in another way: weight 10.
     ProtocolViolation,
+    /// Kept sending over a per-peer rate limit for longer than `limits.over_rate_grace_secs`
+    /// (charged by [`Guard::over_rate`](crate::Guard::over_rate), once per grace period):
+    /// weight 60, past the disconnect line (−50) at once, and past the ban line (−100) if the
+    /// peer comes back and does it again before half of it has decayed. An honest relay's
+    /// burst after a pause or a partition lasts seconds, not the grace.
+    PersistentOverRate,
 }
 
 impl PenaltyReason {
     /// Every reason, in declaration order.
-    pub const ALL: [PenaltyReason; 7] = [
+    pub const ALL: [PenaltyReason; 8] = [
         PenaltyReason::InvalidSignature,
         PenaltyReason::Malformed,
         PenaltyReason::Oversized,
@@ -224,6 +230,7 @@ impl PenaltyReason {
         PenaltyReason::SyncAbuse,
         PenaltyReason::EquivocationRelay,
         PenaltyReason::ProtocolViolation,
+        PenaltyReason::PersistentOverRate,
     ];
 
     /// The snake_case name used as metric label and ledger reason.
@@ -236,6 +243,7 @@ impl PenaltyReason {
             PenaltyReason::SyncAbuse => "sync_abuse",
             PenaltyReason::EquivocationRelay => "equivocation_relay",
             PenaltyReason::ProtocolViolation => "protocol_violation",
+            PenaltyReason::PersistentOverRate => "persistent_over_rate",
         }
     }
 
@@ -249,6 +257,7 @@ impl PenaltyReason {
             PenaltyReason::SyncAbuse => 10.0,
             PenaltyReason::EquivocationRelay => 5.0,
             PenaltyReason::ProtocolViolation => 10.0,
+            PenaltyReason::PersistentOverRate => 60.0,
         }
     }
 

@@ -90,7 +90,7 @@ impl Default for NetConfig {
             gossip_max_transmit_bytes: 64 * 1024,
             gossip_max_record_age_secs: 24 * 3600,
             sync_interval_secs: 30,
-            sync_max_heads_per_page: 512,
+            sync_max_heads_per_page: 4096,
             sync_max_records_per_page: 256,
             sync_max_response_bytes: 1024 * 1024,
             sync_max_inbound_per_peer: 4,

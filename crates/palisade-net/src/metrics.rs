@@ -38,6 +38,14 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+/// Labels of `palisade_gossip_dead_connections_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GossipDeadLabels {
+    /// `slow_peer` (our messages to the peer kept failing) or `gossip_disabled` (a peer that
+    /// speaks gossipsub has no working gossipsub stream on this connection).
+    pub reason: &'static str,
+}
+
 /// All metrics of this crate. Cheap to clone.
 #[derive(Clone)]
 pub struct NetMetrics {
@@ -67,6 +75,12 @@ pub struct NetMetrics {
     pub sync_records_received: Counter,
     /// Equivocation proofs published or received.
     pub equivocations: Counter,
+    /// Records asked for in sync requests not yet answered.
+    pub sync_records_requested: Gauge,
+    /// Sync requests sent and not yet answered or failed.
+    pub sync_requests_pending: Gauge,
+    /// Connections closed (and redialled) because gossip over them was dead, by reason.
+    pub gossip_dead_connections: Family<GossipDeadLabels, Counter>,
     queue_depth: Arc<AtomicI64>,
 }
 
@@ -87,6 +101,9 @@ impl NetMetrics {
             sync_requests_served: Counter::default(),
             sync_records_received: Counter::default(),
             equivocations: Counter::default(),
+            sync_records_requested: Gauge::default(),
+            sync_requests_pending: Gauge::default(),
+            gossip_dead_connections: Family::default(),
             queue_depth: Arc::new(AtomicI64::new(0)),
         };
         registry.register(
@@ -148,6 +165,21 @@ impl NetMetrics {
             "palisade_equivocations",
             "Equivocation proofs detected or received",
             m.equivocations.clone(),
+        );
+        registry.register(
+            "palisade_sync_records_requested",
+            "Records asked for in sync requests not yet answered (bounded by half the verify queue)",
+            m.sync_records_requested.clone(),
+        );
+        registry.register(
+            "palisade_sync_requests_pending",
+            "Sync requests sent and not yet answered or failed",
+            m.sync_requests_pending.clone(),
+        );
+        registry.register(
+            "palisade_gossip_dead_connections",
+            "Connections closed and redialled because gossip over them was dead, by reason",
+            m.gossip_dead_connections.clone(),
         );
         m
     }

@@ -68,6 +68,14 @@ pub(crate) const ALL_REASONS: &[&str] = &[
     "store_error",
 ];
 
+/// The share of the verify queue kept for records that sync asked for: gossip may fill the
+/// rest, never this, so pages pulled to catch up after a partition or a crash are not shed
+/// because a flood (or a burst of honest gossip) got to the queue first. The sync client asks
+/// for at most this many records at once.
+pub(crate) fn sync_reserved_records(verify_queue_records: usize) -> usize {
+    (verify_queue_records / 2).max(1)
+}
+
 /// What happened to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -293,6 +301,8 @@ pub(crate) struct Pipeline {
     in_flight: HashMap<RecordId, Vec<Signature>>,
     /// Total copies in `in_flight` (bounded by the verify and store queues).
     in_flight_copies: usize,
+    /// Of those, copies that came in sync responses (see [`sync_reserved_records`]).
+    in_flight_sync: usize,
     /// Authors known to have stored records (bounded; cleared when full, then refilled from
     /// the store's feed heads).
     known_authors: HashSet<AuthorKey>,
@@ -366,6 +376,7 @@ impl Pipeline {
                 seen,
                 in_flight: HashMap::new(),
                 in_flight_copies: 0,
+                in_flight_sync: 0,
                 known_authors: HashSet::new(),
                 new_authors,
                 verify_tx: Some(verify_tx),
@@ -383,6 +394,11 @@ impl Pipeline {
     /// Records queued for verification or storage and not yet decided.
     pub(crate) fn in_flight_len(&self) -> usize {
         self.in_flight_copies
+    }
+
+    /// Sync records queued for verification or storage and not yet decided.
+    pub(crate) fn in_flight_sync_len(&self) -> usize {
+        self.in_flight_sync
     }
 
     /// Whether an id is known to be stored or in the pipeline (cheap, no I/O).
@@ -414,7 +430,8 @@ impl Pipeline {
         // per peer, bounded pages).
         let gossip = topic.is_some();
         if gossip {
-            if let Admission::Deny(_) = self.guard.admit_message(&peer, bytes.len()) {
+            if let Admission::Deny(reason) = self.guard.admit_message(&peer, bytes.len()) {
+                self.guard.over_rate(&peer, reason);
                 return Some(Outcome::Ignore("rate_limited"));
             }
         }
@@ -480,27 +497,42 @@ impl Pipeline {
             return Some(Outcome::Ignore("new_author_budget"));
         }
         if gossip || !known_author {
-            // Rate refusals are shed without a penalty: honest relays burst over their per-peer
-            // budget after pauses and partitions (the chaos soak showed rate strikes landing on
-            // honest peers), and the limit itself already holds a flooder to its budget.
+            // A rate refusal is shed without a penalty: honest relays burst over their per-peer
+            // budget after pauses and partitions, and the limit itself holds a flooder to its
+            // budget. Only a gossiping peer that stays over for longer than the grace pays
+            // (`Guard::over_rate`): sync pages are what we asked for.
             match self.guard.admit_author(&peer, &author) {
                 Admission::Allow => {}
                 // The peer's own record rate, not the author's quota.
-                Admission::Deny(palisade_guard::DropReason::PeerRecordRateExceeded) => {
+                Admission::Deny(reason @ palisade_guard::DropReason::PeerRecordRateExceeded) => {
+                    if gossip {
+                        self.guard.over_rate(&peer, reason);
+                    }
                     return Some(Outcome::Ignore("rate_limited"));
                 }
                 Admission::Deny(_) => return Some(Outcome::Ignore("author_quota")),
             }
-            if let Admission::Deny(_) = self.guard.charge_verification(&peer) {
+            if let Admission::Deny(reason) = self.guard.charge_verification(&peer) {
+                if gossip {
+                    self.guard.over_rate(&peer, reason);
+                }
                 return Some(Outcome::Ignore("rate_limited"));
             }
         }
-        // 8. Hand over to the verify workers, or shed load.
+        // 8. Hand over to the verify workers, or shed load. Gossip never takes the share of
+        // the queue kept for the pages sync asked for.
+        let gossip_room =
+            self.cfg.verify_queue_records - sync_reserved_records(self.cfg.verify_queue_records);
+        if gossip && self.in_flight_copies - self.in_flight_sync >= gossip_room {
+            self.guard.record_drop(Some(&peer), None, palisade_guard::DropReason::VerifyQueueFull);
+            return Some(Outcome::Ignore("verify_queue_full"));
+        }
         let Some(tx) = &self.verify_tx else { return Some(Outcome::Ignore("verify_queue_full")) };
         match tx.try_send(VerifyJob { record, origin }) {
             Ok(()) => {
                 self.in_flight.entry(id).or_default().push(signature);
                 self.in_flight_copies += 1;
+                self.in_flight_sync += usize::from(!gossip);
                 self.metrics.queue_add(1);
                 None
             }
@@ -539,6 +571,9 @@ impl Pipeline {
             if let Some(at) = sigs.iter().position(|s| *s == f.signature) {
                 sigs.swap_remove(at);
                 self.in_flight_copies = self.in_flight_copies.saturating_sub(1);
+                if matches!(f.origin, Origin::Sync { .. }) {
+                    self.in_flight_sync = self.in_flight_sync.saturating_sub(1);
+                }
                 self.metrics.queue_add(-1);
             }
             if sigs.is_empty() {

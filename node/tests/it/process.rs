@@ -107,3 +107,135 @@ async fn a_palisade_process_verifies_stores_and_relays_records() {
     c.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }
+
+/// A peer paused (SIGSTOP) for longer than gossip tolerates gets gossip again once it resumes:
+/// whether gossipsub's handler for the connection gave up (five substream attempts) or our
+/// messages to it kept failing, the connection is recycled (closed and redialled,
+/// `palisade_gossip_dead_connections_total`), and records published after the resume reach it
+/// by gossip, not by a sync round rounds later. Both nodes sync only on connect (interval
+/// 1 h), so a record that arrives later than that came by gossip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_to_a_paused_peer_recovers_after_it_resumes() {
+    use palisade_api::model::SourceView;
+    use palisade_api::ApiClient;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::new(tmp.path().join("a/db"))).unwrap();
+    let mut registry = Registry::default();
+    let guard = Guard::new(GuardConfig::default(), store.clone(), &mut registry).unwrap();
+    let net = NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        verify_workers: 1,
+        sync_interval_secs: 3600,
+        ..NetConfig::default()
+    };
+    let identity = libp2p::identity::Keypair::ed25519_from_bytes([7; 32]).unwrap();
+    let a = Network::start(net, identity, SigningKey::from_bytes(&[7; 32]), store, guard, &mut registry)
+        .await
+        .unwrap();
+    let a_addr = listen_addr(&a).await;
+    let a_handle = a.handle();
+
+    let b_dir = tmp.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    std::fs::write(b_dir.join("palisade.toml"), "[network]\nsync_interval_secs = 3600\n").unwrap();
+    let mut b = palisade(&b_dir)
+        .args([
+            "run",
+            "--listen",
+            "/ip4/127.0.0.2/tcp/0",
+            "--metrics-listen",
+            "off",
+            "--log-format",
+            "pretty",
+        ])
+        .args(["--bootstrap", &a_addr.to_string()])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = b.stderr.take().unwrap();
+    tokio::task::spawn_blocking(move || {
+        read_until_line(stderr, "palisade is running", Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    let b_api = ApiClient::unix(b_dir.join("admin.sock")).with_timeout(Duration::from_secs(5));
+    // How (and whether) B holds a record.
+    let source_at_b = |id: palisade_types::RecordId| {
+        let b_api = b_api.clone();
+        async move { b_api.record(&id.to_string()).await.ok().map(|r| r.source) }
+    };
+    // Bounded wait for B to hold `id`.
+    let reaches_b = |id: palisade_types::RecordId, within: Duration| {
+        let source_at_b = &source_at_b;
+        async move {
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                if let Some(s) = source_at_b(id).await {
+                    return Some(s);
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    // Gossip works: a record published once B joined the mesh reaches it by gossip (the first
+    // ones may go before B's subscriptions arrive; they come by the connect-time sync).
+    let mut joined = false;
+    for i in 0..30 {
+        let id = a_handle.submit(attestation(i)).await.unwrap().id;
+        if reaches_b(id, Duration::from_secs(2)).await == Some(SourceView::Gossip) {
+            joined = true;
+            break;
+        }
+    }
+    assert!(joined, "B never got a record by gossip");
+
+    // B stops for 25 s (past GOSSIP_DEAD_AFTER) while A keeps publishing.
+    crate::send_signal(&b, "STOP");
+    let paused_until = tokio::time::Instant::now() + Duration::from_secs(25);
+    let mut n = 100;
+    while tokio::time::Instant::now() < paused_until {
+        let _ = a_handle.submit(attestation(n)).await;
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    crate::send_signal(&b, "CONT");
+
+    // Within 30 s of the resume, a record published then reaches B by gossip within 2 s.
+    let resumed = tokio::time::Instant::now();
+    let mut recovered_after = None;
+    while resumed.elapsed() < Duration::from_secs(30) {
+        let id = a_handle.submit(attestation(n)).await.unwrap().id;
+        n += 1;
+        if reaches_b(id, Duration::from_secs(2)).await == Some(SourceView::Gossip) {
+            recovered_after = Some(resumed.elapsed());
+            break;
+        }
+    }
+    let recycled: u64 = ["slow_peer", "gossip_disabled"]
+        .iter()
+        .map(|reason| {
+            a_handle
+                .metrics()
+                .gossip_dead_connections
+                .get_or_create(&palisade_net::metrics::GossipDeadLabels { reason })
+                .get()
+        })
+        .sum();
+    assert!(
+        recovered_after.is_some(),
+        "gossip from A to B did not recover within 30 s of the resume (A recycled {recycled} connections)"
+    );
+    eprintln!("gossip recovered {recovered_after:?} after the resume; A recycled {recycled} connections");
+
+    sigterm(&b);
+    let status = tokio::task::spawn_blocking(move || b.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+    a.shutdown().await.unwrap();
+}

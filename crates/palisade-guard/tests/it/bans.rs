@@ -104,6 +104,18 @@ async fn score_ban_closes_live_connections_and_unban_restores() {
     let id = PeerId::from(key.public());
     let mut peer = peer_swarm(key.clone());
     assert_eq!(dial_and_push(&mut peer, node_id, &addr).await, DialOutcome::Connected);
+    // The dialler can see the connection before the node's swarm has: penalise only once the
+    // node (and so the guard, which learns the peer's IP there) has it too.
+    within("the node to see the connection", async {
+        loop {
+            match events.recv().await {
+                Some(Report::Established { peer, .. }) if peer == id => return,
+                Some(_) => {}
+                None => panic!("node stopped"),
+            }
+        }
+    })
+    .await;
 
     let mut outcome = PenaltyOutcome::None;
     for _ in 0..10 {

@@ -30,6 +30,57 @@ fn admit_message_denies_above_the_message_rate() {
 }
 
 #[test]
+fn a_peer_over_its_rate_for_longer_than_the_grace_is_disconnected_then_banned() {
+    use palisade_guard::{PenaltyOutcome, OVER_RATE_RUN_GAP};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GuardConfig {
+        peer_messages_per_sec: 1,
+        peer_burst_messages: 1,
+        over_rate_grace_secs: 1,
+        ..GuardConfig::default()
+    };
+    let g = guard(cfg, dir.path());
+    let p = PeerId::random();
+    // What the ingest pipeline does with a gossip message refused for a rate.
+    let send = |g: &palisade_guard::Guard| match g.admit_message(&p, 100) {
+        Admission::Deny(reason) => g.over_rate(&p, reason),
+        Admission::Allow => PenaltyOutcome::None,
+    };
+    // Over the rate for half the grace: free (a burst the limit alone holds).
+    let burst_end = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < burst_end {
+        assert_eq!(send(&g), PenaltyOutcome::None);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(g.score(&p), 0.0);
+    // A break longer than the run gap: the next run starts from zero.
+    std::thread::sleep(OVER_RATE_RUN_GAP + Duration::from_millis(200));
+    // Bounded loops: the first outcome other than None within 3 s of a run.
+    let until_penalty = |g: &palisade_guard::Guard| {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(3) {
+            let o = send(g);
+            if o != PenaltyOutcome::None {
+                return (o, started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (PenaltyOutcome::None, started.elapsed())
+    };
+    let (first, after) = until_penalty(&g);
+    assert_eq!(first, PenaltyOutcome::Disconnect, "one grace over the rate disconnects");
+    assert!(after >= Duration::from_secs(1), "not before the grace: {after:?}");
+    assert_eq!(g.counters()["penalized.persistent_over_rate"], 1);
+    // It comes back and keeps at it: banned after one more grace.
+    let (second, _) = until_penalty(&g);
+    assert!(matches!(second, PenaltyOutcome::Ban { .. }), "{second:?}");
+    // Only rate refusals count.
+    let q = PeerId::random();
+    assert_eq!(g.over_rate(&q, DropReason::Oversized), PenaltyOutcome::None);
+}
+
+#[test]
 fn a_peer_over_its_rate_pays_one_strike_per_second_not_per_message() {
     use palisade_guard::RATE_STRIKE_INTERVAL;
     use std::time::{Duration, Instant};

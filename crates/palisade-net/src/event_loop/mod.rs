@@ -6,37 +6,36 @@
 //! flooding source (a peer spamming gossip, a burst of API calls) cannot starve the others;
 //! the waiting `select!` is `biased` with shutdown first.
 
-use std::collections::{HashMap, VecDeque};
+mod liveness;
+mod sync;
+
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
 use palisade_guard::{Guard, PenaltyReason};
 use palisade_store::{Source, Store};
-use palisade_types::{BoundedBytes, BoundedVec, ParsedEnvelope};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::handle::{Command, NetEvent, NetInfo, PeerInfo};
-use crate::metrics::{DirectionLabels, KindLabels, NetMetrics};
+use crate::metrics::{DirectionLabels, GossipDeadLabels, KindLabels, NetMetrics};
 use crate::pipeline::{Finished, Origin, Outcome, Pipeline};
 use crate::proof::{self, ProofCheck};
-use crate::sync::{Refusal, SyncRequest, SyncResponse, WireHead};
+use crate::sync::client::SyncClient;
+use crate::sync::SyncResponse;
 use crate::topics::TopicKind;
 use crate::{now_ms, NetConfig};
 
 /// Items handled per source per wake-up. Large enough to keep throughput, small enough that
 /// one source cannot delay the others by more than a few milliseconds.
 const SOURCE_BUDGET: usize = 64;
-/// Most sync requests we have outstanding to one peer.
-const MAX_OUTBOUND_SYNC_PER_PEER: usize = 4;
-/// Most sync requests queued for one peer; beyond it, the next round catches up.
-const MAX_QUEUED_SYNC_PER_PEER: usize = 1024;
 /// Capacity of the channel that brings served sync responses back to the loop.
 const SERVE_QUEUE: usize = 256;
 
@@ -46,14 +45,14 @@ struct Connected {
     since_ms: u64,
     connections: usize,
     agent: Option<String>,
+    /// Identify lists a gossipsub protocol (so "gossipsub not supported" means a dead handler).
+    speaks_gossip: bool,
+    /// The peer's announced listen addresses (identify), to redial an inbound peer.
+    listen_addrs: Vec<Multiaddr>,
 }
 
-#[derive(Default)]
-struct PeerSync {
-    outbound_in_flight: usize,
-    inbound_in_flight: usize,
-    queue: VecDeque<SyncRequest>,
-}
+/// Announced listen addresses kept per connected peer for redialling.
+const LISTEN_ADDRS_KEPT: usize = 4;
 
 pub(crate) struct EventLoop {
     pub(crate) swarm: Swarm<Behaviour>,
@@ -71,13 +70,15 @@ pub(crate) struct EventLoop {
     pub(crate) serve_rx: mpsc::Receiver<(PeerId, ResponseChannel<SyncResponse>, SyncResponse)>,
     pub(crate) proof_tx: mpsc::Sender<ProofCheck>,
     pub(crate) proof_rx: mpsc::Receiver<ProofCheck>,
+    compared_tx: mpsc::Sender<sync::HeadsCompared>,
+    compared_rx: mpsc::Receiver<sync::HeadsCompared>,
     connected: HashMap<PeerId, Connected>,
-    sync: HashMap<PeerId, PeerSync>,
-    pending_sync: HashMap<OutboundRequestId, (PeerId, SyncRequest)>,
-    /// Records asked for in sync requests still in flight (sum of their page limits).
-    sync_records_requested: usize,
-    /// A records request waits for room in the pipeline (see [`EventLoop::sync_room`]).
-    sync_held: bool,
+    /// What we asked peers for (see [`SyncClient`]).
+    sync: SyncClient<OutboundRequestId>,
+    /// Sync requests of each peer being answered by blocking tasks.
+    serving: HashMap<PeerId, usize>,
+    /// Connections on which gossip died, to close and redial.
+    liveness: liveness::GossipLiveness,
     proofs_in_flight: usize,
     /// Bootstrap peers and when each may be dialled again: a bootstrap peer that is down (or
     /// not up yet) is retried with exponential backoff until connected, and again whenever
@@ -134,6 +135,8 @@ impl EventLoop {
             .collect();
         let (serve_tx, serve_rx) = mpsc::channel(SERVE_QUEUE);
         let (proof_tx, proof_rx) = mpsc::channel(MAX_PROOFS_IN_FLIGHT);
+        let sync = SyncClient::new(sync::client_limits(&p.cfg));
+        let (compared_tx, compared_rx) = mpsc::channel(sync::COMPARED_QUEUE);
         EventLoop {
             swarm: p.swarm,
             cfg: p.cfg,
@@ -150,11 +153,12 @@ impl EventLoop {
             serve_rx,
             proof_tx,
             proof_rx,
+            compared_tx,
+            compared_rx,
             connected: HashMap::new(),
-            sync: HashMap::new(),
-            pending_sync: HashMap::new(),
-            sync_records_requested: 0,
-            sync_held: false,
+            sync,
+            serving: HashMap::new(),
+            liveness: liveness::GossipLiveness::default(),
             proofs_in_flight: 0,
             bootstrap,
             tasks: tokio_util::task::TaskTracker::new(),
@@ -200,6 +204,15 @@ impl EventLoop {
                 }
             }
             for _ in 0..SOURCE_BUDGET {
+                match self.compared_rx.try_recv() {
+                    Ok(c) => {
+                        self.on_heads_compared(c);
+                        worked = true;
+                    }
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..SOURCE_BUDGET {
                 match self.proof_rx.try_recv() {
                     Ok(check) => {
                         self.on_proof_checked(check);
@@ -223,7 +236,7 @@ impl EventLoop {
             if worked {
                 // Timers still get their turn under sustained load.
                 if sync_tick.tick().now_or_never().is_some() {
-                    self.sync_round(None);
+                    self.sync_timer_round();
                 }
                 if heartbeat.tick().now_or_never().is_some() {
                     self.heartbeat();
@@ -238,8 +251,9 @@ impl EventLoop {
                 Some(c) = self.commands.recv() => self.on_command(c),
                 Some((peer, channel, response)) = self.serve_rx.recv() => self.send_sync_response(peer, channel, response),
                 Some(check) = self.proof_rx.recv() => self.on_proof_checked(check),
+                Some(c) = self.compared_rx.recv() => self.on_heads_compared(c),
                 Some(event) = self.swarm.next() => self.on_swarm_event(event),
-                _ = sync_tick.tick() => { self.sync_round(None); }
+                _ = sync_tick.tick() => self.sync_timer_round(),
                 _ = heartbeat.tick() => self.heartbeat(),
                 _ = kad_walk.tick() => self.random_walk(),
             }
@@ -382,7 +396,8 @@ impl EventLoop {
 
     fn on_proof_message(&mut self, origin: Origin, data: Vec<u8>) {
         let peer = origin.peer();
-        if let palisade_guard::Admission::Deny(_) = self.guard.admit_message(&peer, data.len()) {
+        if let palisade_guard::Admission::Deny(reason) = self.guard.admit_message(&peer, data.len()) {
+            self.guard.over_rate(&peer, reason);
             self.report(&origin, &Outcome::Ignore("rate_limited"));
             return;
         }
@@ -487,6 +502,8 @@ impl EventLoop {
 
     fn heartbeat(&mut self) {
         self.redial_bootstrap();
+        self.metrics.sync_records_requested.set(self.sync.records_requested() as i64);
+        self.metrics.sync_requests_pending.set(self.sync.pending_len() as i64);
         let peers: Vec<PeerId> = self.connected.keys().copied().collect();
         for peer in peers {
             // Feed the guard's reputation into gossipsub's P5 so mesh decisions see it too.
@@ -525,278 +542,6 @@ impl EventLoop {
         self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
     }
 
-    // ---- sync ----
-
-    /// Asks `peer` (or every connected peer when `None`: on the timer, one random peer) for
-    /// its feed heads. Returns how many peers were asked.
-    fn sync_round(&mut self, peer: Option<PeerId>) -> usize {
-        let targets: Vec<PeerId> = match peer {
-            Some(p) => vec![p],
-            None => {
-                let peers: Vec<PeerId> = self.connected.keys().copied().collect();
-                if peers.is_empty() {
-                    return 0;
-                }
-                let i = rand::random::<u64>() as usize % peers.len();
-                peers.get(i).copied().into_iter().collect()
-            }
-        };
-        for p in &targets {
-            let limit = self.cfg.sync_max_heads_per_page as u32;
-            self.queue_sync(*p, SyncRequest::Heads { after: None, limit });
-        }
-        targets.len()
-    }
-
-    fn queue_sync(&mut self, peer: PeerId, request: SyncRequest) {
-        if !self.connected.contains_key(&peer) {
-            return;
-        }
-        let state = self.sync.entry(peer).or_default();
-        if state.queue.len() >= MAX_QUEUED_SYNC_PER_PEER {
-            return;
-        }
-        state.queue.push_back(request);
-        self.dispatch_sync(peer);
-    }
-
-    /// Records a sync client may have coming at once: half the verify queue, so the pages
-    /// it asked for always fit next to gossip and are never shed by our own pipeline.
-    fn sync_record_budget(&self) -> usize {
-        (self.cfg.verify_queue_records / 2).max(1)
-    }
-
-    /// Page size of records requests: at most a quarter of the verify queue.
-    fn sync_page_limit(&self) -> u32 {
-        self.cfg.sync_max_records_per_page.min(self.cfg.verify_queue_records / 4).max(1) as u32
-    }
-
-    /// Whether a records request for `limit` more records fits: what the pipeline holds plus
-    /// what is already asked for stays within [`sync_record_budget`](Self::sync_record_budget)
-    /// (a request always fits when nothing else is pending, so sync never stalls).
-    fn sync_room(&self, limit: u32) -> bool {
-        let pending = self.pipeline.in_flight_len() + self.sync_records_requested;
-        pending == 0 || pending + limit as usize <= self.sync_record_budget()
-    }
-
-    fn dispatch_sync(&mut self, peer: PeerId) {
-        loop {
-            let room = match self.sync.get(&peer).and_then(|s| s.queue.front()) {
-                Some(SyncRequest::Records { limit, .. }) => self.sync_room(*limit),
-                Some(SyncRequest::Heads { .. }) => true,
-                None => return,
-            };
-            if !room {
-                // Pages already asked for are still being verified: ask for more once the
-                // pipeline drains (`on_finished`), instead of shedding our own records.
-                self.sync_held = true;
-                return;
-            }
-            let Some(state) = self.sync.get_mut(&peer) else { return };
-            if state.outbound_in_flight >= MAX_OUTBOUND_SYNC_PER_PEER {
-                return;
-            }
-            let Some(request) = state.queue.pop_front() else { return };
-            state.outbound_in_flight += 1;
-            if let SyncRequest::Records { limit, .. } = &request {
-                self.sync_records_requested += *limit as usize;
-            }
-            let id = self.swarm.behaviour_mut().sync.send_request(&peer, request.clone());
-            self.pending_sync.insert(id, (peer, request));
-        }
-    }
-
-    /// Dispatches sync requests that waited for pipeline room.
-    fn resume_sync(&mut self) {
-        if !self.sync_held || !self.sync_room(self.sync_page_limit()) {
-            return;
-        }
-        self.sync_held = false;
-        let waiting: Vec<PeerId> =
-            self.sync.iter().filter(|(_, s)| !s.queue.is_empty()).map(|(p, _)| *p).collect();
-        for peer in waiting {
-            self.dispatch_sync(peer);
-        }
-    }
-
-    fn on_sync_event(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.serve_sync(peer, request, channel)
-                }
-                request_response::Message::Response { request_id, response } => {
-                    self.sync_done(request_id);
-                    self.on_sync_response(peer, request_id, response);
-                }
-            },
-            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
-                debug!(%peer, %error, "sync request failed");
-                self.sync_done(request_id);
-                self.pending_sync.remove(&request_id);
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                debug!(%peer, %error, "serving a sync request failed");
-                if let Some(s) = self.sync.get_mut(&peer) {
-                    s.inbound_in_flight = s.inbound_in_flight.saturating_sub(1);
-                }
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
-    fn sync_done(&mut self, request_id: OutboundRequestId) {
-        if let Some((peer, request)) = self.pending_sync.get(&request_id) {
-            let peer = *peer;
-            if let SyncRequest::Records { limit, .. } = request {
-                self.sync_records_requested = self.sync_records_requested.saturating_sub(*limit as usize);
-            }
-            if let Some(s) = self.sync.get_mut(&peer) {
-                s.outbound_in_flight = s.outbound_in_flight.saturating_sub(1);
-            }
-            self.dispatch_sync(peer);
-        }
-    }
-
-    fn on_sync_response(&mut self, peer: PeerId, request_id: OutboundRequestId, response: SyncResponse) {
-        let Some((_, request)) = self.pending_sync.remove(&request_id) else { return };
-        match (request, response) {
-            (SyncRequest::Heads { limit, .. }, SyncResponse::Heads { heads, next_after }) => {
-                if heads.len() > limit as usize {
-                    self.penalize(peer, PenaltyReason::SyncAbuse);
-                    return;
-                }
-                for head in heads.iter() {
-                    self.pull_missing(peer, head);
-                }
-                if let Some(after) = next_after {
-                    self.queue_sync(peer, SyncRequest::Heads { after: Some(after), limit });
-                }
-            }
-            (
-                SyncRequest::Records { author, from_seq, to_seq, limit },
-                SyncResponse::Records { records, truncated },
-            ) => {
-                if records.len() > limit as usize {
-                    self.penalize(peer, PenaltyReason::SyncAbuse);
-                    return;
-                }
-                self.metrics.sync_records_received.inc_by(records.len() as u64);
-                let mut last_seq = None;
-                for bytes in records.into_inner() {
-                    // The record must be the one we asked for: right author, seq in range.
-                    let position = ParsedEnvelope::parse(bytes.as_slice().to_vec())
-                        .ok()
-                        .and_then(|p| p.decode().ok())
-                        .map(|u| (u.record().position.author, u.record().position.seq));
-                    match position {
-                        Some((a, s)) if a == author && (from_seq..=to_seq).contains(&s) => last_seq = Some(s),
-                        _ => {
-                            self.report(&Origin::Sync { peer }, &Outcome::Reject("malformed_payload"));
-                            return;
-                        }
-                    }
-                    let origin = Origin::Sync { peer };
-                    if let Some(outcome) =
-                        self.pipeline.admit(bytes.into_inner(), origin.clone(), None, now_ms())
-                    {
-                        self.report(&origin, &outcome);
-                    }
-                }
-                if let (true, Some(last)) = (truncated, last_seq) {
-                    if last < to_seq {
-                        self.queue_sync(
-                            peer,
-                            SyncRequest::Records { author, from_seq: last + 1, to_seq, limit },
-                        );
-                    }
-                }
-            }
-            (_, SyncResponse::Refused(Refusal::Busy)) => {}
-            (_, SyncResponse::Refused(r)) => debug!(%peer, ?r, "sync request refused"),
-            _ => self.penalize(peer, PenaltyReason::SyncAbuse),
-        }
-    }
-
-    /// Queues a records request if `head` shows records we lack.
-    fn pull_missing(&mut self, peer: PeerId, head: &WireHead) {
-        if head.contiguous_seq > head.max_seq {
-            return;
-        }
-        let local = match self.store.feed_head(&head.author) {
-            Ok(h) => h.unwrap_or_default(),
-            Err(_) => return,
-        };
-        // What we have contiguously is settled; ask for everything after it that the peer has.
-        if head.max_seq > local.contiguous_seq
-            && (head.max_seq > local.max_seq || head.contiguous_seq > local.contiguous_seq)
-        {
-            self.queue_sync(
-                peer,
-                SyncRequest::Records {
-                    author: head.author,
-                    from_seq: local.contiguous_seq + 1,
-                    to_seq: head.max_seq,
-                    limit: self.sync_page_limit(),
-                },
-            );
-        }
-    }
-
-    fn serve_sync(&mut self, peer: PeerId, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {
-        let max_inbound = self.cfg.sync_max_inbound_per_peer;
-        let state = self.sync.entry(peer).or_default();
-        if state.inbound_in_flight >= max_inbound {
-            let _ =
-                self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Refused(Refusal::Busy));
-            self.penalize(peer, PenaltyReason::SyncAbuse);
-            return;
-        }
-        if let palisade_guard::Admission::Deny(_) =
-            self.guard.admit_message(&peer, crate::sync::MAX_REQUEST_BYTES)
-        {
-            let _ =
-                self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Refused(Refusal::Busy));
-            return;
-        }
-        let valid = match &request {
-            SyncRequest::Heads { limit, .. } => *limit > 0,
-            SyncRequest::Records { from_seq, to_seq, limit, .. } => {
-                *limit > 0 && *from_seq >= 1 && from_seq <= to_seq
-            }
-        };
-        if !valid {
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .sync
-                .send_response(channel, SyncResponse::Refused(Refusal::BadRequest));
-            self.penalize(peer, PenaltyReason::SyncAbuse);
-            return;
-        }
-        state.inbound_in_flight += 1;
-        self.metrics.sync_requests_served.inc();
-        let store = self.store.clone();
-        let tx = self.serve_tx.clone();
-        let cfg = self.cfg.clone();
-        self.tasks.spawn_blocking(move || {
-            let response = answer_sync(&store, &cfg, request);
-            let _ = tx.blocking_send((peer, channel, response));
-        });
-    }
-
-    fn send_sync_response(
-        &mut self,
-        peer: PeerId,
-        channel: ResponseChannel<SyncResponse>,
-        response: SyncResponse,
-    ) {
-        if let Some(s) = self.sync.get_mut(&peer) {
-            s.inbound_in_flight = s.inbound_in_flight.saturating_sub(1);
-        }
-        let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
-    }
-
     // ---- swarm events ----
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -807,6 +552,23 @@ impl EventLoop {
                 message_id,
                 message,
             })) => self.on_gossip_message(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id, ..
+            })) if self.connected.contains_key(&peer_id) => {
+                if let Some(reason) = self.liveness.on_slow(peer_id, std::time::Instant::now()) {
+                    self.recycle(peer_id, reason);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::GossipsubNotSupported {
+                peer_id,
+            })) => {
+                let speaks_gossip = self.connected.get(&peer_id).is_some_and(|c| c.speaks_gossip);
+                if let Some(reason) =
+                    self.liveness.on_not_supported(peer_id, speaks_gossip, std::time::Instant::now())
+                {
+                    self.recycle(peer_id, reason);
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -815,6 +577,8 @@ impl EventLoop {
             })) => {
                 if let Some(c) = self.connected.get_mut(&peer_id) {
                     c.agent = Some(info.agent_version.chars().take(128).collect());
+                    c.speaks_gossip = info.protocols.iter().any(|p| p.as_ref().starts_with("/meshsub/"));
+                    c.listen_addrs = info.listen_addrs.iter().take(LISTEN_ADDRS_KEPT).cloned().collect();
                 }
                 // Only a bounded number of a peer's advertised addresses go into the DHT and the
                 // peer book (announced listen addresses: what a restart can dial).
@@ -852,8 +616,13 @@ impl EventLoop {
                     if let Some(c) = self.connected.remove(&peer_id) {
                         self.metrics.peers.get_or_create(&DirectionLabels { direction: c.direction }).dec();
                     }
-                    self.sync.remove(&peer_id);
-                    self.pending_sync.retain(|_, (p, _)| *p != peer_id);
+                    // Releases the record budget of every request still pending to the peer.
+                    self.sync.disconnected(&peer_id);
+                    self.serving.remove(&peer_id);
+                    self.resume_sync();
+                    if let Some(addrs) = self.liveness.disconnected(&peer_id) {
+                        self.redial_recycled(peer_id, addrs);
+                    }
                     self.emit(NetEvent::PeerDisconnected { peer: peer_id.to_string() });
                 } else if let Some(c) = self.connected.get_mut(&peer_id) {
                     c.connections = num_established as usize;
@@ -867,6 +636,31 @@ impl EventLoop {
             }
             SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
             _ => {}
+        }
+    }
+
+    /// Closes the connection to `peer`, on which gossip is dead, and dials it again once it
+    /// is closed (see [`liveness`]).
+    fn recycle(&mut self, peer: PeerId, reason: liveness::DeadGossip) {
+        let Some(c) = self.connected.get(&peer) else { return };
+        let addrs = if c.direction == "outbound" { vec![c.addr.clone()] } else { c.listen_addrs.clone() };
+        warn!(%peer, reason = reason.as_str(), "gossip to this peer is dead on its connection; reconnecting");
+        self.metrics
+            .gossip_dead_connections
+            .get_or_create(&GossipDeadLabels { reason: reason.as_str() })
+            .inc();
+        self.liveness.recycling(peer, addrs, std::time::Instant::now());
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn redial_recycled(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if addrs.is_empty() {
+            // An inbound peer that announced no address: it dials us again itself.
+            return;
+        }
+        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, error = %e, "redial after recycling failed");
         }
     }
 
@@ -904,6 +698,8 @@ impl EventLoop {
                 since_ms: now_ms(),
                 connections: established,
                 agent: None,
+                speaks_gossip: false,
+                listen_addrs: Vec::new(),
             },
         );
         if direction == "outbound" {
@@ -918,6 +714,7 @@ impl EventLoop {
         self.emit(NetEvent::PeerConnected { peer: peer.to_string(), addr: addr.to_string(), direction });
         // Catch up with every new peer right away: this is how a restarted or newly joined
         // node gets what it missed.
+        self.sync.connected(peer);
         self.sync_round(Some(peer));
     }
 
@@ -929,56 +726,6 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.libp2p_metrics.record(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.libp2p_metrics.record(e),
             other => self.libp2p_metrics.record(other),
-        }
-    }
-}
-
-/// Builds a sync response from the store (runs on a blocking thread).
-fn answer_sync(store: &Store, cfg: &NetConfig, request: SyncRequest) -> SyncResponse {
-    match request {
-        SyncRequest::Heads { after, limit } => {
-            let limit = (limit as usize).min(cfg.sync_max_heads_per_page);
-            match store.feed_heads(after.as_ref(), limit + 1) {
-                Ok(mut heads) => {
-                    let next_after = if heads.len() > limit {
-                        heads.truncate(limit);
-                        heads.last().map(|(a, _)| *a)
-                    } else {
-                        None
-                    };
-                    let wire: Vec<WireHead> = heads
-                        .into_iter()
-                        .map(|(author, h)| WireHead {
-                            author,
-                            contiguous_seq: h.contiguous_seq,
-                            max_seq: h.max_seq,
-                        })
-                        .collect();
-                    match BoundedVec::new(wire) {
-                        Ok(heads) => SyncResponse::Heads { heads, next_after },
-                        Err(_) => SyncResponse::Refused(Refusal::Internal),
-                    }
-                }
-                Err(_) => SyncResponse::Refused(Refusal::Internal),
-            }
-        }
-        SyncRequest::Records { author, from_seq, to_seq, limit } => {
-            let limit = (limit as usize).min(cfg.sync_max_records_per_page);
-            match store.feed_range(&author, from_seq, to_seq, limit, cfg.sync_max_response_bytes) {
-                Ok(records) => {
-                    let truncated = records.len() >= limit
-                        || records.last().is_some_and(|r| r.record().position.seq < to_seq);
-                    let bytes: Vec<BoundedBytes<{ palisade_types::limits::MAX_ENVELOPE_BYTES }>> = records
-                        .into_iter()
-                        .filter_map(|r| BoundedBytes::new(r.into_wire_bytes()).ok())
-                        .collect();
-                    match BoundedVec::new(bytes) {
-                        Ok(records) => SyncResponse::Records { records, truncated },
-                        Err(_) => SyncResponse::Refused(Refusal::Internal),
-                    }
-                }
-                Err(_) => SyncResponse::Refused(Refusal::Internal),
-            }
         }
     }
 }

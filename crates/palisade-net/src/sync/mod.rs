@@ -12,6 +12,9 @@
 //! [`MAX_RESPONSE_FRAME_BYTES`]; larger length prefixes are refused before allocating.
 //! The byte layout is in `docs/protocol.md` and pinned by a golden test.
 
+pub(crate) mod client;
+pub(crate) mod serve;
+
 use std::io;
 
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};

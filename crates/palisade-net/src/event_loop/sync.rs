@@ -1,0 +1,255 @@
+//! The event loop's side of `/palisade/sync/1`: it drives the sans-IO
+//! [`SyncClient`](crate::sync::client::SyncClient) with swarm events and store lookups, and
+//! admits inbound requests for the blocking server ([`answer_sync`]).
+
+use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
+use libp2p::PeerId;
+use palisade_guard::PenaltyReason;
+use palisade_types::ParsedEnvelope;
+use tracing::debug;
+
+use super::EventLoop;
+use crate::now_ms;
+use crate::pipeline::{Origin, Outcome};
+use crate::sync::client::ClientLimits;
+use crate::sync::serve::{answer_sync, compare_heads, Wants};
+use crate::sync::{Refusal, SyncRequest, SyncResponse};
+use crate::NetConfig;
+
+/// A page of a peer's heads compared with our store on a blocking thread.
+pub(crate) struct HeadsCompared {
+    peer: PeerId,
+    wants: Wants,
+    next_after: Option<palisade_types::AuthorKey>,
+}
+
+/// Capacity of the channel that brings compared heads pages back to the loop.
+pub(super) const COMPARED_QUEUE: usize = 64;
+
+/// Most sync requests we have outstanding to one peer.
+const MAX_OUTBOUND_SYNC_PER_PEER: usize = 4;
+/// Most records requests queued for one peer (per priority); beyond it, the next round asks.
+const MAX_QUEUED_SYNC_PER_PEER: usize = 1024;
+
+/// The sync client's bounds for `cfg`: pages of at most a quarter of the verify queue, and at
+/// most the verify queue's sync share asked for at once.
+pub(super) fn client_limits(cfg: &NetConfig) -> ClientLimits {
+    let reserved = crate::pipeline::sync_reserved_records(cfg.verify_queue_records);
+    ClientLimits {
+        heads_page: cfg.sync_max_heads_per_page as u32,
+        records_page: cfg.sync_max_records_per_page.min(cfg.verify_queue_records / 4).max(1) as u32,
+        record_budget: reserved,
+        max_in_flight_per_peer: MAX_OUTBOUND_SYNC_PER_PEER,
+        max_queued_per_peer: MAX_QUEUED_SYNC_PER_PEER,
+    }
+}
+
+impl EventLoop {
+    /// Starts a heads walk with `peer` (or with every connected peer when `None`). Returns
+    /// how many peers were asked.
+    pub(super) fn sync_round(&mut self, peer: Option<PeerId>) -> usize {
+        let targets = match peer {
+            Some(p) => vec![p],
+            None => self.sync.peers(),
+        };
+        let now = std::time::Instant::now();
+        let mut asked = 0;
+        for p in targets {
+            if self.sync.start_round(p, now) {
+                asked += 1;
+                self.dispatch_sync(p);
+            }
+        }
+        asked
+    }
+
+    /// The timer's round: the least recently asked peer that speaks sync and that the guard
+    /// has not caught misbehaving, so every such peer is asked within as many rounds as there
+    /// are of them, and one that holds what we lack is never skipped for long.
+    pub(super) fn sync_timer_round(&mut self) {
+        let guard = &self.guard;
+        let peer = self.sync.round_peer(std::time::Instant::now(), |p| {
+            guard.score(p) > crate::gossip::GRAYLIST_PENALTY_MAX_REPUTATION_POINTS
+        });
+        if let Some(peer) = peer {
+            self.sync_round(Some(peer));
+        }
+    }
+
+    /// Sends what `peer` may have now.
+    fn dispatch_sync(&mut self, peer: PeerId) {
+        while let Some(request) = self.sync.next_request(&peer, self.pipeline.in_flight_sync_len()) {
+            let id = self.swarm.behaviour_mut().sync.send_request(&peer, request.clone());
+            self.sync.sent(id, peer, request);
+        }
+    }
+
+    /// Dispatches requests that waited for record budget (after pipeline decisions, answers
+    /// and disconnects give budget back).
+    pub(super) fn resume_sync(&mut self) {
+        if !self.sync.is_held() {
+            return;
+        }
+        for peer in self.sync.take_held() {
+            self.dispatch_sync(peer);
+        }
+    }
+
+    pub(super) fn on_sync_event(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.serve_sync(peer, request, channel)
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.on_sync_response(request_id, response);
+                    self.dispatch_sync(peer);
+                    self.resume_sync();
+                }
+            },
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                debug!(%peer, %error, "sync request failed");
+                match error {
+                    OutboundFailure::UnsupportedProtocols => {
+                        self.sync.unsupported(request_id, std::time::Instant::now())
+                    }
+                    _ => {
+                        self.sync.finish(request_id);
+                    }
+                }
+                self.dispatch_sync(peer);
+                self.resume_sync();
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "serving a sync request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_sync_response(&mut self, request_id: OutboundRequestId, response: SyncResponse) {
+        // A request already released (its peer disconnected meanwhile) is not ours to act on.
+        let Some((peer, request)) = self.sync.finish(request_id) else { return };
+        match (request, response) {
+            (SyncRequest::Heads { limit, .. }, SyncResponse::Heads { heads, next_after }) => {
+                if heads.len() > limit as usize {
+                    self.penalize(peer, PenaltyReason::SyncAbuse);
+                    return;
+                }
+                // The comparison reads our feed heads from the store: off the loop. The next
+                // page is asked for once it is done (`on_heads_compared`).
+                let store = self.store.clone();
+                let tx = self.compared_tx.clone();
+                self.tasks.spawn_blocking(move || {
+                    let wants = compare_heads(&store, heads.as_slice());
+                    let _ = tx.blocking_send(HeadsCompared { peer, wants, next_after });
+                });
+            }
+            (
+                SyncRequest::Records { author, from_seq, to_seq, limit },
+                SyncResponse::Records { records, truncated },
+            ) => {
+                if records.len() > limit as usize {
+                    self.penalize(peer, PenaltyReason::SyncAbuse);
+                    return;
+                }
+                self.metrics.sync_records_received.inc_by(records.len() as u64);
+                let mut last_seq = None;
+                for bytes in records.into_inner() {
+                    // The record must be the one we asked for: right author, seq in range.
+                    let position = ParsedEnvelope::parse(bytes.as_slice().to_vec())
+                        .ok()
+                        .and_then(|p| p.decode().ok())
+                        .map(|u| (u.record().position.author, u.record().position.seq));
+                    match position {
+                        Some((a, s)) if a == author && (from_seq..=to_seq).contains(&s) => last_seq = Some(s),
+                        _ => {
+                            self.report(&Origin::Sync { peer }, &Outcome::Reject("malformed_payload"));
+                            return;
+                        }
+                    }
+                    let origin = Origin::Sync { peer };
+                    if let Some(outcome) =
+                        self.pipeline.admit(bytes.into_inner(), origin.clone(), None, now_ms())
+                    {
+                        self.report(&origin, &outcome);
+                    }
+                }
+                if let (true, Some(last)) = (truncated, last_seq) {
+                    if last < to_seq {
+                        self.sync.continue_records(&peer, author, last + 1, to_seq);
+                    }
+                }
+            }
+            (_, SyncResponse::Refused(Refusal::Busy)) => {}
+            (_, SyncResponse::Refused(r)) => debug!(%peer, ?r, "sync request refused"),
+            _ => self.penalize(peer, PenaltyReason::SyncAbuse),
+        }
+    }
+
+    /// A page of `peer`'s heads was compared with ours: ask for what we lack, then for the
+    /// next page.
+    pub(super) fn on_heads_compared(&mut self, c: HeadsCompared) {
+        for (author, from_seq, to_seq, gap) in c.wants {
+            self.sync.want_records(&c.peer, author, from_seq, to_seq, gap);
+        }
+        if let Some(after) = c.next_after {
+            self.sync.continue_heads(&c.peer, after);
+        }
+        self.dispatch_sync(c.peer);
+    }
+
+    fn serve_sync(&mut self, peer: PeerId, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {
+        let serving = self.serving.entry(peer).or_default();
+        if *serving >= self.cfg.sync_max_inbound_per_peer {
+            let _ =
+                self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Refused(Refusal::Busy));
+            self.penalize(peer, PenaltyReason::SyncAbuse);
+            return;
+        }
+        if let palisade_guard::Admission::Deny(_) =
+            self.guard.admit_message(&peer, crate::sync::MAX_REQUEST_BYTES)
+        {
+            let _ =
+                self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Refused(Refusal::Busy));
+            return;
+        }
+        let valid = match &request {
+            SyncRequest::Heads { limit, .. } => *limit > 0,
+            SyncRequest::Records { from_seq, to_seq, limit, .. } => {
+                *limit > 0 && *from_seq >= 1 && from_seq <= to_seq
+            }
+        };
+        if !valid {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, SyncResponse::Refused(Refusal::BadRequest));
+            self.penalize(peer, PenaltyReason::SyncAbuse);
+            return;
+        }
+        *serving += 1;
+        self.metrics.sync_requests_served.inc();
+        let store = self.store.clone();
+        let tx = self.serve_tx.clone();
+        let cfg = self.cfg.clone();
+        self.tasks.spawn_blocking(move || {
+            let response = answer_sync(&store, &cfg, request);
+            let _ = tx.blocking_send((peer, channel, response));
+        });
+    }
+
+    /// Sends an answer built by a blocking task; the peer's serving slot is free again.
+    pub(super) fn send_sync_response(
+        &mut self,
+        peer: PeerId,
+        channel: ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    ) {
+        if let Some(n) = self.serving.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+        }
+        let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+    }
+}
