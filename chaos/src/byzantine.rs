@@ -46,6 +46,9 @@ pub struct AttackReport {
     /// attack, first saw an entry for one of our identities. Polled live because the ledger is
     /// a bounded, in-memory ring: a crash or a busy ring loses the early entries.
     pub first_ledger_seen_after_secs: Option<f64>,
+    /// What `attackers_contained` judged: seconds from the attack's start to the earliest
+    /// refusal, ledger entry or ban the target made of it (`None`: never).
+    pub contained_after_secs: Option<f64>,
     /// Seconds the attack ran.
     pub ran_secs: f64,
 }

@@ -5,9 +5,11 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use palisade_api::model::{ApiEvent, BanRequest, EventParams, LedgerParams, PageParams, RecordFilter};
+use palisade_api::model::{
+    ApiEvent, BanRequest, EventParams, FeedHeadView, LedgerParams, PageParams, RecordFilter,
+};
 use palisade_api::{ApiClient, EventStream};
-use palisade_types::{RecordId, Statement};
+use palisade_types::{AuthorKey, RecordId, Statement};
 
 /// A node's admin API.
 #[derive(Debug, Clone)]
@@ -17,6 +19,8 @@ pub struct NodeApi {
 
 /// Most pages read when listing record ids (1000 per page): bounds one convergence poll.
 const MAX_ID_PAGES: usize = 1000;
+/// Most feed heads written to a post-mortem dump (Sybil attackers make many authors).
+const MAX_DUMP_FEEDS: usize = 20_000;
 
 impl NodeApi {
     /// A client for the socket at `path`.
@@ -29,9 +33,53 @@ impl NodeApi {
         self.client.health().await.is_ok()
     }
 
-    /// Submits a statement; the id once it is durable.
-    pub async fn submit(&self, statement: &Statement) -> anyhow::Result<RecordId> {
-        Ok(self.client.submit(statement).await?.id)
+    /// Submits a statement; the id and feed seq once it is durable.
+    pub async fn submit(&self, statement: &Statement) -> anyhow::Result<(RecordId, u64)> {
+        let r = self.client.submit(statement).await?;
+        Ok((r.id, r.seq))
+    }
+
+    /// The node's head of `author`'s feed (`None`: it holds nothing of that author).
+    pub async fn feed_head(&self, author: &AuthorKey) -> anyhow::Result<Option<FeedHeadView>> {
+        match self.client.feed(&author.to_hex(), &PageParams { limit: Some(1), cursor: None }).await {
+            Ok(f) => Ok(Some(f.head)),
+            Err(palisade_api::ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// What the node says of itself, its peers and (up to `MAX_DUMP_FEEDS`) its feed heads,
+    /// for post-mortems of a failed check.
+    pub async fn state_dump(&self) -> serde_json::Value {
+        let node = self.client.node().await.map(|n| serde_json::json!(n));
+        let peers = self.client.peers().await.map(|p| serde_json::json!(p));
+        let bans = self.client.bans().await.map(|b| serde_json::json!(b));
+        let mut feeds = Vec::new();
+        let mut cursor = None;
+        while feeds.len() < MAX_DUMP_FEEDS {
+            match self.client.feeds(&PageParams { limit: Some(1000), cursor: cursor.take() }).await {
+                Ok(page) => {
+                    feeds.extend(page.feeds.into_iter().map(|f| serde_json::json!(f)));
+                    match page.next_cursor {
+                        Some(c) => cursor = Some(c),
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    feeds.push(serde_json::json!({ "error": e.to_string() }));
+                    break;
+                }
+            }
+        }
+        let or_error = |r: Result<serde_json::Value, palisade_api::ClientError>| {
+            r.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+        };
+        serde_json::json!({
+            "node": or_error(node),
+            "peers": or_error(peers),
+            "bans": or_error(bans),
+            "feeds": feeds,
+        })
     }
 
     /// Every stored record id (paged).

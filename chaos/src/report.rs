@@ -43,6 +43,9 @@ pub struct Window {
     pub start_secs: f64,
     /// End.
     pub end_secs: f64,
+    /// A fault (crash, pause, partition, link or netns fault), not an attack: what
+    /// `converged_within` allows extra time for.
+    pub fault: bool,
 }
 
 /// One second of the run.
@@ -115,7 +118,8 @@ impl Report {
                     a.sent,
                     a.connections_established,
                     a.connections_refused,
-                    a.first_refusal_after_secs.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into())
+                    // What the check judged (earliest refusal, ledger entry or ban).
+                    a.contained_after_secs.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into())
                 );
             }
         }
