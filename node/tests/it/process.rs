@@ -36,6 +36,32 @@ async fn listen_addr(network: &Network) -> Multiaddr {
     panic!("no listen address");
 }
 
+/// Starts a `palisade run` process listening on `ip`, bootstrapped to `bootstrap`; returns it
+/// once it logs that it runs, with that log line.
+async fn spawn_process_node(
+    dir: &std::path::Path,
+    ip: &str,
+    bootstrap: &Multiaddr,
+) -> (std::process::Child, String) {
+    let listen = format!("/ip4/{ip}/tcp/0");
+    let mut child = palisade(dir)
+        .args(["run", "--listen", &listen, "--metrics-listen", "off", "--log-format", "pretty"])
+        .args(["--bootstrap", &bootstrap.to_string()])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        read_until_line(stderr, "palisade is running", Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    let running = lines.into_iter().find(|l| l.contains("palisade is running")).unwrap();
+    (child, running)
+}
+
 /// Pulls `key=value` out of a log line (values end at a space; quotes are stripped).
 fn field(line: &str, key: &str) -> Option<String> {
     let start = line.find(&format!("{key}="))? + key.len() + 1;
@@ -51,29 +77,8 @@ async fn a_palisade_process_verifies_stores_and_relays_records() {
     let a_addr = listen_addr(&a).await;
 
     let b_dir = tmp.path().join("b");
-    let mut b = palisade(&b_dir)
-        .args([
-            "run",
-            "--listen",
-            "/ip4/127.0.0.2/tcp/0",
-            "--metrics-listen",
-            "off",
-            "--log-format",
-            "pretty",
-        ])
-        .args(["--bootstrap", &a_addr.to_string()])
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = b.stderr.take().unwrap();
-    let lines = tokio::task::spawn_blocking(move || {
-        read_until_line(stderr, "palisade is running", Duration::from_secs(60))
-    })
-    .await
-    .unwrap();
-    let running = lines.iter().find(|l| l.contains("palisade is running")).unwrap();
+    let (mut b, running) = spawn_process_node(&b_dir, "127.0.0.2", &a_addr).await;
+    let running = &running;
     let b_listen = field(running, "listen").expect("listen address in the log");
     let b_peer = field(running, "peer_id").expect("peer id in the log");
     assert!(b_listen.contains("127.0.0.2"), "{running}");
@@ -139,28 +144,7 @@ async fn gossip_to_a_paused_peer_recovers_after_it_resumes() {
     let b_dir = tmp.path().join("b");
     std::fs::create_dir_all(&b_dir).unwrap();
     std::fs::write(b_dir.join("palisade.toml"), "[network]\nsync_interval_secs = 3600\n").unwrap();
-    let mut b = palisade(&b_dir)
-        .args([
-            "run",
-            "--listen",
-            "/ip4/127.0.0.2/tcp/0",
-            "--metrics-listen",
-            "off",
-            "--log-format",
-            "pretty",
-        ])
-        .args(["--bootstrap", &a_addr.to_string()])
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = b.stderr.take().unwrap();
-    tokio::task::spawn_blocking(move || {
-        read_until_line(stderr, "palisade is running", Duration::from_secs(60))
-    })
-    .await
-    .unwrap();
+    let (mut b, _) = spawn_process_node(&b_dir, "127.0.0.2", &a_addr).await;
     let b_api = ApiClient::unix(b_dir.join("admin.sock")).with_timeout(Duration::from_secs(5));
     // How (and whether) B holds a record.
     let source_at_b = |id: palisade_types::RecordId| {

@@ -33,6 +33,25 @@ use crate::sync::SyncResponse;
 use crate::topics::TopicKind;
 use crate::{now_ms, NetConfig};
 
+/// Handles up to [`SOURCE_BUDGET`] items already waiting on the channel `$rx`, each with
+/// `$handle`, without waiting; evaluates to whether it handled any. Each source of the loop is
+/// listed once with it (the shape of reth's `poll_nested_stream_with_budget!`).
+macro_rules! drain_budgeted {
+    ($($rx:ident).+, |$item:pat_param| $handle:expr) => {{
+        let mut handled = false;
+        for _ in 0..SOURCE_BUDGET {
+            match $($rx).+.try_recv() {
+                Ok($item) => {
+                    $handle;
+                    handled = true;
+                }
+                Err(_) => break,
+            }
+        }
+        handled
+    }};
+}
+
 /// Items handled per source per wake-up. Large enough to keep throughput, small enough that
 /// one source cannot delay the others by more than a few milliseconds.
 const SOURCE_BUDGET: usize = 64;
@@ -176,51 +195,13 @@ impl EventLoop {
         loop {
             // Sweep every source without waiting, each up to its budget.
             let mut worked = false;
-            for _ in 0..SOURCE_BUDGET {
-                match self.finished.try_recv() {
-                    Ok(f) => {
-                        self.on_finished(f);
-                        worked = true;
-                    }
-                    Err(_) => break,
-                }
-            }
-            for _ in 0..SOURCE_BUDGET {
-                match self.commands.try_recv() {
-                    Ok(c) => {
-                        self.on_command(c);
-                        worked = true;
-                    }
-                    Err(_) => break,
-                }
-            }
-            for _ in 0..SOURCE_BUDGET {
-                match self.serve_rx.try_recv() {
-                    Ok((peer, channel, response)) => {
-                        self.send_sync_response(peer, channel, response);
-                        worked = true;
-                    }
-                    Err(_) => break,
-                }
-            }
-            for _ in 0..SOURCE_BUDGET {
-                match self.compared_rx.try_recv() {
-                    Ok(c) => {
-                        self.on_heads_compared(c);
-                        worked = true;
-                    }
-                    Err(_) => break,
-                }
-            }
-            for _ in 0..SOURCE_BUDGET {
-                match self.proof_rx.try_recv() {
-                    Ok(check) => {
-                        self.on_proof_checked(check);
-                        worked = true;
-                    }
-                    Err(_) => break,
-                }
-            }
+            worked |= drain_budgeted!(self.finished, |f| self.on_finished(f));
+            worked |= drain_budgeted!(self.commands, |c| self.on_command(c));
+            worked |= drain_budgeted!(self.serve_rx, |(peer, channel, response)| {
+                self.send_sync_response(peer, channel, response)
+            });
+            worked |= drain_budgeted!(self.compared_rx, |c| self.on_heads_compared(c));
+            worked |= drain_budgeted!(self.proof_rx, |check| self.on_proof_checked(check));
             for _ in 0..SOURCE_BUDGET {
                 match self.swarm.next().now_or_never() {
                     Some(Some(event)) => {

@@ -109,14 +109,8 @@ impl EventLoop {
             },
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 debug!(%peer, %error, "sync request failed");
-                match error {
-                    OutboundFailure::UnsupportedProtocols => {
-                        self.sync.unsupported(request_id, std::time::Instant::now())
-                    }
-                    _ => {
-                        self.sync.finish(request_id);
-                    }
-                }
+                let unsupported = matches!(error, OutboundFailure::UnsupportedProtocols);
+                self.sync.failed(request_id, unsupported, std::time::Instant::now());
                 self.dispatch_sync(peer);
                 self.resume_sync();
             }

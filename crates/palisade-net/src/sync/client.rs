@@ -16,6 +16,9 @@
 //!   queue that can be full.
 //! - **Timer rounds rotate** over the peers that answer sync, least recently asked first,
 //!   so any connected peer that holds what we lack is asked within a bounded number of rounds.
+//!   A peer whose last request failed (timed out: a connection-flood identity that never
+//!   opens a stream, a stopped node) goes after every peer whose last request was answered,
+//!   so a hundred mute connections cannot take the rounds an honest peer needs.
 //!
 //! Backpressure: a records request is sent only while the records asked for plus the sync
 //! records in the ingest pipeline stay within the record budget (always when nothing is
@@ -67,6 +70,8 @@ struct PeerState {
     /// Authors with a records request queued or in flight to this peer (no duplicates).
     authors: HashSet<AuthorKey>,
     last_round: Option<Instant>,
+    /// The peer's last request failed (timeout, reset, refused stream).
+    last_failed: bool,
     /// Set when the peer failed a request for not speaking the protocol.
     unsupported_since: Option<Instant>,
 }
@@ -146,7 +151,7 @@ impl<Id: Hash + Eq + Copy> SyncClient<Id> {
                 s.unsupported_since.is_none_or(|t| now.duration_since(t) >= UNSUPPORTED_PEER_RETRY)
             })
             .filter(|(p, _)| eligible(p))
-            .min_by_key(|(_, s)| s.last_round)
+            .min_by_key(|(_, s)| (s.last_failed, s.last_round))
             .map(|(p, _)| *p)
     }
 
@@ -240,17 +245,25 @@ impl<Id: Hash + Eq + Copy> SyncClient<Id> {
         self.pending.insert(id, (peer, request));
     }
 
-    /// The answer (or failure) of `id` arrived: releases it and returns what was asked.
-    /// `None` when the request was already released (its peer disconnected).
+    /// The answer to `id` arrived: releases it and returns what was asked. `None` when the
+    /// request was already released (its peer disconnected).
     pub(crate) fn finish(&mut self, id: Id) -> Option<(PeerId, SyncRequest)> {
-        self.release(id)
+        let (peer, request) = self.release(id)?;
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.last_failed = false;
+            state.unsupported_since = None;
+        }
+        Some((peer, request))
     }
 
-    /// `id` failed because the peer does not speak the protocol: leave it out of timer
-    /// rounds for a while.
-    pub(crate) fn unsupported(&mut self, id: Id, now: Instant) {
-        if let Some((peer, _)) = self.release(id) {
-            if let Some(state) = self.peers.get_mut(&peer) {
+    /// `id` failed: the peer goes after the peers that answer in timer rounds. One that does
+    /// not speak the protocol (`unsupported`) is left out of them for
+    /// [`UNSUPPORTED_PEER_RETRY`] and its heads walk ends.
+    pub(crate) fn failed(&mut self, id: Id, unsupported: bool, now: Instant) {
+        let Some((peer, _)) = self.release(id) else { return };
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.last_failed = true;
+            if unsupported {
                 state.unsupported_since = Some(now);
                 state.heads_next = None;
             }
@@ -267,7 +280,6 @@ impl<Id: Hash + Eq + Copy> SyncClient<Id> {
         }
         if let Some(state) = self.peers.get_mut(&peer) {
             state.in_flight = state.in_flight.saturating_sub(1);
-            state.unsupported_since = None;
         }
         Some((peer, request))
     }
@@ -428,7 +440,7 @@ mod tests {
         c.start_round(mute, now);
         let mut id = 0;
         let sent = drain(&mut c, mute, &mut id, 0);
-        c.unsupported(sent[0].0, now);
+        c.failed(sent[0].0, true, now);
         let mut asked = Vec::new();
         for i in 0..6u64 {
             let t = now + Duration::from_secs(30 * (i + 1));
@@ -444,5 +456,35 @@ mod tests {
         // After the retry delay the mute peer is tried again.
         let later = now + UNSUPPORTED_PEER_RETRY + Duration::from_secs(1);
         assert_eq!(c.round_peer(later, |p| *p == mute), Some(mute));
+    }
+
+    #[test]
+    fn peers_whose_requests_time_out_go_after_peers_that_answer() {
+        let mut c = SyncClient::<u64>::new(LIMITS);
+        let now = Instant::now();
+        let honest = PeerId::random();
+        c.connected(honest);
+        let mut id = 0;
+        // A hundred connections of a flood that never open a stream: their first rounds time out.
+        let mute: Vec<PeerId> = (0..100).map(|_| PeerId::random()).collect();
+        for p in &mute {
+            c.connected(*p);
+            c.start_round(*p, now);
+            let sent = drain(&mut c, *p, &mut id, 0);
+            c.failed(sent[0].0, false, now);
+        }
+        c.start_round(honest, now);
+        let sent = drain(&mut c, honest, &mut id, 0);
+        c.finish(sent[0].0);
+        // Every timer round goes to the peer that answers, although the others were asked
+        // less recently... until it fails too.
+        for i in 1..=5u64 {
+            let t = now + Duration::from_secs(3 * i);
+            assert_eq!(c.round_peer(t, |_| true), Some(honest), "round {i}");
+            c.start_round(honest, t);
+        }
+        let sent = drain(&mut c, honest, &mut id, 0);
+        c.failed(sent[0].0, false, now);
+        assert_ne!(c.round_peer(now + Duration::from_secs(30), |_| true), Some(honest));
     }
 }
