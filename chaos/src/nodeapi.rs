@@ -39,6 +39,29 @@ impl NodeApi {
         Ok((r.id, r.seq))
     }
 
+    /// The ids of `author`'s records this node holds (its feed, paged).
+    pub async fn feed_ids(&self, author: &AuthorKey) -> anyhow::Result<HashSet<RecordId>> {
+        let mut out = HashSet::new();
+        let mut cursor = None;
+        for _ in 0..MAX_ID_PAGES {
+            let page = match self
+                .client
+                .feed(&author.to_hex(), &PageParams { limit: Some(1000), cursor: cursor.take() })
+                .await
+            {
+                Ok(p) => p,
+                Err(palisade_api::ClientError::Api { status: 404, .. }) => break,
+                Err(e) => return Err(e.into()),
+            };
+            out.extend(page.records.iter().map(|r| r.id));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
     /// The node's head of `author`'s feed (`None`: it holds nothing of that author).
     pub async fn feed_head(&self, author: &AuthorKey) -> anyhow::Result<Option<FeedHeadView>> {
         match self.client.feed(&author.to_hex(), &PageParams { limit: Some(1), cursor: None }).await {

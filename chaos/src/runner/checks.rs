@@ -135,9 +135,12 @@ pub(super) async fn check_durability(run: &Run) -> CheckResult {
     let d = lock(&run.durability).clone();
     let mut evidence = Vec::new();
     let mut checked = 0;
-    for (node, lost, healthy) in &d {
+    for (node, lost, healthy, unread) in &d {
         if !healthy {
             evidence.push(format!("node {node} did not come back after restart"));
+        }
+        if let Some(e) = unread {
+            evidence.push(format!("node {node}: its feed could not be read after restart ({e})"));
         }
         checked += 1;
         for id in lost {

@@ -47,12 +47,20 @@ pub(super) async fn apply_fault(run: Arc<Run>, at: f64, f: crate::scenario::Faul
                 // hold every record it acknowledged before the kill.
                 let healthy = run.wait_healthy(i, Duration::from_secs(60)).await;
                 let mut lost = Vec::new();
+                let mut unread = None;
                 if healthy {
-                    let have = run.apis[i].record_ids().await.unwrap_or_default();
-                    lost = acked_here.iter().filter(|id| !have.contains(id)).copied().collect();
+                    // What the node acknowledged is its own feed: read that (a few pages), not
+                    // every record it holds (over 100,000 under a Sybil flood, which times out
+                    // on a loaded machine; a failed read once counted as losing everything).
+                    match own_feed_ids(&run, i).await {
+                        Ok(have) => {
+                            lost = acked_here.iter().filter(|id| !have.contains(id)).copied().collect()
+                        }
+                        Err(e) => unread = Some(e),
+                    }
                     lift_pending_unbans(&run, Some(i)).await;
                 }
-                lock(&run.durability).push((i, lost, healthy));
+                lock(&run.durability).push((i, lost, healthy, unread));
             }
         }
         FaultAction::Pause => {
@@ -181,6 +189,21 @@ pub(super) fn partition_groups(run: &Run, split: Option<&Split>) -> Vec<Vec<usiz
 
 /// Retries the heal requests that `node` (every node with `None`) missed while it was down.
 /// A request that fails again stays pending.
+/// The ids in node `i`'s own feed, read up to three times (the node is busy catching up).
+async fn own_feed_ids(run: &Run, i: usize) -> Result<HashSet<RecordId>, String> {
+    let author = lock(&run.cluster).nodes[i].author.clone();
+    let author: palisade_types::AuthorKey = author.parse().map_err(|e| format!("{e}"))?;
+    let mut last = String::new();
+    for _ in 0..3 {
+        match run.apis[i].feed_ids(&author).await {
+            Ok(ids) => return Ok(ids),
+            Err(e) => last = format!("{e:#}"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Err(last)
+}
+
 pub(super) async fn lift_pending_unbans(run: &Run, node: Option<usize>) {
     let due: Vec<(usize, String)> = {
         let mut pending = lock(&run.pending_unbans);

@@ -48,8 +48,9 @@ struct Ack {
 }
 
 /// One restart checked for durability: (node, acknowledged records missing right after the
-/// restart, whether the node came back healthy).
-type RestartCheck = (usize, Vec<RecordId>, bool);
+/// restart, whether the node came back healthy, why its feed could not be read if it could
+/// not).
+type RestartCheck = (usize, Vec<RecordId>, bool, Option<String>);
 
 /// Shared state of a run.
 struct Run {
