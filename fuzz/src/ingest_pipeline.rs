@@ -31,7 +31,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use libp2p::PeerId;
 use palisade_guard::{Guard, GuardConfig};
 use palisade_net::topics::TopicKind;
-use palisade_net::{Decision, Ingestor, NetConfig, Outcome, PipelineConfig};
+use palisade_net::{Acceptance, Decision, Ingestor, NetConfig, PipelineConfig, Reason};
 use palisade_store::Store;
 use palisade_types::limits::MAX_ENVELOPE_BYTES;
 use palisade_types::{
@@ -241,7 +241,7 @@ impl Harness {
     fn decided(
         &mut self,
         peer: &PeerId,
-        outcome: &Outcome,
+        outcome: &Reason,
         class: &Class,
         topic: Option<TopicKind>,
         penalizable: bool,
@@ -249,8 +249,9 @@ impl Harness {
         let known = |id: &Option<RecordId>| {
             id.is_some_and(|i| self.accepted.contains_key(&i) || self.pending.contains_key(&i))
         };
-        match outcome {
-            Outcome::Accept => {
+        let reason = &outcome.label();
+        match outcome.acceptance() {
+            Acceptance::Accept => {
                 self.accepts += 1;
                 let Class::Valid(record) = class else {
                     panic!("accepted a record the oracle calls invalid: {class:?}");
@@ -267,7 +268,7 @@ impl Harness {
                 self.positions.entry((pos.author, pos.seq)).or_default().push(id);
                 self.accepted.insert(id, VerifiedRecord::clone(record));
             }
-            Outcome::Reject(reason) => {
+            Acceptance::Reject => {
                 self.rejects += 1;
                 if penalizable {
                     self.penalties += 1;
@@ -281,7 +282,7 @@ impl Harness {
                     }
                 }
             }
-            Outcome::Ignore(reason) => {
+            Acceptance::Ignore => {
                 self.ignores += 1;
                 let (id, issued) = match class {
                     Class::Valid(r) => (Some(r.id()), Some(r.record().position.issued_at_ms)),
@@ -341,10 +342,10 @@ impl Harness {
             panic!("a decision for a record that was not queued: {d:?}");
         };
         // Several copies of one id: pick the one this outcome fits (queue order otherwise).
-        let fits = |p: &Pending| match (&d.outcome, &p.class) {
-            (Outcome::Accept, Class::Valid(_)) => true,
-            (Outcome::Reject(r), Class::Invalid { reason, .. }) => r == reason,
-            (Outcome::Ignore(_), _) => true,
+        let fits = |p: &Pending| match (d.outcome.acceptance(), &p.class) {
+            (Acceptance::Accept, Class::Valid(_)) => true,
+            (Acceptance::Reject, Class::Invalid { reason, .. }) => d.outcome.label() == *reason,
+            (Acceptance::Ignore, _) => true,
             _ => false,
         };
         let i = copies.iter().position(fits).unwrap_or(0);

@@ -3,7 +3,8 @@
 //! Start order: key → store → guard (re-applies persisted bans) → network → admin API →
 //! metrics. Stop order is the reverse: admin API (stops accepting, ends event streams,
 //! removes the socket) → network (closes connections, drains the ingest pipeline, which
-//! flushes) → final store flush.
+//! flushes) → the guard's node-state writer (queued ban and peer-book changes written and
+//! flushed) → final store flush.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +104,10 @@ pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
     api.shutdown().await;
     network.shutdown().await.context("stopping the network")?;
     drop(handle);
+    let state_guard = guard.clone();
+    tokio::task::spawn_blocking(move || state_guard.close_state_writer())
+        .await
+        .context("stopping the node-state writer")?;
     store.flush_async().await.context("final flush of the store")?;
     info!("stopped cleanly");
     Ok(())

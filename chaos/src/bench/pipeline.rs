@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use libp2p::PeerId;
 use palisade_guard::{Guard, GuardConfig};
 use palisade_net::topics::TopicKind;
-use palisade_net::{Ingestor, NetConfig, Outcome, PipelineConfig};
+use palisade_net::{Ingestor, NetConfig, PipelineConfig, Reason};
 use palisade_store::{Store, StoreConfig};
 use palisade_types::{verify_batch_with_keys, verifying_key, ParsedEnvelope, RecordId};
 use prometheus_client::registry::Registry;
@@ -236,9 +236,9 @@ fn pipeline_run(wire: &[Vec<u8>], workers: usize, group_commit: bool, dups: bool
     let now = palisade_net::now_ms();
     let mut accepted = 0usize;
     let mut other: BTreeMap<String, u64> = BTreeMap::new();
-    let mut tally = |o: &Outcome| match o {
-        Outcome::Accept => accepted += 1,
-        o => *other.entry(format!("{}:{}", o.acceptance_str(), o.reason())).or_default() += 1,
+    let mut tally = |o: &Reason| match o {
+        Reason::Stored => accepted += 1,
+        o => *other.entry(format!("{}:{}", o.acceptance_str(), o.label())).or_default() += 1,
     };
     let cpu0 = process_cpu_secs();
     let started = Instant::now();
@@ -247,7 +247,7 @@ fn pipeline_run(wire: &[Vec<u8>], workers: usize, group_commit: bool, dups: bool
         let peer = peers[i % peers.len()];
         match ingest.admit(bytes.clone(), peer, topic, now) {
             None => i += 1,
-            Some(Outcome::Ignore("verify_queue_full")) => {
+            Some(Reason::VerifyQueueFull) => {
                 // The queue is full: wait for a decision (the event loop would shed load;
                 // the benchmark wants every record in).
                 if let Some(d) = ingest.next_blocking() {
@@ -278,7 +278,7 @@ fn pipeline_run(wire: &[Vec<u8>], workers: usize, group_commit: bool, dups: bool
         let cpu0 = process_cpu_secs();
         let mut dup = 0usize;
         for bytes in wire {
-            if let Some(Outcome::Ignore("duplicate")) = ingest.admit(bytes.clone(), other_peer, topic, now) {
+            if let Some(Reason::Duplicate) = ingest.admit(bytes.clone(), other_peer, topic, now) {
                 dup += 1;
             }
         }
@@ -656,8 +656,8 @@ fn flood_phase(load: &FloodLoad, secs: f64, attack_rate: f64) -> anyhow::Result<
     })
 }
 
-fn label(o: &Outcome) -> String {
-    format!("{}:{}", o.acceptance_str(), o.reason())
+fn label(o: &Reason) -> String {
+    format!("{}:{}", o.acceptance_str(), o.label())
 }
 
 struct PhaseState {
@@ -679,7 +679,7 @@ impl PhaseState {
         *self.honest_outcomes.entry(label(&d.outcome)).or_default() += 1;
         if let Some(t) = self.arrival.remove(&d.id) {
             let now = Instant::now();
-            if d.outcome == Outcome::Accept {
+            if d.outcome == Reason::Stored {
                 self.latencies_ms.push(now.duration_since(t).as_secs_f64() * 1e3);
                 if now <= self.end {
                     self.accepted_in_window += 1;

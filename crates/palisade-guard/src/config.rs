@@ -120,6 +120,15 @@ pub struct GuardConfig {
     pub peer_records_per_sec: u32,
     /// New records one peer may relay in a burst: 2000 (a few sync pages).
     pub peer_burst_records: u32,
+    /// Equivocation proofs per second one peer may relay: 30. A proof is two records to
+    /// verify and store. An honest relay forwards only proofs it stored, and proofs of fresh
+    /// authors take two tokens of the node-wide new-author budget (`network.new_authors_per_sec`,
+    /// 50/s), so under a Sybil proof flood an honest relay sends at most ~25/s: keep this above
+    /// half of `network.new_authors_per_sec`. Refusals are not penalised.
+    pub peer_proofs_per_sec: u32,
+    /// Equivocation proofs one peer may relay in a burst: 300 (above half the new-author
+    /// burst, 500).
+    pub peer_burst_proofs: u32,
     /// Records per second one author may publish (sustained, over all peers): 20.
     pub author_records_per_sec: u32,
     /// Records one author may publish in a burst: 200 (a CI job attesting many artefacts).
@@ -217,6 +226,8 @@ impl Default for GuardConfig {
             peer_burst_bytes: 4 * MIB,
             peer_records_per_sec: 500,
             peer_burst_records: 2000,
+            peer_proofs_per_sec: 30,
+            peer_burst_proofs: 300,
             author_records_per_sec: 20,
             author_burst_records: 200,
             peer_cost_units_per_sec: 10_000,
@@ -389,6 +400,8 @@ impl GuardConfig {
         at_least("peer_burst_bytes", c.peer_burst_bytes, "max_message_bytes", c.max_message_bytes)?;
         range("peer_records_per_sec", c.peer_records_per_sec, 1, 1_000_000)?;
         range("peer_burst_records", c.peer_burst_records, 1, 10_000_000)?;
+        range("peer_proofs_per_sec", c.peer_proofs_per_sec, 1, 100_000)?;
+        range("peer_burst_proofs", c.peer_burst_proofs, 1, 1_000_000)?;
         range("author_records_per_sec", c.author_records_per_sec, 1, 1_000_000)?;
         range("author_burst_records", c.author_burst_records, 1, 10_000_000)?;
         range("peer_cost_units_per_sec", c.peer_cost_units_per_sec, 1, 100_000_000)?;

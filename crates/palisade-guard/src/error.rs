@@ -18,6 +18,15 @@ pub enum GuardError {
         /// The requested duration in seconds.
         secs: u64,
     },
+    /// A ban change could not be queued for the disk (the ban applies in memory).
+    #[error("{0}")]
+    StateQueue(#[from] palisade_store::QueueFull),
+    /// A ban change did not reach the disk in time (the ban applies in memory).
+    #[error("the ban applies but is not persisted: {0}")]
+    StateWrite(#[from] palisade_store::WaitError),
+    /// A guard thread could not be started.
+    #[error("{0}")]
+    Setup(String),
     /// Building the transport (noise keys) failed.
     #[error("could not build the guarded transport: {0}; check the node identity key")]
     Transport(String),

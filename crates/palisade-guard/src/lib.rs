@@ -46,7 +46,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libp2p::core::muxing::StreamMuxer;
 use libp2p::PeerId;
-use palisade_store::Store;
+use palisade_store::{StateWriter, Store, Ticket};
 use palisade_types::{AuthorKey, InvalidSetting};
 use prometheus_client::registry::Registry;
 
@@ -154,6 +154,7 @@ struct Limiters {
     peer_bytes: KeyedLimiter<PeerId>,
     peer_cost: KeyedLimiter<PeerId>,
     peer_records: KeyedLimiter<PeerId>,
+    peer_proofs: KeyedLimiter<PeerId>,
     authors: KeyedLimiter<AuthorKey>,
     ip_connections: KeyedLimiter<IpAddr>,
     subnet_connections: KeyedLimiter<Subnet>,
@@ -172,6 +173,7 @@ impl Limiters {
             peer_bytes: KeyedLimiter::new(c.peer_bytes_per_sec, c.peer_burst_bytes, peers),
             peer_cost: KeyedLimiter::new(c.peer_cost_units_per_sec, c.peer_burst_cost_units, peers),
             peer_records: KeyedLimiter::new(c.peer_records_per_sec, c.peer_burst_records, peers),
+            peer_proofs: KeyedLimiter::new(c.peer_proofs_per_sec, c.peer_burst_proofs, peers),
             authors: KeyedLimiter::new(
                 c.author_records_per_sec,
                 c.author_burst_records,
@@ -216,6 +218,12 @@ impl Limiters {
         {
             self.peer_records = KeyedLimiter::new(c.peer_records_per_sec, c.peer_burst_records, peers);
         }
+        if peers_changed
+            || (old.peer_proofs_per_sec, old.peer_burst_proofs)
+                != (c.peer_proofs_per_sec, c.peer_burst_proofs)
+        {
+            self.peer_proofs = KeyedLimiter::new(c.peer_proofs_per_sec, c.peer_burst_proofs, peers);
+        }
         if old.max_tracked_authors != c.max_tracked_authors
             || (old.author_records_per_sec, old.author_burst_records)
                 != (c.author_records_per_sec, c.author_burst_records)
@@ -242,7 +250,7 @@ impl Limiters {
         }
     }
 
-    fn all(&self) -> [(&'static str, usize, usize, usize); 7] {
+    fn all(&self) -> [(&'static str, usize, usize, usize); 8] {
         [
             (
                 "peer_messages",
@@ -258,6 +266,7 @@ impl Limiters {
                 self.peer_records.cap(),
                 self.peer_records.memory_bytes(),
             ),
+            ("peer_proofs", self.peer_proofs.len(), self.peer_proofs.cap(), self.peer_proofs.memory_bytes()),
             ("authors", self.authors.len(), self.authors.cap(), self.authors.memory_bytes()),
             (
                 "ip_connections",
@@ -279,6 +288,7 @@ impl Limiters {
         self.peer_bytes.prune();
         self.peer_cost.prune();
         self.peer_records.prune();
+        self.peer_proofs.prune();
         self.authors.prune();
         self.ip_connections.prune();
         self.subnet_connections.prune();
@@ -333,6 +343,8 @@ pub(crate) struct Inner {
     /// connections, since a ban the allowlist kept from applying may apply now.
     pub(crate) allowlist_generation: AtomicU64,
     store: Store,
+    /// Writes ban changes (and the network's peer-book updates) off the caller's thread.
+    state: StateWriter,
     // Hot-path copies of single config values.
     max_message_bytes: AtomicU32,
     message_cost_units: AtomicU32,
@@ -527,27 +539,38 @@ impl Inner {
         self.metrics.active_bans.set(i64::try_from(bans.len()).unwrap_or(i64::MAX));
     }
 
-    fn persist_ban(&self, info: &BanInfo) -> Result<(), GuardError> {
-        let r = self.store.put_ban(&info.to_record()).and_then(|()| self.store.flush());
+    /// Queues the ban for the state writer (never blocks: the network loop bans).
+    fn persist_ban(&self, info: &BanInfo) -> Result<Ticket, GuardError> {
+        let r = self.state.put_ban(info.to_record());
         if r.is_err() {
             self.metrics.store_errors.inc();
         }
         Ok(r?)
     }
 
-    fn unpersist_ban(&self, target: &BanTarget, flush: bool) -> Result<bool, GuardError> {
-        let r = self.store.remove_ban(&target.to_string()).and_then(|existed| {
-            if flush {
-                self.store.flush()?;
-            }
-            Ok(existed)
-        });
+    /// Queues the deletion of a persisted ban (never blocks).
+    fn unpersist_ban(&self, target: &BanTarget) -> Result<Ticket, GuardError> {
+        let r = self.state.remove_ban(target.to_string());
+        if r.is_err() {
+            self.metrics.store_errors.inc();
+        }
+        Ok(r?)
+    }
+
+    /// Waits (bounded) until a queued ban change is durable: for admin commands, whose
+    /// answer promises it.
+    fn wait_persisted(&self, ticket: Ticket) -> Result<(), GuardError> {
+        let r = self.state.wait_written(ticket, PERSIST_WAIT);
         if r.is_err() {
             self.metrics.store_errors.inc();
         }
         Ok(r?)
     }
 }
+
+/// Longest an admin ban or unban waits for the ban table to reach disk before it answers
+/// that the change applies but is not persisted.
+pub const PERSIST_WAIT: Duration = Duration::from_secs(10);
 
 /// Over-rate refusals further apart than this end a peer's run of them (see
 /// [`Guard::over_rate`]): a token bucket refuses a peer over its rate every few milliseconds.
@@ -638,6 +661,8 @@ impl Guard {
             wakers: Mutex::new(HashMap::new()),
             next_waker_id: AtomicU64::new(1),
             allowlist_generation: AtomicU64::new(0),
+            state: StateWriter::start(store.clone())
+                .map_err(|e| GuardError::Setup(format!("starting the node-state writer thread: {e}")))?,
             store,
             max_message_bytes: AtomicU32::new(config.max_message_bytes),
             message_cost_units: AtomicU32::new(config.message_cost_units),
@@ -776,6 +801,22 @@ impl Guard {
         }
     }
 
+    /// Admits one equivocation proof relayed by `peer` (`limits.peer_proofs_per_sec`), before
+    /// its halves are decoded. Each half then passes the record checks like any gossiped
+    /// record. Allowlisted peers skip it.
+    pub fn admit_proof(&self, peer: &PeerId) -> Admission {
+        let i = &*self.inner;
+        if i.allowlisted_peer(peer) {
+            return Admission::Allow;
+        }
+        let check = read(&i.limiters).peer_proofs.check(peer, 1);
+        match check {
+            Check::Allowed => Admission::Allow,
+            Check::Denied => i.deny_message(peer, DropReason::PeerProofRateExceeded),
+            Check::Full => i.deny_message(peer, DropReason::TrackerFull),
+        }
+    }
+
     /// Charges `peer` for one signature verification (`verification_cost_units` from its cost
     /// budget, on top of the `message_cost_units` every message pays), so a peer sending
     /// records that need verifying exhausts its budget ten times faster (by default) than one
@@ -830,19 +871,17 @@ impl Guard {
         let score = score - SCORE_TOLERANCE_POINTS;
         if score <= ban_at {
             lock(&i.scores).reset(peer);
-            match self.ban_with(
+            let (until_ms, persisted) = self.ban_with(
                 BanTarget::Peer(*peer),
                 Duration::from_secs(ban_secs),
                 BAN_CAUSE_SCORE,
                 None,
                 ip,
-            ) {
-                Ok(until_ms) => return PenaltyOutcome::Ban { until_ms },
-                Err((until_ms, e)) => {
-                    tracing::warn!(%peer, error = %e, "ban applied in memory but not persisted");
-                    return PenaltyOutcome::Ban { until_ms };
-                }
+            );
+            if let Err(e) = persisted {
+                tracing::warn!(%peer, error = %e, "ban applied in memory but not persisted");
             }
+            return PenaltyOutcome::Ban { until_ms };
         }
         if score <= disconnect_at {
             i.metrics.disconnects.inc();
@@ -870,11 +909,13 @@ impl Guard {
         if let BanTarget::Peer(p) = &target {
             lock(&self.inner.scores).reset(p);
         }
-        self.ban_with(target, duration, BAN_CAUSE_MANUAL, detail, None).map(|_| ()).map_err(|(_, e)| e)
+        let (_, persisted) = self.ban_with(target, duration, BAN_CAUSE_MANUAL, detail, None);
+        self.inner.wait_persisted(persisted?)
     }
 
-    /// Applies a ban; on a storage error the ban still applies in memory and the error is
-    /// returned with its end time.
+    /// Applies a ban and queues it for persistence (without waiting: bans are decided on the
+    /// network loop). Returns its end time and the ticket of the last queued change (or why
+    /// it could not be queued: the ban still applies in memory).
     fn ban_with(
         &self,
         target: BanTarget,
@@ -882,7 +923,7 @@ impl Guard {
         cause: &'static str,
         detail: Option<String>,
         ip_hint: Option<IpAddr>,
-    ) -> Result<u64, (u64, GuardError)> {
+    ) -> (u64, Result<Ticket, GuardError>) {
         let i = &*self.inner;
         let now = now_ms();
         let until_ms = u64::try_from(duration.as_millis())
@@ -904,9 +945,8 @@ impl Guard {
         let mut result = i.persist_ban(&info);
         if let Some(ev) = evicted {
             i.metrics.ban_evictions.inc();
-            if let Err(e) = i.unpersist_ban(&ev.target, true) {
-                result = result.and(Err(e));
-            }
+            let removed = i.unpersist_ban(&ev.target);
+            result = result.and(removed);
         }
         match target {
             BanTarget::Peer(_) => i.metrics.bans_peer.inc(),
@@ -932,19 +972,18 @@ impl Guard {
                 let n = write(&i.bans).note_banned_peer_ip(ip, p, until_ms, now);
                 let already = read(&i.bans).get(&BanTarget::Ip(ip), now).is_some();
                 if n >= usize_of(threshold) && !already {
-                    if let Err((_, e)) = self.ban_with(
+                    let (_, ip_ban) = self.ban_with(
                         BanTarget::Ip(ip),
                         Duration::from_secs(ban_secs),
                         BAN_CAUSE_IP_THRESHOLD,
                         None,
                         None,
-                    ) {
-                        result = result.and(Err(e));
-                    }
+                    );
+                    result = result.and(ip_ban);
                 }
             }
         }
-        result.map(|()| until_ms).map_err(|e| (until_ms, e))
+        (until_ms, result)
     }
 
     /// Lifts a ban (and forgets the peer's score). Returns whether there was one.
@@ -963,7 +1002,11 @@ impl Guard {
         if let BanTarget::Peer(p) = &target {
             lock(&i.scores).reset(p);
         }
-        let stored = i.unpersist_ban(&target, true)?;
+        // Whether it was persisted: the store answers once the deletion is written.
+        let stored =
+            matches!(i.store.bans(), Ok(bans) if bans.iter().any(|b| b.target == target.to_string()));
+        let ticket = i.unpersist_ban(&target)?;
+        i.wait_persisted(ticket)?;
         if in_memory {
             i.metrics.unbans.inc();
             let (peer, ip) = match target {
@@ -974,6 +1017,18 @@ impl Guard {
             i.emit(GuardEvent::Unbanned { target });
         }
         Ok(in_memory || stored)
+    }
+
+    /// The writer of node state (bans, peer book): queue changes without blocking.
+    pub fn state_writer(&self) -> &StateWriter {
+        &self.inner.state
+    }
+
+    /// Writes the queued ban and peer-book changes, flushes them and stops the writer
+    /// thread (node shutdown, before the final store flush). Later changes apply in memory
+    /// only.
+    pub fn close_state_writer(&self) {
+        self.inner.state.close();
     }
 
     /// Every ban in force.
@@ -1148,9 +1203,8 @@ impl Guard {
             i.sync_ban_gauges(&bans);
             e
         };
-        let any_expired = !expired.is_empty();
         for b in expired {
-            if let Err(e) = i.unpersist_ban(&b.target, false) {
+            if let Err(e) = i.unpersist_ban(&b.target) {
                 tracing::warn!(target = %b.target, error = %e, "could not delete expired ban");
             }
             i.metrics.unbans.inc();
@@ -1161,12 +1215,6 @@ impl Guard {
             i.ledger_push(peer, ip, Action::Unbanned, Cow::Borrowed("expired"), None);
             tracing::info!(target = %b.target, "ban expired");
             i.emit(GuardEvent::Unbanned { target: b.target });
-        }
-        if any_expired {
-            if let Err(e) = i.store.flush() {
-                i.metrics.store_errors.inc();
-                tracing::warn!(error = %e, "could not flush ban deletions");
-            }
         }
         {
             let l = read(&i.limiters);

@@ -34,11 +34,12 @@ struct MapLabel {
 }
 
 /// Names of the bounded key maps, the `map` label of the tracker gauges.
-pub(crate) const MAPS: [&str; 8] = [
+pub(crate) const MAPS: [&str; 9] = [
     "peer_messages",
     "peer_bytes",
     "peer_cost",
     "peer_records",
+    "peer_proofs",
     "authors",
     "ip_connections",
     "subnet_connections",

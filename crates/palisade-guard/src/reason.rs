@@ -26,6 +26,8 @@ pub enum DropReason {
     /// A peer relayed more new records than `limits.peer_records_per_sec`, whatever their
     /// authors.
     PeerRecordRateExceeded,
+    /// A peer relayed more equivocation proofs than `limits.peer_proofs_per_sec`.
+    PeerProofRateExceeded,
     /// An author exceeded `limits.author_records_per_sec`.
     AuthorQuotaExceeded,
     /// A gossiped record came from an author this node has never seen, and the node-wide
@@ -75,12 +77,13 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order (for metrics pre-registration and docs).
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::Oversized,
         DropReason::PeerRateExceeded,
         DropReason::PeerByteRateExceeded,
         DropReason::PeerCostExceeded,
         DropReason::PeerRecordRateExceeded,
+        DropReason::PeerProofRateExceeded,
         DropReason::AuthorQuotaExceeded,
         DropReason::NewAuthorBudget,
         DropReason::VerifyQueueFull,
@@ -111,6 +114,7 @@ impl DropReason {
             DropReason::PeerByteRateExceeded => "peer_byte_rate_exceeded",
             DropReason::PeerCostExceeded => "peer_cost_exceeded",
             DropReason::PeerRecordRateExceeded => "peer_record_rate_exceeded",
+            DropReason::PeerProofRateExceeded => "peer_proof_rate_exceeded",
             DropReason::AuthorQuotaExceeded => "author_quota_exceeded",
             DropReason::NewAuthorBudget => "new_author_budget",
             DropReason::VerifyQueueFull => "verify_queue_full",
@@ -151,7 +155,8 @@ impl DropReason {
             DropReason::PeerRateExceeded
             | DropReason::PeerByteRateExceeded
             | DropReason::PeerCostExceeded
-            | DropReason::PeerRecordRateExceeded => Some(PenaltyReason::RateExceeded),
+            | DropReason::PeerRecordRateExceeded
+            | DropReason::PeerProofRateExceeded => Some(PenaltyReason::RateExceeded),
             DropReason::Malformed => Some(PenaltyReason::Malformed),
             DropReason::InvalidSignature => Some(PenaltyReason::InvalidSignature),
             DropReason::InvalidRecord => Some(PenaltyReason::Malformed),

@@ -96,12 +96,33 @@ pub struct SubmitReceipt {
 }
 
 pub(crate) enum Command {
-    Publish { record: Box<VerifiedRecord>, reply: oneshot::Sender<bool> },
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), NetError>> },
-    Disconnect { peer: PeerId, reply: oneshot::Sender<bool> },
-    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
-    Info { reply: oneshot::Sender<NetInfo> },
-    SyncNow { peer: Option<PeerId>, reply: oneshot::Sender<usize> },
+    Publish {
+        record: Box<VerifiedRecord>,
+        reply: oneshot::Sender<bool>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    Info {
+        reply: oneshot::Sender<NetInfo>,
+    },
+    SyncNow {
+        peer: Option<PeerId>,
+        reply: oneshot::Sender<usize>,
+    },
+    /// Gossip an equivocation proof found outside the loop (import).
+    PublishProof {
+        first: Vec<u8>,
+        second: Vec<u8>,
+    },
 }
 
 /// Capacity of the command channel: enough for bursts of API calls; when full, callers wait
@@ -200,6 +221,22 @@ impl Handle {
         });
     }
 
+    /// Announces an equivocation found outside the network task (NDJSON import: the store
+    /// flagged the author while inserting `second`): counted, announced to subscribers and
+    /// gossiped as a proof, exactly as when gossip or sync finds one. `first` is the wire
+    /// encoding of the record stored before. The proof is queued without waiting: when the
+    /// command queue is full it is not gossiped now (peers still get both records by sync).
+    pub fn notify_equivocation(&self, first: Vec<u8>, second: &VerifiedRecord) {
+        self.shared.metrics.equivocations.inc();
+        let position = &second.record().position;
+        let _ =
+            self.shared.events.send(NetEvent::Equivocation { author: position.author, seq: position.seq });
+        let command = Command::PublishProof { first, second: second.wire_bytes().to_vec() };
+        if self.shared.commands.try_send(command).is_err() {
+            tracing::debug!("command queue full: equivocation proof not gossiped now");
+        }
+    }
+
     async fn submit_to_completion(&self, statement: Statement) -> Result<SubmitReceipt, NetError> {
         let now = crate::now_ms();
         let record = {
@@ -228,6 +265,7 @@ impl Handle {
             .stored
             .get_or_create(&crate::metrics::KindLabels { kind: record.kind().as_str() })
             .inc();
+        self.shared.metrics.count("local", crate::Reason::Stored);
         let _ = self.shared.events.send(NetEvent::RecordStored {
             id,
             kind: record.kind(),

@@ -24,7 +24,8 @@ pub mod gossip;
 mod handle;
 pub mod metrics;
 pub mod pipeline;
-mod proof;
+pub mod proof;
+pub mod reason;
 pub mod sync;
 pub mod topics;
 mod transport;
@@ -49,9 +50,9 @@ pub use error::NetError;
 pub use handle::{Handle, NetEvent, NetInfo, PeerInfo, SubmitReceipt};
 pub use metrics::{IngestStats, NetMetrics};
 pub use pipeline::{
-    ingest_blocking, Decision, IngestError, Ingestor, Outcome, PipelineConfig,
-    MAX_COPIES_IN_FLIGHT_PER_RECORD,
+    ingest_blocking, Decision, IngestError, Ingestor, PipelineConfig, MAX_COPIES_IN_FLIGHT_PER_RECORD,
 };
+pub use reason::{Acceptance, Reason};
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> u64 {

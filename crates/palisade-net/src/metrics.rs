@@ -11,12 +11,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::pipeline::Outcome;
+use crate::reason::{Acceptance, Reason};
 
 /// Labels of `palisade_ingest_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IngestLabels {
-    /// `gossip`, `sync`, `local`, `import`.
+    /// `gossip`, `sync`, `proof` (a half of an equivocation proof), `local`, `import`.
     pub source: &'static str,
     /// `accept`, `reject`, `ignore`.
     pub outcome: &'static str,
@@ -44,6 +44,14 @@ pub struct GossipDeadLabels {
     /// `slow_peer` (our messages to the peer kept failing) or `gossip_disabled` (a peer that
     /// speaks gossipsub has no working gossipsub stream on this connection).
     pub reason: &'static str,
+}
+
+/// Labels of `palisade_gossip_send_failures_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SendFailureLabels {
+    /// gossipsub's send queue that was full: `priority` (our own publishes and control
+    /// messages) or `non_priority` (forwarded messages and IWANT answers).
+    pub queue: &'static str,
 }
 
 /// All metrics of this crate. Cheap to clone.
@@ -81,6 +89,11 @@ pub struct NetMetrics {
     pub sync_requests_pending: Gauge,
     /// Connections closed (and redialled) because gossip over them was dead, by reason.
     pub gossip_dead_connections: Family<GossipDeadLabels, Counter>,
+    /// Gossipsub messages that could not be queued for a peer because its send queue was
+    /// full, by queue, from gossipsub's `SlowPeer` reports.
+    pub gossip_send_failures: Family<SendFailureLabels, Counter>,
+    /// Seconds the event loop spent on one wake-up (every source drained up to its budget).
+    pub loop_iteration_seconds: Histogram,
     queue_depth: Arc<AtomicI64>,
 }
 
@@ -104,6 +117,8 @@ impl NetMetrics {
             sync_records_requested: Gauge::default(),
             sync_requests_pending: Gauge::default(),
             gossip_dead_connections: Family::default(),
+            gossip_send_failures: Family::default(),
+            loop_iteration_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
             queue_depth: Arc::new(AtomicI64::new(0)),
         };
         registry.register(
@@ -181,17 +196,27 @@ impl NetMetrics {
             "Connections closed and redialled because gossip over them was dead, by reason",
             m.gossip_dead_connections.clone(),
         );
+        for queue in ["priority", "non_priority"] {
+            // Exported at 0 from the start, so "no failures" is visible.
+            let _ = m.gossip_send_failures.get_or_create(&SendFailureLabels { queue });
+        }
+        registry.register(
+            "palisade_gossip_send_failures",
+            "Gossipsub messages not sent to a peer because its send queue was full, by queue",
+            m.gossip_send_failures.clone(),
+        );
+        registry.register(
+            "palisade_net_loop_iteration_seconds",
+            "Seconds the network event loop spent on one wake-up",
+            m.loop_iteration_seconds.clone(),
+        );
         m
     }
 
     /// Counts one ingest decision.
-    pub(crate) fn count(&self, source: &'static str, outcome: &Outcome) {
+    pub(crate) fn count(&self, source: &'static str, reason: Reason) {
         self.ingest
-            .get_or_create(&IngestLabels {
-                source,
-                outcome: outcome.acceptance_str(),
-                reason: outcome.reason(),
-            })
+            .get_or_create(&IngestLabels { source, outcome: reason.acceptance_str(), reason: reason.label() })
             .inc();
     }
 
@@ -202,53 +227,39 @@ impl NetMetrics {
 
     /// A snapshot of the headline counters.
     pub fn snapshot(&self) -> IngestStats {
-        let sum = |outcome: &str| -> u64 {
-            // Family has no iterator; the reasons are a closed set, so sum over them.
-            let mut total = 0;
-            for source in ["gossip", "sync", "local", "import"] {
-                for reason in crate::pipeline::ALL_REASONS {
-                    let labels = IngestLabels { source, outcome: static_outcome(outcome), reason };
-                    total += self.ingest.get(&labels).map(|c| c.get()).unwrap_or(0);
-                }
-            }
-            total
+        let sum = |acceptance: Acceptance| -> u64 {
+            Reason::ALL
+                .iter()
+                .filter(|r| r.acceptance() == acceptance)
+                .map(|r| self.reason_count(r.label()))
+                .sum()
         };
         IngestStats {
             signatures_verified: self.signatures_verified.get(),
             duplicates_before_verify: self.duplicates_before_verify.get(),
-            accepted: sum("accept"),
-            rejected: sum("reject"),
-            ignored: sum("ignore"),
+            accepted: sum(Acceptance::Accept),
+            rejected: sum(Acceptance::Reject),
+            ignored: sum(Acceptance::Ignore),
         }
     }
 
-    /// Count of one reason across sources and outcomes.
+    /// Count of one reason across sources. (A `Family` has no iterator; sources and reasons
+    /// are closed sets, so this sums over them.)
     pub fn reason_count(&self, reason: &str) -> u64 {
-        let mut total = 0;
-        for source in ["gossip", "sync", "local", "import"] {
-            for outcome in ["accept", "reject", "ignore"] {
-                for r in crate::pipeline::ALL_REASONS {
-                    if *r == reason {
-                        total += self
-                            .ingest
-                            .get(&IngestLabels { source, outcome, reason: r })
-                            .map(|c| c.get())
-                            .unwrap_or(0);
-                    }
-                }
-            }
-        }
-        total
+        let Some(reason) = Reason::from_label(reason) else { return 0 };
+        INGEST_SOURCES
+            .iter()
+            .map(|source| {
+                let labels =
+                    IngestLabels { source, outcome: reason.acceptance_str(), reason: reason.label() };
+                self.ingest.get(&labels).map(|c| c.get()).unwrap_or(0)
+            })
+            .sum()
     }
 }
 
-fn static_outcome(s: &str) -> &'static str {
-    match s {
-        "accept" => "accept",
-        "reject" => "reject",
-        _ => "ignore",
-    }
-}
+/// Every `source` label of `palisade_ingest_total`.
+pub const INGEST_SOURCES: [&str; 5] = ["gossip", "sync", "proof", "local", "import"];
 
 /// Headline ingest counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

@@ -1,73 +1,127 @@
 //! Equivocation proofs on `/palisade/proofs/1`: two envelopes by one author at one seq.
 //!
 //! Message layout (bincode, as sync): `bytes<16384> first ++ bytes<16384> second`. A receiver
-//! checks cheaply that both parse, name the same author and seq and differ, then verifies
-//! both signatures off the event loop and stores both records, which flags the author in
-//! its store. The proof is self-verifying: no trust in the relaying peer is needed.
+//! charges the sender's proof budget (`limits.peer_proofs_per_sec`), checks cheaply that both
+//! halves parse, name the same author and seq and differ, then admits each half through the
+//! ingest pipeline like a gossiped record (dedup, static validation, new-author budget,
+//! per-peer and per-author quotas, verification cost, the verify queue). Storing the second
+//! half flags the author. The proof is self-verifying: no trust in the relaying peer is
+//! needed, and it is forwarded only when both halves are stored.
 
-use palisade_store::{InsertOutcome, Source, Store, StoredMeta};
+use std::collections::HashMap;
+
+use libp2p::gossipsub::MessageId;
 use palisade_types::limits::MAX_ENVELOPE_BYTES;
-use palisade_types::{AuthorKey, BoundedBytes, ParsedEnvelope, RecordId, UnverifiedRecord};
+use palisade_types::{BoundedBytes, ParsedEnvelope, UnverifiedRecord};
 
-use crate::pipeline::{Origin, Outcome};
+use crate::reason::{Acceptance, Reason};
 
 type Half = BoundedBytes<MAX_ENVELOPE_BYTES>;
 
-/// Encodes a proof message.
-pub(crate) fn encode(first: &[u8], second: &[u8]) -> Vec<u8> {
+/// The largest proof message: two length-prefixed envelopes.
+pub(crate) const MAX_PROOF_BYTES: usize = 2 * (8 + MAX_ENVELOPE_BYTES);
+
+/// Proofs whose halves are in the pipeline at once; more are shed (`verify_queue_full`).
+pub(crate) const MAX_PROOFS_IN_FLIGHT: usize = 64;
+
+/// Encodes a proof message from two envelopes' wire bytes (each at most
+/// `MAX_ENVELOPE_BYTES`; a longer one is sent empty, which receivers reject).
+pub fn encode(first: &[u8], second: &[u8]) -> Vec<u8> {
     let first = Half::new(first.to_vec()).unwrap_or_default();
     let second = Half::new(second.to_vec()).unwrap_or_default();
     crate::sync::encode_body(&(first, second))
 }
 
 /// Parses a proof and checks it is one (same author and seq, different ids).
-pub(crate) fn decode_and_check(data: &[u8]) -> Result<(UnverifiedRecord, UnverifiedRecord), Outcome> {
+pub(crate) fn decode_and_check(data: &[u8]) -> Result<[UnverifiedRecord; 2], Reason> {
     let (first, second): (Half, Half) =
-        crate::sync::decode_body(data).map_err(|_| Outcome::Reject("malformed_envelope"))?;
+        crate::sync::decode_body(data).map_err(|_| Reason::MalformedEnvelope)?;
     let parse = |b: Half| {
         ParsedEnvelope::parse(b.into_inner())
-            .map_err(|_| Outcome::Reject("malformed_envelope"))?
+            .map_err(|e| crate::pipeline::decode_reason(&e))?
             .decode()
-            .map_err(|_| Outcome::Reject("malformed_payload"))
+            .map_err(|_| Reason::MalformedPayload)
     };
     let a = parse(first)?;
     let b = parse(second)?;
     let (pa, pb) = (&a.record().position, &b.record().position);
     if pa.author != pb.author || pa.seq != pb.seq || a.id() == b.id() {
-        return Err(Outcome::Reject("invalid"));
+        return Err(Reason::Invalid);
     }
-    Ok((a, b))
+    Ok([a, b])
 }
 
-/// The result of checking one proof off the event loop.
+/// A proof whose halves are in the pipeline.
 #[derive(Debug)]
-pub(crate) struct ProofCheck {
-    pub(crate) origin: Origin,
-    pub(crate) outcome: Outcome,
-    pub(crate) stored_ids: Vec<RecordId>,
-    pub(crate) author_seq: Option<(AuthorKey, u64)>,
+struct PendingProof {
+    halves_left: usize,
+    /// The worst decision about a half so far (a rejection beats an ignore).
+    failure: Option<Reason>,
 }
 
-/// Verifies both signatures and stores both records (blocking).
-pub(crate) fn verify_and_store(
-    store: &Store,
-    origin: Origin,
-    pair: (UnverifiedRecord, UnverifiedRecord),
-) -> ProofCheck {
-    let author_seq = Some((pair.0.record().position.author, pair.0.record().position.seq));
-    let fail = |origin, outcome| ProofCheck { origin, outcome, stored_ids: Vec::new(), author_seq: None };
-    let (Ok(a), Ok(b)) = (pair.0.verify(), pair.1.verify()) else {
-        return fail(origin, Outcome::Reject("bad_signature"));
-    };
-    let mut stored_ids = Vec::new();
-    for r in [&a, &b] {
-        match store.insert(r, StoredMeta { received_at_ms: crate::now_ms(), source: Source::Gossip }) {
-            Ok(InsertOutcome::Inserted(_)) | Ok(InsertOutcome::Duplicate) => stored_ids.push(r.id()),
-            Err(_) => return fail(origin, Outcome::Ignore("store_error")),
+/// Proofs waiting for their halves' decisions, by gossip message id (bounded by
+/// [`MAX_PROOFS_IN_FLIGHT`]).
+#[derive(Debug, Default)]
+pub(crate) struct PendingProofs {
+    proofs: HashMap<MessageId, PendingProof>,
+}
+
+impl PendingProofs {
+    pub(crate) fn is_full(&self) -> bool {
+        self.proofs.len() >= MAX_PROOFS_IN_FLIGHT
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.proofs.len()
+    }
+
+    /// `halves` of the proof `message_id` were queued.
+    pub(crate) fn queued(&mut self, message_id: MessageId, halves: usize) {
+        self.proofs.insert(message_id, PendingProof { halves_left: halves, failure: None });
+    }
+
+    /// One half was decided; returns the proof's decision once it is complete: `Stored` when
+    /// every queued half is stored (or was a duplicate), else the worst half's reason.
+    pub(crate) fn half_decided(&mut self, message_id: &MessageId, reason: Reason) -> Option<Reason> {
+        let proof = self.proofs.get_mut(message_id)?;
+        if !matches!(reason, Reason::Stored | Reason::Duplicate) {
+            let worse = match proof.failure {
+                None => true,
+                Some(f) => f.acceptance() != Acceptance::Reject && reason.acceptance() == Acceptance::Reject,
+            };
+            if worse {
+                proof.failure = Some(reason);
+            }
         }
+        proof.halves_left = proof.halves_left.saturating_sub(1);
+        if proof.halves_left > 0 {
+            return None;
+        }
+        let done = self.proofs.remove(message_id)?;
+        Some(done.failure.unwrap_or(Reason::Stored))
     }
-    if store.flush().is_err() {
-        return fail(origin, Outcome::Ignore("store_error"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proof_is_stored_only_when_every_half_is() {
+        let mut p = PendingProofs::default();
+        let id = MessageId::new(b"p");
+        p.queued(id.clone(), 2);
+        assert_eq!(p.half_decided(&id, Reason::Stored), None);
+        assert_eq!(p.half_decided(&id, Reason::Duplicate), Some(Reason::Stored));
+        assert_eq!(p.len(), 0);
+
+        p.queued(id.clone(), 2);
+        assert_eq!(p.half_decided(&id, Reason::StoreError), None);
+        assert_eq!(p.half_decided(&id, Reason::BadSignature), Some(Reason::BadSignature), "a rejection wins");
+
+        p.queued(id.clone(), 1);
+        assert_eq!(p.half_decided(&id, Reason::VerifyQueueFull), Some(Reason::VerifyQueueFull));
+        assert_eq!(p.half_decided(&id, Reason::Stored), None, "unknown proof");
     }
-    ProofCheck { origin, outcome: Outcome::Accept, stored_ids, author_seq }
 }

@@ -25,6 +25,7 @@
 mod error;
 mod keys;
 mod query;
+mod state_writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -39,6 +40,9 @@ use sled::Tree;
 
 pub use error::{Result, StoreError};
 pub use query::{Cursor, Page, Query, QUERY_LIMIT_MAX, QUERY_SCAN_BUDGET};
+pub use state_writer::{
+    QueueFull, StateWriter, StateWriterStats, Ticket, WaitError, MAX_PENDING_STATE_CHANGES,
+};
 
 /// Version of the on-disk layout. Bump on any incompatible change to keys or values.
 ///

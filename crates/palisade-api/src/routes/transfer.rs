@@ -8,9 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
 use futures::StreamExt;
-use palisade_net::{IngestError, NetMetrics};
+use palisade_net::{NetMetrics, Reason};
 use palisade_store::{InsertOutcome, Source, Store};
-use palisade_types::{DecodeError, ValidationError, VerifyError};
 
 use crate::config::MAX_IMPORT_LINE_BYTES;
 use crate::error::ApiError;
@@ -94,28 +93,23 @@ pub(crate) async fn export(
 
 /// What happened to one line.
 enum LineResult {
-    Accepted(Box<palisade_types::VerifiedRecord>),
+    Accepted {
+        record: Box<palisade_types::VerifiedRecord>,
+        /// The wire bytes of the record this one equivocates with, if it does.
+        conflicting: Option<Vec<u8>>,
+    },
     Duplicate,
     Rejected(String),
 }
 
-fn ingest_reason(e: &IngestError) -> (&'static str, &'static str) {
-    match e {
-        IngestError::Decode(DecodeError::TooLarge { .. }) => ("reject", "oversized"),
-        IngestError::Decode(DecodeError::UnknownPayloadType(_)) => ("reject", "unknown_payload_type"),
-        IngestError::Decode(_) => ("reject", "malformed_envelope"),
-        IngestError::Invalid(ValidationError::InFuture { .. }) => ("reject", "future_timestamp"),
-        IngestError::Invalid(_) => ("reject", "invalid"),
-        IngestError::Signature(VerifyError::BadAuthorKey) => ("reject", "bad_author_key"),
-        IngestError::Signature(_) => ("reject", "bad_signature"),
-        IngestError::Store(_) => ("ignore", "store_error"),
-    }
-}
-
-fn count(metrics: &NetMetrics, outcome: &'static str, reason: &'static str) {
+fn count(metrics: &NetMetrics, reason: Reason) {
     metrics
         .ingest
-        .get_or_create(&palisade_net::metrics::IngestLabels { source: "import", outcome, reason })
+        .get_or_create(&palisade_net::metrics::IngestLabels {
+            source: "import",
+            outcome: reason.acceptance_str(),
+            reason: reason.label(),
+        })
         .inc();
 }
 
@@ -124,21 +118,21 @@ fn ingest_line(store: &Store, metrics: &NetMetrics, line: &[u8], now_ms: u64) ->
     let parsed: ExportLine = match serde_json::from_slice(line) {
         Ok(l) => l,
         Err(e) => {
-            count(metrics, "reject", "malformed_envelope");
+            count(metrics, Reason::MalformedEnvelope);
             return LineResult::Rejected(format!("not an export line ({{\"envelope\": \"<base64>\"}}): {e}"));
         }
     };
     let wire = match base64::engine::general_purpose::STANDARD.decode(parsed.envelope.trim()) {
         Ok(w) => w,
         Err(e) => {
-            count(metrics, "reject", "malformed_envelope");
+            count(metrics, Reason::MalformedEnvelope);
             return LineResult::Rejected(format!("`envelope` is not standard base64: {e}"));
         }
     };
     if let Some(claimed) = parsed.id {
         match palisade_types::ParsedEnvelope::parse(wire.clone()) {
             Ok(env) if env.id() != claimed => {
-                count(metrics, "reject", "malformed_envelope");
+                count(metrics, Reason::MalformedEnvelope);
                 return LineResult::Rejected(format!(
                     "`id` {claimed} does not match the envelope, whose id is {}",
                     env.id()
@@ -150,22 +144,27 @@ fn ingest_line(store: &Store, metrics: &NetMetrics, line: &[u8], now_ms: u64) ->
     }
     match palisade_net::ingest_blocking(store, wire, Source::Import, now_ms) {
         Ok((record, outcome)) => match outcome {
-            InsertOutcome::Inserted(_) => {
-                count(metrics, "accept", "stored");
+            InsertOutcome::Inserted(inserted) => {
+                count(metrics, Reason::Stored);
                 metrics
                     .stored
                     .get_or_create(&palisade_net::metrics::KindLabels { kind: record.kind().as_str() })
                     .inc();
-                LineResult::Accepted(Box::new(record))
+                // The first half of an equivocation is read here, off the event loop, so the
+                // network can gossip the proof.
+                let conflicting = inserted
+                    .equivocation
+                    .and_then(|proof| store.get(&proof.first).ok().flatten())
+                    .map(|first| first.record.wire_bytes().to_vec());
+                LineResult::Accepted { record: Box::new(record), conflicting }
             }
             InsertOutcome::Duplicate => {
-                count(metrics, "ignore", "duplicate");
+                count(metrics, Reason::Duplicate);
                 LineResult::Duplicate
             }
         },
         Err(e) => {
-            let (outcome, reason) = ingest_reason(&e);
-            count(metrics, outcome, reason);
+            count(metrics, e.reason());
             LineResult::Rejected(e.to_string())
         }
     }
@@ -214,10 +213,14 @@ impl Importer {
         .await?;
         for (n, r) in results {
             match r {
-                LineResult::Accepted(record) => {
+                LineResult::Accepted { record, conflicting } => {
                     self.report.accepted += 1;
-                    // Subscribers (SSE, chaos, dashboards) see imported records like any other.
+                    // Subscribers (SSE, chaos, dashboards) see imported records like any other,
+                    // and an equivocation is announced and gossiped as gossip would.
                     s.handle().notify_stored(&record, Source::Import);
+                    if let Some(first) = conflicting {
+                        s.handle().notify_equivocation(first, &record);
+                    }
                 }
                 LineResult::Duplicate => self.report.duplicate += 1,
                 LineResult::Rejected(e) => self.reject(n, e),
@@ -232,7 +235,8 @@ impl Importer {
 /// Imports NDJSON export lines (`{"envelope": "<base64>"}`; `id` and `kind` optional). Every
 /// record is decoded, validated and signature-checked like one from a peer, then stored and
 /// flushed before the answer. A bad line is reported with its number and never stops the
-/// rest. Imported records are not gossiped; peers get them through sync.
+/// rest. Imported records are not gossiped; peers get them through sync. An imported record that
+/// equivocates is announced and its proof gossiped, as for one from a peer.
 #[utoipa::path(post, path = "/v1/import", tag = "records",
     request_body(content = String, content_type = "application/x-ndjson", description = "One ExportLine per line"),
     responses((status = 200, description = "Per-line report", body = ImportReport),

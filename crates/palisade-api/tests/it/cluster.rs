@@ -113,3 +113,33 @@ async fn an_admin_disconnects_a_connected_peer() {
     a.stop().await;
     b.stop().await;
 }
+
+/// An equivocation found by import is announced, counted and gossiped as a proof, exactly as
+/// one found in gossip: a connected peer that never saw either record flags the author.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocation_found_by_import_is_gossiped_to_peers() {
+    use crate::harness::{export_line, foreign_feed};
+    use palisade_net::NetEvent;
+    init_tracing();
+    let mut a = ApiNode::start(43).await;
+    let mut b = ApiNode::start(44).await;
+    b.connect(&a).await;
+    // Gossip between them works (B is in A's mesh) before the import.
+    let receipt = a.api.submit(&attestation(1)).await.unwrap();
+    b.wait_for_event(|e| matches!(e, NetEvent::RecordStored { id, .. } if *id == receipt.id)).await;
+
+    let one = foreign_feed(61, vec![attestation(1)]);
+    let other = foreign_feed(61, vec![attestation(2)]);
+    let author = one[0].author();
+    let report = a.api.import_lines(&[export_line(&one[0]), export_line(&other[0])]).await.unwrap();
+    assert_eq!(report.accepted, 2, "{report:?}");
+    a.wait_for_event(|e| matches!(e, NetEvent::Equivocation { author: x, seq: 1 } if *x == author)).await;
+    assert_eq!(a.handle.metrics().equivocations.get(), 1);
+    // B gets the proof by gossip, stores both halves and flags the author.
+    b.wait_for_event(|e| matches!(e, NetEvent::Equivocation { author: x, seq: 1 } if *x == author)).await;
+    let feed = b.api.feed(&author.to_hex(), &Default::default()).await.unwrap();
+    assert!(feed.flagged);
+    assert_eq!(b.handle.metrics().reason_count("stored"), 3, "A's record and both halves");
+    a.stop().await;
+    b.stop().await;
+}

@@ -6,6 +6,7 @@
 //! flooding source (a peer spamming gossip, a burst of API calls) cannot starve the others;
 //! the waiting `select!` is `biased` with shutdown first.
 
+mod ingest;
 mod liveness;
 mod sync;
 
@@ -13,21 +14,21 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use libp2p::gossipsub::{self, MessageAcceptance, MessageId};
+use libp2p::gossipsub;
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
 use palisade_guard::{Guard, PenaltyReason};
-use palisade_store::{Source, Store};
+use palisade_store::Store;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::handle::{Command, NetEvent, NetInfo, PeerInfo};
-use crate::metrics::{DirectionLabels, GossipDeadLabels, KindLabels, NetMetrics};
-use crate::pipeline::{Finished, Origin, Outcome, Pipeline};
-use crate::proof::{self, ProofCheck};
+use crate::metrics::{DirectionLabels, GossipDeadLabels, NetMetrics, SendFailureLabels};
+use crate::pipeline::{Finished, Pipeline};
+use crate::proof::PendingProofs;
 use crate::sync::client::SyncClient;
 use crate::sync::SyncResponse;
 use crate::topics::TopicKind;
@@ -87,8 +88,6 @@ pub(crate) struct EventLoop {
     pub(crate) shutdown: CancellationToken,
     pub(crate) serve_tx: mpsc::Sender<(PeerId, ResponseChannel<SyncResponse>, SyncResponse)>,
     pub(crate) serve_rx: mpsc::Receiver<(PeerId, ResponseChannel<SyncResponse>, SyncResponse)>,
-    pub(crate) proof_tx: mpsc::Sender<ProofCheck>,
-    pub(crate) proof_rx: mpsc::Receiver<ProofCheck>,
     compared_tx: mpsc::Sender<sync::HeadsCompared>,
     compared_rx: mpsc::Receiver<sync::HeadsCompared>,
     connected: HashMap<PeerId, Connected>,
@@ -98,12 +97,13 @@ pub(crate) struct EventLoop {
     serving: HashMap<PeerId, usize>,
     /// Connections on which gossip died, to close and redial.
     liveness: liveness::GossipLiveness,
-    proofs_in_flight: usize,
+    /// Equivocation proofs whose halves are in the pipeline.
+    proofs: PendingProofs,
     /// Bootstrap peers and when each may be dialled again: a bootstrap peer that is down (or
     /// not up yet) is retried with exponential backoff until connected, and again whenever
     /// its connection drops.
     bootstrap: Vec<BootstrapPeer>,
-    /// Blocking helpers (sync serving, proof checks) that hold store handles; waited for at
+    /// Blocking helpers (sync serving, heads comparison) that hold store handles; waited for at
     /// shutdown.
     tasks: tokio_util::task::TaskTracker,
 }
@@ -119,9 +119,6 @@ struct BootstrapPeer {
     next_dial: tokio::time::Instant,
     backoff: Duration,
 }
-
-/// Most equivocation proofs verified at once (each costs two signature checks).
-const MAX_PROOFS_IN_FLIGHT: usize = 16;
 
 pub(crate) struct EventLoopParts {
     pub(crate) swarm: Swarm<Behaviour>,
@@ -153,7 +150,6 @@ impl EventLoop {
             })
             .collect();
         let (serve_tx, serve_rx) = mpsc::channel(SERVE_QUEUE);
-        let (proof_tx, proof_rx) = mpsc::channel(MAX_PROOFS_IN_FLIGHT);
         let sync = SyncClient::new(sync::client_limits(&p.cfg));
         let (compared_tx, compared_rx) = mpsc::channel(sync::COMPARED_QUEUE);
         EventLoop {
@@ -170,15 +166,13 @@ impl EventLoop {
             shutdown: p.shutdown,
             serve_tx,
             serve_rx,
-            proof_tx,
-            proof_rx,
             compared_tx,
             compared_rx,
             connected: HashMap::new(),
             sync,
             serving: HashMap::new(),
             liveness: liveness::GossipLiveness::default(),
-            proofs_in_flight: 0,
+            proofs: PendingProofs::default(),
             bootstrap,
             tasks: tokio_util::task::TaskTracker::new(),
         }
@@ -194,6 +188,7 @@ impl EventLoop {
 
         loop {
             // Sweep every source without waiting, each up to its budget.
+            let sweep_started = std::time::Instant::now();
             let mut worked = false;
             worked |= drain_budgeted!(self.finished, |f| self.on_finished(f));
             worked |= drain_budgeted!(self.commands, |c| self.on_command(c));
@@ -201,7 +196,6 @@ impl EventLoop {
                 self.send_sync_response(peer, channel, response)
             });
             worked |= drain_budgeted!(self.compared_rx, |c| self.on_heads_compared(c));
-            worked |= drain_budgeted!(self.proof_rx, |check| self.on_proof_checked(check));
             for _ in 0..SOURCE_BUDGET {
                 match self.swarm.next().now_or_never() {
                     Some(Some(event)) => {
@@ -215,6 +209,7 @@ impl EventLoop {
                 break;
             }
             if worked {
+                self.metrics.loop_iteration_seconds.observe(sweep_started.elapsed().as_secs_f64());
                 // Timers still get their turn under sustained load.
                 if sync_tick.tick().now_or_never().is_some() {
                     self.sync_timer_round();
@@ -231,7 +226,6 @@ impl EventLoop {
                 Some(f) = self.finished.recv() => self.on_finished(f),
                 Some(c) = self.commands.recv() => self.on_command(c),
                 Some((peer, channel, response)) = self.serve_rx.recv() => self.send_sync_response(peer, channel, response),
-                Some(check) = self.proof_rx.recv() => self.on_proof_checked(check),
                 Some(c) = self.compared_rx.recv() => self.on_heads_compared(c),
                 Some(event) = self.swarm.next() => self.on_swarm_event(event),
                 _ = sync_tick.tick() => self.sync_timer_round(),
@@ -291,135 +285,6 @@ impl EventLoop {
         debug!(%peer, ?reason, ?outcome, "penalised peer");
     }
 
-    // ---- ingest ----
-
-    fn report(&mut self, origin: &Origin, outcome: &Outcome) {
-        self.metrics.count(origin.source_label(), outcome);
-        match origin {
-            Origin::Gossip { message_id, source } => {
-                let acceptance = match outcome {
-                    Outcome::Accept => MessageAcceptance::Accept,
-                    Outcome::Reject(_) => MessageAcceptance::Reject,
-                    Outcome::Ignore(_) => MessageAcceptance::Ignore,
-                };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(message_id, source, acceptance);
-            }
-            Origin::Sync { .. } => {}
-        }
-        if let Some(reason) = outcome.penalty() {
-            let reason = match origin {
-                Origin::Sync { .. } if reason == PenaltyReason::Malformed => PenaltyReason::SyncAbuse,
-                _ => reason,
-            };
-            self.penalize(origin.peer(), reason);
-        }
-    }
-
-    fn on_gossip_message(&mut self, source: PeerId, message_id: MessageId, message: gossipsub::Message) {
-        let Some(topic) = TopicKind::from_hash(&message.topic) else {
-            self.report(&Origin::Gossip { message_id, source }, &Outcome::Reject("wrong_topic"));
-            return;
-        };
-        let origin = Origin::Gossip { message_id, source };
-        if topic == TopicKind::Proofs {
-            self.on_proof_message(origin, message.data);
-            return;
-        }
-        if let Some(outcome) = self.pipeline.admit(message.data, origin.clone(), Some(topic), now_ms()) {
-            self.report(&origin, &outcome);
-        }
-    }
-
-    fn on_finished(&mut self, f: Finished) {
-        self.pipeline.on_finished(&f);
-        self.resume_sync();
-        self.report(&f.origin, &f.outcome);
-        let Some(stored) = f.stored else { return };
-        let r = &stored.record;
-        self.metrics.stored.get_or_create(&KindLabels { kind: r.kind().as_str() }).inc();
-        let source = match f.origin {
-            Origin::Gossip { .. } => Source::Gossip,
-            Origin::Sync { .. } => Source::Sync,
-        };
-        self.emit(NetEvent::RecordStored {
-            id: r.id(),
-            kind: r.kind(),
-            author: r.author(),
-            seq: r.record().position.seq,
-            source,
-        });
-        if let Some(proof) = stored.equivocation {
-            self.publish_proof(&proof, r);
-        }
-    }
-
-    // ---- equivocation proofs ----
-
-    fn publish_proof(
-        &mut self,
-        proof: &palisade_store::EquivocationProof,
-        second: &palisade_types::VerifiedRecord,
-    ) {
-        self.metrics.equivocations.inc();
-        self.emit(NetEvent::Equivocation { author: proof.author, seq: proof.seq });
-        let first = match self.store.get(&proof.first) {
-            Ok(Some(s)) => s.record,
-            _ => return,
-        };
-        let message = proof::encode(first.wire_bytes(), second.wire_bytes());
-        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(TopicKind::Proofs.topic(), message) {
-            debug!(error = %e, "equivocation proof not gossiped (peers will get both records by sync)");
-        }
-    }
-
-    fn on_proof_message(&mut self, origin: Origin, data: Vec<u8>) {
-        let peer = origin.peer();
-        if let palisade_guard::Admission::Deny(reason) = self.guard.admit_message(&peer, data.len()) {
-            self.guard.over_rate(&peer, reason);
-            self.report(&origin, &Outcome::Ignore("rate_limited"));
-            return;
-        }
-        let pair = match proof::decode_and_check(&data) {
-            Ok(pair) => pair,
-            Err(outcome) => {
-                self.report(&origin, &outcome);
-                return;
-            }
-        };
-        if self.pipeline.is_known(&pair.0.id()) && self.pipeline.is_known(&pair.1.id()) {
-            self.report(&origin, &Outcome::Ignore("duplicate"));
-            return;
-        }
-        if self.proofs_in_flight >= MAX_PROOFS_IN_FLIGHT {
-            self.report(&origin, &Outcome::Ignore("verify_queue_full"));
-            return;
-        }
-        self.proofs_in_flight += 1;
-        let store = self.store.clone();
-        let tx = self.proof_tx.clone();
-        self.tasks.spawn_blocking(move || {
-            let check = proof::verify_and_store(&store, origin, pair);
-            let _ = tx.blocking_send(check);
-        });
-    }
-
-    fn on_proof_checked(&mut self, check: ProofCheck) {
-        self.proofs_in_flight = self.proofs_in_flight.saturating_sub(1);
-        self.report(&check.origin, &check.outcome);
-        if check.outcome == Outcome::Accept {
-            self.metrics.equivocations.inc();
-            for id in check.stored_ids {
-                self.pipeline.mark_seen(id);
-            }
-            if let Some((author, seq)) = check.author_seq {
-                self.emit(NetEvent::Equivocation { author, seq });
-            }
-        }
-    }
-
     // ---- commands ----
 
     fn on_command(&mut self, command: Command) {
@@ -476,6 +341,7 @@ impl EventLoop {
             Command::SyncNow { peer, reply } => {
                 let _ = reply.send(self.sync_round(peer));
             }
+            Command::PublishProof { first, second } => self.publish_proof(&first, &second),
         }
     }
 
@@ -534,8 +400,17 @@ impl EventLoop {
                 message,
             })) => self.on_gossip_message(propagation_source, message_id, message),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
-                peer_id, ..
+                peer_id,
+                failed_messages,
             })) if self.connected.contains_key(&peer_id) => {
+                for (queue, n) in
+                    [("priority", failed_messages.priority), ("non_priority", failed_messages.non_priority)]
+                {
+                    self.metrics
+                        .gossip_send_failures
+                        .get_or_create(&SendFailureLabels { queue })
+                        .inc_by(n as u64);
+                }
                 if let Some(reason) = self.liveness.on_slow(peer_id, std::time::Instant::now()) {
                     self.recycle(peer_id, reason);
                 }
@@ -645,11 +520,12 @@ impl EventLoop {
         }
     }
 
+    /// Queues a peer-book update for the node-state writer (no store I/O on the loop).
     fn remember_peer(&self, peer: PeerId, addrs: Vec<String>) {
         let entry =
             palisade_store::PeerBookEntry { peer_id: peer.to_string(), addrs, last_seen_ms: now_ms() };
-        if let Err(e) = self.store.upsert_peer(&entry) {
-            debug!(error = %e, "peer book update failed");
+        if let Err(e) = self.guard.state_writer().upsert_peer(entry) {
+            debug!(error = %e, "peer book update not queued");
         }
     }
 

@@ -10,7 +10,8 @@ use tracing::debug;
 
 use super::EventLoop;
 use crate::now_ms;
-use crate::pipeline::{Origin, Outcome};
+use crate::pipeline::Origin;
+use crate::reason::Reason;
 use crate::sync::client::ClientLimits;
 use crate::sync::serve::{answer_sync, compare_heads, Wants};
 use crate::sync::{Refusal, SyncRequest, SyncResponse};
@@ -151,22 +152,24 @@ impl EventLoop {
                 let mut last_seq = None;
                 for bytes in records.into_inner() {
                     // The record must be the one we asked for: right author, seq in range.
-                    let position = ParsedEnvelope::parse(bytes.as_slice().to_vec())
-                        .ok()
-                        .and_then(|p| p.decode().ok())
-                        .map(|u| (u.record().position.author, u.record().position.seq));
-                    match position {
-                        Some((a, s)) if a == author && (from_seq..=to_seq).contains(&s) => last_seq = Some(s),
+                    // Parsed once: the pipeline takes the decoded record.
+                    let record = ParsedEnvelope::parse(bytes.into_inner()).ok().and_then(|p| p.decode().ok());
+                    let record = match record {
+                        Some(r)
+                            if r.record().position.author == author
+                                && (from_seq..=to_seq).contains(&r.record().position.seq) =>
+                        {
+                            r
+                        }
                         _ => {
-                            self.report(&Origin::Sync { peer }, &Outcome::Reject("malformed_payload"));
+                            self.report(&Origin::Sync { peer }, Reason::MalformedPayload);
                             return;
                         }
-                    }
+                    };
+                    last_seq = Some(record.record().position.seq);
                     let origin = Origin::Sync { peer };
-                    if let Some(outcome) =
-                        self.pipeline.admit(bytes.into_inner(), origin.clone(), None, now_ms())
-                    {
-                        self.report(&origin, &outcome);
+                    if let Some(reason) = self.pipeline.admit_decoded(record, origin.clone(), now_ms()) {
+                        self.report(&origin, reason);
                     }
                 }
                 if let (true, Some(last)) = (truncated, last_seq) {

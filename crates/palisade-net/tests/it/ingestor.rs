@@ -2,7 +2,7 @@
 
 use palisade_guard::Guard;
 use palisade_net::topics::TopicKind;
-use palisade_net::{Ingestor, NetConfig, Outcome, PipelineConfig};
+use palisade_net::{Ingestor, NetConfig, PipelineConfig, Reason};
 use palisade_store::{Store, StoreConfig};
 use palisade_types::{fixtures, FeedWriter};
 use prometheus_client::registry::Registry;
@@ -35,20 +35,20 @@ fn stores_valid_records_and_refuses_the_rest() {
     }
     // A copy of a queued record dies before verification.
     let copy = ingest.admit(records[0].wire_bytes().to_vec(), peer, topic, now);
-    assert_eq!(copy, Some(Outcome::Ignore("duplicate")));
+    assert_eq!(copy, Some(Reason::Duplicate));
     // A bad signature is decided by the workers.
     let mut bad = w.sign_next(fixtures::attestation(1000), now).unwrap().into_wire_bytes();
     *bad.last_mut().unwrap() ^= 1;
     assert_eq!(ingest.admit(bad, peer, topic, now), None);
     // Junk is decided at once.
-    assert_eq!(ingest.admit(vec![1, 2, 3], peer, topic, now), Some(Outcome::Reject("malformed_envelope")));
+    assert_eq!(ingest.admit(vec![1, 2, 3], peer, topic, now), Some(Reason::MalformedEnvelope));
 
     let mut accepted = 0;
     let mut rejected = 0;
     while let Some(d) = ingest.next_blocking() {
         match d.outcome {
-            Outcome::Accept => accepted += 1,
-            Outcome::Reject("bad_signature") => rejected += 1,
+            Reason::Stored => accepted += 1,
+            Reason::BadSignature => rejected += 1,
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(d.peer, peer);
@@ -57,7 +57,7 @@ fn stores_valid_records_and_refuses_the_rest() {
     assert_eq!(ingest.in_flight(), 0);
     // Stored records are now duplicates.
     let again = ingest.admit(records[50].wire_bytes().to_vec(), peer, topic, now);
-    assert_eq!(again, Some(Outcome::Ignore("duplicate")));
+    assert_eq!(again, Some(Reason::Duplicate));
     assert!(ingest.shutdown().is_empty());
     assert!(records.iter().all(|r| store.contains(&r.id()).unwrap()));
     let stats_dir = dir.path().join("db");
@@ -83,14 +83,14 @@ fn a_corrupted_copy_in_flight_does_not_shadow_the_valid_copy() {
     assert_eq!(ingest.admit(corrupted.clone(), attacker, topic, now), None);
     assert_eq!(ingest.admit(record.wire_bytes().to_vec(), honest, topic, now), None);
     // An identical copy of either is a duplicate, though.
-    assert_eq!(ingest.admit(corrupted.clone(), attacker, topic, now), Some(Outcome::Ignore("duplicate")));
+    assert_eq!(ingest.admit(corrupted.clone(), attacker, topic, now), Some(Reason::Duplicate));
     assert_eq!(ingest.in_flight(), 2);
     // Variants of one id in flight are capped (4): the third and fourth are taken, the fifth
     // is not.
     for bit in [2u8, 4, 8] {
         let mut variant = corrupted.clone();
         *variant.last_mut().unwrap() ^= bit;
-        let expect = if bit == 8 { Some(Outcome::Ignore("copies_in_flight")) } else { None };
+        let expect = if bit == 8 { Some(Reason::CopiesInFlight) } else { None };
         assert_eq!(ingest.admit(variant, attacker, topic, now), expect, "variant {bit}");
     }
     assert_eq!(ingest.in_flight(), 4);
@@ -99,8 +99,8 @@ fn a_corrupted_copy_in_flight_does_not_shadow_the_valid_copy() {
         decisions.push((d.peer, d.outcome));
     }
     decisions.sort_by_key(|(p, _)| *p == honest);
-    let bad = (attacker, Outcome::Reject("bad_signature"));
-    assert_eq!(decisions, vec![bad.clone(), bad.clone(), bad, (honest, Outcome::Accept)]);
+    let bad = (attacker, Reason::BadSignature);
+    assert_eq!(decisions, vec![bad, bad, bad, (honest, Reason::Stored)]);
     assert_eq!(ingest.in_flight(), 0);
     assert!(ingest.shutdown().is_empty());
     assert!(store.contains(&record.id()).unwrap());
@@ -119,7 +119,7 @@ fn without_group_commit_writes_are_flushed_at_shutdown() {
     }
     let rest = ingest.shutdown();
     assert_eq!(rest.len(), 10);
-    assert!(rest.iter().all(|d| d.outcome == Outcome::Accept));
+    assert!(rest.iter().all(|d| d.outcome == Reason::Stored));
     assert_eq!(store.record_count(), 10);
     drop(store);
     assert_eq!(reopen(&dir.path().join("db")).record_count(), 10);
@@ -163,15 +163,15 @@ fn sync_records_of_known_authors_skip_the_per_peer_and_author_rates() {
     let outcomes: Vec<_> =
         unknown.iter().map(|r| ingest.admit(r.wire_bytes().to_vec(), peer, None, now)).collect();
     assert_eq!(outcomes[0], None);
-    assert_eq!(outcomes[1], Some(Outcome::Ignore("rate_limited")));
+    assert_eq!(outcomes[1], Some(Reason::RateLimited));
     // Gossip from the same peer is rate limited.
     let gossip = fixtures::feed(7, 3);
     let topic = Some(TopicKind::Attestations);
     let g: Vec<_> = gossip.iter().map(|r| ingest.admit(r.wire_bytes().to_vec(), peer, topic, now)).collect();
-    assert!(g.contains(&Some(Outcome::Ignore("rate_limited"))), "{g:?}");
+    assert!(g.contains(&Some(Reason::RateLimited)), "{g:?}");
     let mut accepted = 0;
     while let Some(d) = ingest.next_blocking() {
-        if d.outcome == Outcome::Accept {
+        if d.outcome == Reason::Stored {
             accepted += 1;
         }
     }

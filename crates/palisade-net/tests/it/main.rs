@@ -6,5 +6,6 @@ mod hostile;
 
 mod gossip;
 mod ingestor;
+mod proofs;
 mod resilience;
 mod shutdown;

@@ -37,7 +37,7 @@ fn second_open_of_the_same_dir_is_refused_with_a_clear_error() {
 fn schema_mismatch_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = raw_open(&dir.path().join("db"));
         db.open_tree("meta").unwrap().insert(b"schema_version", &99u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
@@ -55,7 +55,7 @@ fn corrupted_record_value_is_an_error_not_a_panic() {
         store.flush().unwrap();
     }
     {
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = raw_open(&dir.path().join("db"));
         // Records live in the `data` tree under `r` ++ id.
         let data = db.open_tree("data").unwrap();
         let mut key = vec![b'r'];
@@ -86,7 +86,7 @@ fn counters_at_u64_max_on_disk_saturate_instead_of_overflowing() {
         store.flush().unwrap();
     }
     {
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = raw_open(&dir.path().join("db"));
         let data = db.open_tree("data").unwrap();
         let mut touched = 0;
         for item in data.iter() {

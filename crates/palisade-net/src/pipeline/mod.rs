@@ -1,0 +1,625 @@
+//! The ingest pipeline, cheapest checks first, one path for every record from a peer.
+//!
+//! ```text
+//! event loop (front, cheap, synchronous):
+//!   size cap ─► per-peer rate + bytes (guard) ─► envelope decode + id ─► dedup (seen cache,
+//!   in-flight set) ─► payload decode ─► dedup (store, skipped when the cached feed head
+//!   shows the seq is new) ─► static validation ─► topic/age rules
+//!   ─► new-author budget ─► per-author quota (guard) ─► verification cost charge (guard)
+//!   ─► verify queue (try_send)
+//! verify workers (N threads): batch up to `verify_batch_max_records` or the deadline,
+//!   `verify_batch_with_keys` with a per-worker key cache, fallback to singles
+//! store thread: insert (feed check, equivocation) with group commit (flush every N records
+//!   or T ms) ─► Finished back to the event loop ─► Accept/Reject/Ignore to gossipsub
+//! ```
+//!
+//! Gossip and sync records enter with [`Pipeline::admit`]; each half of an equivocation
+//! proof with [`Pipeline::admit_proof`], after the proof budget, through the same record
+//! checks ([`Pipeline::check_record`]) and the same queue. A full verify queue sheds load
+//! (Ignore, counted, ledgered) and never blocks the event loop. Every outcome is a
+//! [`Reason`], which is both the metric label and the ledger reason.
+
+mod config;
+mod ingestor;
+mod workers;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Sender, TrySendError};
+use libp2p::gossipsub::MessageId;
+use libp2p::PeerId;
+use palisade_guard::{Admission, DropReason, Guard, PenaltyReason};
+use palisade_store::{Source, Store};
+use palisade_types::{
+    AuthorKey, DecodeError, ParsedEnvelope, RecordId, UnverifiedRecord, ValidationError, VerifiedRecord,
+};
+use tokio::sync::mpsc;
+use tracing::error;
+
+pub use config::PipelineConfig;
+pub use ingestor::{ingest_blocking, Decision, IngestError, Ingestor};
+
+use crate::metrics::NetMetrics;
+use crate::reason::Reason;
+use crate::topics::TopicKind;
+use workers::{LiveThread, StoreJob, StoreWorker};
+
+/// An envelope's signature bytes.
+type Signature = [u8; palisade_types::limits::SIGNATURE_BYTES];
+
+/// Copies of one record id (each with other signature bytes) that may be queued or in
+/// verification at once; more are ignored (`copies_in_flight`). Honest copies are
+/// byte-identical, so a second copy is already suspect: the cap keeps a variant flood from
+/// turning the in-flight lookup quadratic, while one or two corrupted copies still cannot
+/// shadow the valid one.
+pub const MAX_COPIES_IN_FLIGHT_PER_RECORD: usize = 4;
+
+/// Most authors remembered as known in memory (the store answers beyond it).
+const KNOWN_AUTHORS_ENTRIES: usize = 100_000;
+
+/// The share of the verify queue kept for records that sync asked for: gossip may fill the
+/// rest, never this, so pages pulled to catch up after a partition or a crash are not shed
+/// because a flood (or a burst of honest gossip) got to the queue first. The sync client asks
+/// for at most this many records at once.
+pub(crate) fn sync_reserved_records(verify_queue_records: usize) -> usize {
+    (verify_queue_records / 2).max(1)
+}
+
+pub(crate) fn decode_reason(e: &DecodeError) -> Reason {
+    match e {
+        DecodeError::TooLarge { .. } => Reason::Oversized,
+        DecodeError::UnknownPayloadType(_) => Reason::UnknownPayloadType,
+        _ => Reason::MalformedEnvelope,
+    }
+}
+
+pub(crate) fn validation_reason(e: &ValidationError) -> Reason {
+    match e {
+        ValidationError::InFuture { .. } => Reason::FutureTimestamp,
+        _ => Reason::Invalid,
+    }
+}
+
+/// Where a record came from: decides which rules apply and how its outcome is reported.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    /// A gossipsub message awaiting our validation result.
+    Gossip { message_id: MessageId, source: PeerId },
+    /// A record in a sync response.
+    Sync { peer: PeerId },
+    /// One half of the equivocation proof gossiped as `message_id` (the proof's validation
+    /// result is reported once both halves are decided).
+    Proof { message_id: MessageId, source: PeerId },
+}
+
+impl Origin {
+    pub(crate) fn peer(&self) -> PeerId {
+        match self {
+            Origin::Gossip { source, .. } | Origin::Proof { source, .. } => *source,
+            Origin::Sync { peer } => *peer,
+        }
+    }
+
+    /// The `source` label of `palisade_ingest_total`.
+    pub(crate) fn source_label(&self) -> &'static str {
+        match self {
+            Origin::Gossip { .. } => "gossip",
+            Origin::Sync { .. } => "sync",
+            Origin::Proof { .. } => "proof",
+        }
+    }
+
+    /// The guard penalty `reason` earns the sender (malformed sync data counts as sync abuse).
+    pub(crate) fn penalty(&self, reason: Reason) -> Option<PenaltyReason> {
+        let penalty = reason.penalty()?;
+        Some(match self {
+            Origin::Sync { .. } if penalty == PenaltyReason::Malformed => PenaltyReason::SyncAbuse,
+            _ => penalty,
+        })
+    }
+
+    /// Whether the gossip budgets (peer record rate, verification cost, new authors) and the
+    /// over-rate strike apply: everything a peer pushes unasked.
+    fn pushed(&self) -> bool {
+        !matches!(self, Origin::Sync { .. })
+    }
+
+    pub(crate) fn store_source(&self) -> Source {
+        match self {
+            Origin::Gossip { .. } | Origin::Proof { .. } => Source::Gossip,
+            Origin::Sync { .. } => Source::Sync,
+        }
+    }
+}
+
+/// Facts about a record the store just accepted.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredInfo {
+    pub(crate) record: VerifiedRecord,
+    pub(crate) equivocation: Option<palisade_store::EquivocationProof>,
+    /// The wire bytes of the record `record` conflicts with (read on the store thread), to
+    /// gossip the proof.
+    pub(crate) conflicting: Option<Vec<u8>>,
+}
+
+/// A decision made off the event loop.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) id: RecordId,
+    /// The signature of the copy decided (copies of one id are told apart by it).
+    pub(crate) signature: Signature,
+    pub(crate) origin: Origin,
+    pub(crate) reason: Reason,
+    pub(crate) stored: Option<StoredInfo>,
+}
+
+struct VerifyJob {
+    record: UnverifiedRecord,
+    origin: Origin,
+}
+
+/// What the front made of one half of a proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProofAdmission {
+    /// Decided now (both halves known: `Duplicate`; a half failed a check: its reason).
+    Decided(Reason),
+    /// This many halves were queued; their [`Finished`] decide the proof.
+    Queued(usize),
+}
+
+/// A bounded FIFO set of ids known to be stored.
+struct SeenCache {
+    set: HashSet<RecordId>,
+    order: VecDeque<RecordId>,
+    capacity: usize,
+}
+
+impl SeenCache {
+    fn new(capacity: usize) -> SeenCache {
+        SeenCache { set: HashSet::with_capacity(capacity.min(1 << 16)), order: VecDeque::new(), capacity }
+    }
+
+    fn contains(&self, id: &RecordId) -> bool {
+        self.set.contains(id)
+    }
+
+    fn insert(&mut self, id: RecordId) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            while self.order.len() > self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// The front of the pipeline (lives on the event loop) plus its worker threads.
+pub(crate) struct Pipeline {
+    cfg: PipelineConfig,
+    store: Store,
+    guard: Guard,
+    metrics: NetMetrics,
+    seen: SeenCache,
+    /// Copies queued or being verified, by id and then signature: an identical copy is a
+    /// duplicate, but a copy with other signature bytes is not (the id does not cover the
+    /// signature, so a corrupted copy arriving first must not shadow the valid one).
+    in_flight: HashMap<RecordId, Vec<Signature>>,
+    /// Total copies in `in_flight` (bounded by the verify and store queues).
+    in_flight_copies: usize,
+    /// Of those, copies that came in sync responses (see [`sync_reserved_records`]).
+    in_flight_sync: usize,
+    /// Authors known to have stored records (bounded; cleared when full, then refilled from
+    /// the store's feed heads).
+    known_authors: HashSet<AuthorKey>,
+    new_authors: governor::DefaultDirectRateLimiter,
+    verify_tx: Option<Sender<VerifyJob>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts the worker threads. Decisions made off the loop arrive on the returned receiver.
+    pub(crate) fn start(
+        cfg: PipelineConfig,
+        store: Store,
+        guard: Guard,
+        metrics: NetMetrics,
+        live_threads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> std::io::Result<(Pipeline, mpsc::Receiver<Finished>)> {
+        let cfg = cfg.bounded();
+        let (finished_tx, finished_rx) = mpsc::channel(cfg.verify_queue_records.max(64));
+        let (verify_tx, verify_rx) = crossbeam_channel::bounded::<VerifyJob>(cfg.verify_queue_records);
+        // The store thread's queue is short: verified records should reach disk quickly, and
+        // when the store lags the workers block here, which backs the verify queue up, which
+        // sheds load at the front.
+        let (store_tx, store_rx) = crossbeam_channel::bounded::<StoreJob>(cfg.flush_max_records.max(64) * 4);
+        let workers = if cfg.verify_workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        } else {
+            cfg.verify_workers
+        };
+        let mut threads = Vec::new();
+        for i in 0..workers {
+            let rx = verify_rx.clone();
+            let store_tx = store_tx.clone();
+            let finished_tx = finished_tx.clone();
+            let metrics = metrics.clone();
+            let batch_max = cfg.verify_batch_max_records;
+            let deadline = cfg.verify_batch_deadline;
+            let alive = LiveThread::enter(&live_threads);
+            threads.push(std::thread::Builder::new().name(format!("palisade-verify-{i}")).spawn(
+                move || {
+                    let _alive = alive;
+                    workers::verify_worker(rx, store_tx, finished_tx, metrics, batch_max, deadline)
+                },
+            )?);
+        }
+        drop(store_tx);
+        let worker = StoreWorker {
+            rx: store_rx,
+            finished_tx,
+            store: store.clone(),
+            metrics: metrics.clone(),
+            flush_interval: cfg.flush_interval,
+            flush_max: cfg.flush_max_records,
+            group_commit: cfg.group_commit,
+        };
+        let alive = LiveThread::enter(&live_threads);
+        threads.push(std::thread::Builder::new().name("palisade-store".into()).spawn(move || {
+            let _alive = alive;
+            worker.run()
+        })?);
+        let seen = SeenCache::new(cfg.seen_cache_records);
+        let quota = governor::Quota::per_second(
+            std::num::NonZeroU32::new(cfg.new_authors_per_sec).unwrap_or(std::num::NonZeroU32::MIN),
+        )
+        .allow_burst(std::num::NonZeroU32::new(cfg.new_authors_burst).unwrap_or(std::num::NonZeroU32::MIN));
+        let new_authors = governor::RateLimiter::direct(quota);
+        Ok((
+            Pipeline {
+                cfg,
+                store,
+                guard,
+                metrics,
+                seen,
+                in_flight: HashMap::new(),
+                in_flight_copies: 0,
+                in_flight_sync: 0,
+                known_authors: HashSet::new(),
+                new_authors,
+                verify_tx: Some(verify_tx),
+                threads,
+            },
+            finished_rx,
+        ))
+    }
+
+    /// Marks an id as stored (local publish) so copies coming back are dropped cheaply.
+    pub(crate) fn mark_seen(&mut self, id: RecordId) {
+        self.seen.insert(id);
+    }
+
+    /// Records queued for verification or storage and not yet decided.
+    pub(crate) fn in_flight_len(&self) -> usize {
+        self.in_flight_copies
+    }
+
+    /// Sync records queued for verification or storage and not yet decided.
+    pub(crate) fn in_flight_sync_len(&self) -> usize {
+        self.in_flight_sync
+    }
+
+    /// Runs the synchronous front checks on a gossip (`topic` set) or sync record.
+    /// `Some(reason)` = decided now; `None` = queued for verification (the decision arrives
+    /// later as [`Finished`]).
+    pub(crate) fn admit(
+        &mut self,
+        bytes: Vec<u8>,
+        origin: Origin,
+        topic: Option<TopicKind>,
+        now_ms: u64,
+    ) -> Option<Reason> {
+        let peer = origin.peer();
+        // 1. Size cap: no work at all for oversized input.
+        if bytes.len() > palisade_types::limits::MAX_ENVELOPE_BYTES {
+            return Some(Reason::Oversized);
+        }
+        // 2. Per-peer message and byte rate, before any decoding. Not for sync: a sync
+        // record came in a response we asked for, paced by our own requests.
+        if origin.pushed() {
+            if let Admission::Deny(reason) = self.guard.admit_message(&peer, bytes.len()) {
+                self.guard.over_rate(&peer, reason);
+                return Some(Reason::RateLimited);
+            }
+        }
+        // 3. Envelope decode + id (one pass and one hash).
+        let parsed = match ParsedEnvelope::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => return Some(decode_reason(&e)),
+        };
+        // 4. Dedup in memory before the payload is even decoded.
+        if let Err(reason) = self.check_copy(&parsed.id(), &parsed.envelope().signature) {
+            return Some(reason);
+        }
+        // 5. Payload decode (canonical).
+        let Ok(record) = parsed.decode() else { return Some(Reason::MalformedPayload) };
+        // 6.–9. The record checks every origin shares, then the queue.
+        if let Err(reason) = self.check_record(&record, &origin, topic, now_ms) {
+            return Some(reason);
+        }
+        self.enqueue(record, origin).err()
+    }
+
+    /// Admits a sync record its caller already decoded (to check it is the one it asked
+    /// for): the same checks as [`admit`](Self::admit) from the dedup on, without a second
+    /// parse.
+    pub(crate) fn admit_decoded(
+        &mut self,
+        record: UnverifiedRecord,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Option<Reason> {
+        let checked = self
+            .check_copy(&record.id(), record.signature())
+            .and_then(|()| self.check_record(&record, &origin, None, now_ms));
+        match checked {
+            Ok(()) => self.enqueue(record, origin).err(),
+            Err(reason) => Some(reason),
+        }
+    }
+
+    /// Admits an equivocation proof message: the size cap, the peer's message rate and proof
+    /// budget (`limits.peer_proofs_per_sec`), the pairing check (both halves parse, same
+    /// author and seq, different ids), then both halves through the same record checks and
+    /// queue as gossip. Stored halves count as present; both stored = `Duplicate`.
+    pub(crate) fn admit_proof(&mut self, data: &[u8], origin: &Origin, now_ms: u64) -> ProofAdmission {
+        let peer = origin.peer();
+        if data.len() > crate::proof::MAX_PROOF_BYTES {
+            return ProofAdmission::Decided(Reason::Oversized);
+        }
+        if let Admission::Deny(drop) = self.guard.admit_message(&peer, data.len()) {
+            self.guard.over_rate(&peer, drop);
+            return ProofAdmission::Decided(Reason::RateLimited);
+        }
+        // No over-rate strike here: honest relays forward every proof they store, and under
+        // a Sybil proof flood that is up to half the new-author budget per second, so a peer
+        // over its proof budget is not proven hostile. The budget alone holds it, before any
+        // parsing.
+        if let Admission::Deny(_) = self.guard.admit_proof(&peer) {
+            return ProofAdmission::Decided(Reason::ProofRateLimited);
+        }
+        match crate::proof::decode_and_check(data) {
+            Ok(halves) => self.admit_halves(halves, origin, now_ms),
+            Err(reason) => ProofAdmission::Decided(reason),
+        }
+    }
+
+    fn admit_halves(
+        &mut self,
+        halves: [UnverifiedRecord; 2],
+        origin: &Origin,
+        now_ms: u64,
+    ) -> ProofAdmission {
+        let mut ready = Vec::with_capacity(2);
+        for half in halves {
+            // Only a stored half counts as present. An identical copy still in flight may yet
+            // fail its signature check, and forwarding a proof with a bad half would get us
+            // penalised by every peer: verify this half again rather than wait for it.
+            let id = half.id();
+            if self.seen.contains(&id) {
+                continue;
+            }
+            if self.in_flight.get(&id).is_some_and(|sigs| sigs.len() >= MAX_COPIES_IN_FLIGHT_PER_RECORD) {
+                return ProofAdmission::Decided(Reason::CopiesInFlight);
+            }
+            let checked = self.check_record(&half, origin, None, now_ms);
+            match checked {
+                Ok(()) => ready.push(half),
+                Err(Reason::Duplicate) => {}
+                Err(reason) => return ProofAdmission::Decided(reason),
+            }
+        }
+        if ready.is_empty() {
+            return ProofAdmission::Decided(Reason::Duplicate);
+        }
+        // Both halves or neither: half a proof in the queue proves nothing.
+        if self.gossip_room() < ready.len() {
+            self.guard.record_drop(Some(&origin.peer()), None, DropReason::VerifyQueueFull);
+            return ProofAdmission::Decided(Reason::VerifyQueueFull);
+        }
+        let mut queued = 0;
+        for half in ready {
+            match self.enqueue(half, origin.clone()) {
+                Ok(()) => queued += 1,
+                // Only when the workers are gone (shutdown): the proof is then never reported.
+                Err(reason) if queued == 0 => return ProofAdmission::Decided(reason),
+                Err(_) => break,
+            }
+        }
+        ProofAdmission::Queued(queued)
+    }
+
+    /// Whether this very copy (id and signature) is already decided or queued, and whether
+    /// there is room for another copy of the id.
+    fn check_copy(&self, id: &RecordId, signature: &Signature) -> Result<(), Reason> {
+        let copies = self.in_flight.get(id);
+        if self.seen.contains(id) || copies.is_some_and(|sigs| sigs.contains(signature)) {
+            self.metrics.duplicates_before_verify.inc();
+            return Err(Reason::Duplicate);
+        }
+        if copies.is_some_and(|sigs| sigs.len() >= MAX_COPIES_IN_FLIGHT_PER_RECORD) {
+            return Err(Reason::CopiesInFlight);
+        }
+        Ok(())
+    }
+
+    /// The checks every decoded record passes, whatever its origin, cheapest first: stored
+    /// already, static rules, gossip topic and age (`topic` set), then the budgets.
+    fn check_record(
+        &mut self,
+        record: &UnverifiedRecord,
+        origin: &Origin,
+        topic: Option<TopicKind>,
+        now_ms: u64,
+    ) -> Result<(), Reason> {
+        self.check_not_stored(record)?;
+        record.validate(now_ms).map_err(|e| validation_reason(&e))?;
+        if let Some(t) = topic {
+            if TopicKind::for_record(record.record().kind()) != t {
+                return Err(Reason::WrongTopic);
+            }
+            let issued = record.record().position.issued_at_ms;
+            if issued.saturating_add(self.cfg.max_record_age_ms) < now_ms {
+                return Err(Reason::TooOld);
+            }
+        }
+        self.charge_budgets(&record.record().position.author, origin)
+    }
+
+    /// The store lookup by id, which needs no I/O when the author's feed head is in memory
+    /// and shows the seq as new (a stored id always decodes, so running it after the payload
+    /// decode changes no outcome, only what a new record costs).
+    fn check_not_stored(&mut self, record: &UnverifiedRecord) -> Result<(), Reason> {
+        let id = record.id();
+        let position = &record.record().position;
+        match self.store.contains_record(&id, &position.author, position.seq) {
+            Ok(true) => {
+                self.seen.insert(id);
+                self.metrics.duplicates_before_verify.inc();
+                Err(Reason::Duplicate)
+            }
+            Ok(false) => Ok(()),
+            Err(e) => {
+                error!(error = %e, "store lookup failed during ingest");
+                Err(Reason::StoreError)
+            }
+        }
+    }
+
+    /// The new-author budget, the peer's record rate, the author's quota and the cost of a
+    /// signature check. Sync records of authors we already hold are exempt: they are the
+    /// missed part of feeds we know, and throttling them would only stall catching up (the
+    /// pages come back in the next round). Sync records of unknown authors pay like gossip,
+    /// so a peer that advertises invented authors cannot make us verify at will.
+    fn charge_budgets(&mut self, author: &AuthorKey, origin: &Origin) -> Result<(), Reason> {
+        let peer = origin.peer();
+        let pushed = origin.pushed();
+        let known_author = self.is_known_author(author);
+        if pushed && !known_author && self.new_authors.check().is_err() {
+            self.guard.record_drop(Some(&peer), None, DropReason::NewAuthorBudget);
+            return Err(Reason::NewAuthorBudget);
+        }
+        if !pushed && known_author {
+            return Ok(());
+        }
+        // A rate refusal is shed without a penalty: honest relays burst over their per-peer
+        // budget after pauses and partitions, and the limit itself holds a flooder to its
+        // budget. Only a pushing peer that stays over for longer than the grace pays
+        // (`Guard::over_rate`): sync pages are what we asked for.
+        let over_rate = |reason| {
+            if pushed {
+                self.guard.over_rate(&peer, reason);
+            }
+            Err(Reason::RateLimited)
+        };
+        match self.guard.admit_author(&peer, author) {
+            Admission::Allow => {}
+            // The peer's own record rate, not the author's quota.
+            Admission::Deny(reason @ DropReason::PeerRecordRateExceeded) => return over_rate(reason),
+            Admission::Deny(_) => return Err(Reason::AuthorQuota),
+        }
+        match self.guard.charge_verification(&peer) {
+            Admission::Allow => Ok(()),
+            Admission::Deny(reason) => over_rate(reason),
+        }
+    }
+
+    /// Room left in the verify queue for records peers pushed (gossip, proofs): everything
+    /// but the share kept for sync.
+    fn gossip_room(&self) -> usize {
+        let room = self.cfg.verify_queue_records - sync_reserved_records(self.cfg.verify_queue_records);
+        room.saturating_sub(self.in_flight_copies - self.in_flight_sync)
+    }
+
+    /// Hands a checked record to the verify workers, or sheds it. Pushed records never take
+    /// the share of the queue kept for the pages sync asked for.
+    fn enqueue(&mut self, record: UnverifiedRecord, origin: Origin) -> Result<(), Reason> {
+        let peer = origin.peer();
+        let sync = !origin.pushed();
+        if !sync && self.gossip_room() == 0 {
+            self.guard.record_drop(Some(&peer), None, DropReason::VerifyQueueFull);
+            return Err(Reason::VerifyQueueFull);
+        }
+        let Some(tx) = &self.verify_tx else { return Err(Reason::VerifyQueueFull) };
+        let (id, signature) = (record.id(), *record.signature());
+        match tx.try_send(VerifyJob { record, origin }) {
+            Ok(()) => {
+                self.in_flight.entry(id).or_default().push(signature);
+                self.in_flight_copies += 1;
+                self.in_flight_sync += usize::from(sync);
+                self.metrics.queue_add(1);
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.guard.record_drop(Some(&peer), None, DropReason::VerifyQueueFull);
+                Err(Reason::VerifyQueueFull)
+            }
+        }
+    }
+
+    /// Whether `author` has records here (memory first, then one store lookup).
+    fn is_known_author(&mut self, author: &AuthorKey) -> bool {
+        if self.known_authors.contains(author) {
+            return true;
+        }
+        let known = matches!(self.store.feed_head(author), Ok(Some(_)));
+        if known {
+            self.remember_author(*author);
+        }
+        known
+    }
+
+    fn remember_author(&mut self, author: AuthorKey) {
+        if self.known_authors.len() >= KNOWN_AUTHORS_ENTRIES {
+            self.known_authors.clear();
+        }
+        self.known_authors.insert(author);
+    }
+
+    /// Updates dedup state with a decision that came back from the workers.
+    pub(crate) fn on_finished(&mut self, f: &Finished) {
+        if let Some(s) = &f.stored {
+            self.remember_author(s.record.author());
+        }
+        if let Some(sigs) = self.in_flight.get_mut(&f.id) {
+            if let Some(at) = sigs.iter().position(|s| *s == f.signature) {
+                sigs.swap_remove(at);
+                self.in_flight_copies = self.in_flight_copies.saturating_sub(1);
+                if !f.origin.pushed() {
+                    self.in_flight_sync = self.in_flight_sync.saturating_sub(1);
+                }
+                self.metrics.queue_add(-1);
+            }
+            if sigs.is_empty() {
+                self.in_flight.remove(&f.id);
+            }
+        }
+        // A copy with a bad signature must not block a valid copy of the same id (the id
+        // does not cover the signature): only stored ids are remembered.
+        if matches!(f.reason, Reason::Stored | Reason::Duplicate) {
+            self.seen.insert(f.id);
+        }
+    }
+
+    /// Stops the workers after they drain their queues (the store is flushed last).
+    pub(crate) fn shutdown(mut self) {
+        self.verify_tx = None;
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                error!("a pipeline thread panicked");
+            }
+        }
+    }
+}
