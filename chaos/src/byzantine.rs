@@ -2,7 +2,8 @@
 //!
 //! Every attacker runs for a bounded time at a bounded rate and stops by itself. It reports
 //! what it did (messages, connections, refusals) and the peer ids it used, so the checkers can
-//! look them up in the target's ban list and drop ledger.
+//! look them up in the target's ban list and drop ledger. Proof amplification lives in
+//! `proofs.rs`.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -17,11 +18,13 @@ use libp2p::{gossipsub, noise, request_response, tcp, yamux, Multiaddr, PeerId, 
 use palisade_net::sync::{SyncCodec, SyncRequest, PROTOCOL as SYNC_PROTOCOL};
 use palisade_net::topics::TopicKind;
 use palisade_types::fixtures;
-use palisade_types::{AuthorKey, FeedWriter};
+use palisade_types::{AuthorKey, FeedWriter, RecordId};
 use rand::{Rng, RngCore, SeedableRng};
 use serde::Serialize;
 
 use crate::scenario::AttackKind;
+
+mod proofs;
 
 /// What an attacker did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -51,6 +54,15 @@ pub struct AttackReport {
     pub contained_after_secs: Option<f64>,
     /// Seconds the attack ran.
     pub ran_secs: f64,
+    /// What the attack did, in its own words (proof amplification: pairs per variant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Proof amplification: how many correctly signed records that fail static validation
+    /// it sent inside proofs.
+    pub invalid_halves_sent: u64,
+    /// Their ids, for `no_invalid_proof_half` (not in the JSON report: tens of thousands).
+    #[serde(skip)]
+    pub invalid_halves: Vec<RecordId>,
 }
 
 /// Everything an attacker needs.
@@ -72,6 +84,9 @@ pub struct AttackPlan {
     pub duration: Duration,
     /// Seed for keys and payloads.
     pub seed: u64,
+    /// Every node of the cluster (address with /p2p, peer id), in node order, for attacks that
+    /// reach all of them.
+    pub nodes: Vec<(Multiaddr, PeerId)>,
 }
 
 /// Most of a connection flood's identities that its report and ledger watch name.
@@ -103,6 +118,9 @@ pub async fn run(plan: AttackPlan) -> AttackReport {
         AttackKind::StreamFlood => stream_flood(&plan).await,
         AttackKind::Slowloris => slowloris(&plan).await,
         AttackKind::SyncAbuse => sync_abuse(&plan).await,
+        AttackKind::ProofAmplification | AttackKind::ValidProofAmplification => {
+            proofs::proof_amplification(&plan).await
+        }
     };
     report.kind = format!("{:?}", plan.kind);
     report.target = plan.target;

@@ -55,6 +55,11 @@ impl Node {
         format!("/ip4/{}/tcp/{P2P_PORT}/p2p/{}", self.ip, self.peer_id)
     }
 
+    /// Its Prometheus endpoint (`http://<this>/metrics`).
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(std::net::IpAddr::V4(self.ip), METRICS_PORT)
+    }
+
     /// The process id while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

@@ -123,6 +123,15 @@ impl NodeApi {
         Ok(out)
     }
 
+    /// Whether the node holds record `id` (`GET /v1/records/{id}`; 404 is `false`).
+    pub async fn has_record(&self, id: &RecordId) -> anyhow::Result<bool> {
+        match self.client.record(&id.to_hex()).await {
+            Ok(_) => Ok(true),
+            Err(palisade_api::ClientError::Api { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Connected peers.
     pub async fn peer_count(&self) -> anyhow::Result<usize> {
         Ok(self.client.peers().await?.peers.len())
@@ -254,5 +263,107 @@ impl RecordEvents {
                 _ => return None,
             }
         }
+    }
+}
+
+/// Reads a node's Prometheus text from `http://<addr>/metrics` (HTTP/1.0, bounded to 5 s and
+/// 16 MiB).
+pub async fn scrape_metrics(addr: std::net::SocketAddr) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+        let mut body = Vec::new();
+        stream.take(16 << 20).read_to_end(&mut body).await?;
+        anyhow::Ok(body)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .with_context(|| format!("metrics at {addr} did not answer within 5 s"))?
+        .with_context(|| format!("reading metrics at {addr}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header in the metrics answer")?;
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        anyhow::bail!("metrics at {addr} answered `{status}`");
+    }
+    Ok(body.to_string())
+}
+
+/// The series of counter `family` (its `_total` samples) in Prometheus/OpenMetrics text, as
+/// (labels, value); `None` when the text does not have the family at all (no `# TYPE` line and
+/// no sample), `Some(empty)` when it is declared but has no series yet.
+pub fn counter_series(text: &str, family: &str) -> Option<Vec<(String, f64)>> {
+    let total = format!("{family}_total");
+    let mut declared = false;
+    let mut series = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            declared |= rest.split_whitespace().next() == Some(family);
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+        if line.get(..name_end) != Some(total.as_str()) {
+            continue;
+        }
+        let rest = line.get(name_end..).unwrap_or_default();
+        let (labels, rest) = match rest.strip_prefix('{') {
+            Some(inner) => match label_end(inner) {
+                Some(end) => (inner.get(..end).unwrap_or_default(), inner.get(end + 1..).unwrap_or_default()),
+                None => continue,
+            },
+            None => ("", rest),
+        };
+        if let Some(value) = rest.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) {
+            series.push((labels.to_string(), value));
+        }
+    }
+    (declared || !series.is_empty()).then_some(series)
+}
+
+/// The index of the `}` closing a label set (quoted values may hold `}` and escaped quotes).
+fn label_end(s: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '}' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counter_series;
+
+    #[test]
+    fn counter_series_sums_labelled_samples_and_tells_absent_from_empty() {
+        let text = "# HELP palisade_gossip_send_failures Messages not sent.\n\
+# TYPE palisade_gossip_send_failures counter\n\
+palisade_gossip_send_failures_total{topic=\"proofs\",reason=\"a}b \\\"q\\\"\"} 3\n\
+palisade_gossip_send_failures_total{topic=\"attestations\"} 2.0 1700000000\n\
+palisade_gossip_send_failures_created{topic=\"proofs\"} 1.7e9\n\
+palisade_gossip_dead_connections_total{reason=\"slow_peer\"} 9\n";
+        let s = counter_series(text, "palisade_gossip_send_failures").expect("present");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.iter().map(|(_, v)| v).sum::<f64>(), 5.0);
+        assert!(s[0].0.contains("a}b"));
+        let declared_only = "# TYPE palisade_gossip_send_failures counter\n# EOF\n";
+        assert_eq!(counter_series(declared_only, "palisade_gossip_send_failures"), Some(Vec::new()));
+        assert_eq!(counter_series(text, "palisade_gossip_send"), None);
+        let unlabelled = "palisade_gossip_send_failures_total 4\n";
+        assert_eq!(
+            counter_series(unlabelled, "palisade_gossip_send_failures"),
+            Some(vec![(String::new(), 4.0)])
+        );
     }
 }

@@ -264,6 +264,22 @@ pub enum AttackKind {
     SyncAbuse,
     /// One author signing two records at the same seq.
     Equivocation,
+    /// Sybil equivocation proofs (a fresh author per pair) on `/palisade/proofs/1`, some with
+    /// a half that fails static validation, and pairs whose halves go to two different nodes
+    /// as plain records. Each attacker connects to every node; `target` only names the node
+    /// that judges its containment. `rate_per_sec` counts pairs.
+    ProofAmplification,
+    /// As `proof_amplification`, without the invalid-half proofs: every proof it sends is
+    /// valid, so nothing it does is a rejection, and only the budgets (proof, new-author,
+    /// per-peer record and cost) can hold it.
+    ValidProofAmplification,
+}
+
+impl AttackKind {
+    /// Whether this is one of the equivocation-proof amplifiers.
+    pub fn amplifies_proofs(self) -> bool {
+        matches!(self, AttackKind::ProofAmplification | AttackKind::ValidProofAmplification)
+    }
 }
 
 /// Checker thresholds.
@@ -287,6 +303,9 @@ pub struct Checks {
     /// to reach every node (s). The default, 30 s, is the bound docs/protocol.md derives for
     /// the harness's 3-s sync interval and 5 nodes, with a margin for a loaded machine.
     pub converge_bound_secs: u64,
+    /// `gossip_send_failures`: the sum of `palisade_gossip_send_failures_total` over the nodes'
+    /// metrics endpoints at the end must be 0 (skipped when the build does not export it).
+    pub check_gossip_send_failures: bool,
 }
 
 impl Default for Checks {
@@ -299,6 +318,7 @@ impl Default for Checks {
             attackers_contained_within_secs: 30,
             check_goodput: false,
             converge_bound_secs: 30,
+            check_gossip_send_failures: false,
         }
     }
 }
@@ -381,6 +401,9 @@ impl Scenario {
             }
             if a.count == 0 || a.count > 1000 {
                 bail!("attacker `count` is {}; allowed is 1..=1000", a.count);
+            }
+            if a.kind.amplifies_proofs() && self.nodes < 2 {
+                bail!("a proof_amplification attacker needs at least 2 nodes (it splits pairs across two)");
             }
         }
         Ok(())

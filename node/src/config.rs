@@ -218,6 +218,17 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         self.network.validate()?;
         self.limits.validate()?;
+        // An honest relay forwards every proof it stores, up to half the new-author budget per
+        // second under a Sybil proof flood (two fresh-author halves each): a proof budget below
+        // that would strike honest relays as persistently over rate.
+        let least_proofs = self.network.new_authors_per_sec.div_ceil(2);
+        if self.limits.peer_proofs_per_sec < least_proofs {
+            return Err(InvalidSetting::new(
+                "limits.peer_proofs_per_sec",
+                self.limits.peer_proofs_per_sec,
+                format!(">= network.new_authors_per_sec / 2 ({least_proofs})"),
+            ));
+        }
         InvalidSetting::check_range(
             "store.cache_capacity_bytes",
             self.store.cache_capacity_bytes,
@@ -466,6 +477,14 @@ mod tests {
         let mut c = NodeConfig::default();
         c.admin.max_sse_subscribers = 0;
         assert_eq!(c.validate().unwrap_err().key, "admin.max_sse_subscribers");
+        let mut c = NodeConfig::default();
+        c.network.new_authors_per_sec = 100;
+        c.limits.peer_proofs_per_sec = 49;
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.allowed.as_str()),
+            ("limits.peer_proofs_per_sec", ">= network.new_authors_per_sec / 2 (50)")
+        );
 
         let c = NodeConfig::parse(
             "[admin.trust.release]\nauthors = [\"0101010101010101010101010101010101010101010101010101010101010101\"]\nthreshold = 2\n",

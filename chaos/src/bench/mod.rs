@@ -25,7 +25,7 @@
 //! working; it asserts nothing about speed). Exit code 0 when the run completed (targets met
 //! or not), 2 when the harness failed.
 
-mod baseline;
+pub(crate) mod baseline;
 mod net;
 mod pipeline;
 mod plot;

@@ -20,8 +20,10 @@ use crate::scenario::{AttackKind, FaultAction, NetworkMode, NodeSel, Scenario, S
 
 mod checks;
 mod faults;
+mod proof_checks;
 use checks::*;
 use faults::*;
+use proof_checks::*;
 
 /// Options from the command line.
 #[derive(Debug, Clone)]
@@ -394,6 +396,13 @@ async fn run_inner(run: Arc<Run>, wall: Instant, _root: &Path) -> anyhow::Result
     if s.attackers.iter().any(|a| a.kind == AttackKind::Equivocation) {
         checks.push(check_equivocation(&run).await);
     }
+    if s.attackers.iter().any(|a| a.kind == AttackKind::ProofAmplification) {
+        // Only the mixed amplifier sends invalid halves.
+        checks.push(check_no_invalid_proof_half(&run, &attack_reports).await);
+    }
+    if s.checks.check_gossip_send_failures {
+        checks.push(check_gossip_send_failures(&run).await);
+    }
     let passed = checks.iter().all(|c| c.passed);
     if !passed {
         post_mortem_dumps(&run).await;
@@ -475,6 +484,8 @@ async fn attackers(run: Arc<Run>) -> Vec<AttackReport> {
     let mut handles = Vec::new();
     let nodes: Vec<(String, String)> =
         lock(&run.cluster).nodes.iter().map(|n| (n.multiaddr(), n.peer_id.clone())).collect();
+    let all: Vec<(libp2p::Multiaddr, libp2p::PeerId)> =
+        nodes.iter().filter_map(|(a, p)| Some((a.parse().ok()?, p.parse().ok()?))).collect();
     for (k, a) in run.scenario.attackers.iter().enumerate() {
         let targets: Vec<usize> = match a.target {
             Some(t) => vec![t],
@@ -503,6 +514,7 @@ async fn attackers(run: Arc<Run>) -> Vec<AttackReport> {
                         .seed
                         .wrapping_mul(1 << 32)
                         .wrapping_add(((k as u64) << 24) | ((t as u64) << 16) | (c as u64 & 0xffff)),
+                    nodes: all.clone(),
                 };
                 let run2 = run.clone();
                 let start = a.start_secs as f64;

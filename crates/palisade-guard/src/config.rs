@@ -123,8 +123,9 @@ pub struct GuardConfig {
     /// Equivocation proofs per second one peer may relay: 30. A proof is two records to
     /// verify and store. An honest relay forwards only proofs it stored, and proofs of fresh
     /// authors take two tokens of the node-wide new-author budget (`network.new_authors_per_sec`,
-    /// 50/s), so under a Sybil proof flood an honest relay sends at most ~25/s: keep this above
-    /// half of `network.new_authors_per_sec`. Refusals are not penalised.
+    /// 50/s), so under a Sybil proof flood an honest relay sends at most ~25/s: the node
+    /// refuses to start with this below half of `network.new_authors_per_sec`. A peer over it
+    /// for longer than `over_rate_grace_secs` pays `persistent_over_rate`.
     pub peer_proofs_per_sec: u32,
     /// Equivocation proofs one peer may relay in a burst: 300 (above half the new-author
     /// burst, 500).

@@ -165,7 +165,7 @@ impl Reason {
                 "proof_rate_limited",
                 Ignore,
                 None,
-                "peer over limits.peer_proofs_per_sec (never penalised: honest relays forward proofs)",
+                "peer over limits.peer_proofs_per_sec (persistent_over_rate after the grace)",
             ),
             Reason::AuthorQuota => row("author_quota", Ignore, None, "author over its quota"),
             Reason::NewAuthorBudget => {

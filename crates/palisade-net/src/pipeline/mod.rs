@@ -383,11 +383,12 @@ impl Pipeline {
             self.guard.over_rate(&peer, drop);
             return ProofAdmission::Decided(Reason::RateLimited);
         }
-        // No over-rate strike here: honest relays forward every proof they store, and under
-        // a Sybil proof flood that is up to half the new-author budget per second, so a peer
-        // over its proof budget is not proven hostile. The budget alone holds it, before any
-        // parsing.
-        if let Admission::Deny(_) = self.guard.admit_proof(&peer) {
+        // Honest relays forward every proof they store: under a Sybil proof flood up to half
+        // the new-author budget per second, which the node config keeps below the proof
+        // budget. So only a peer that pushes proofs of its own stays over it, and like any
+        // other rate, staying over for longer than the grace is a `persistent_over_rate`.
+        if let Admission::Deny(drop) = self.guard.admit_proof(&peer) {
+            self.guard.over_rate(&peer, drop);
             return ProofAdmission::Decided(Reason::ProofRateLimited);
         }
         match crate::proof::decode_and_check(data) {
