@@ -191,3 +191,35 @@ async fn manual_bans_of_peers_sharing_an_ip_do_not_ban_the_ip() {
     );
     node.abort();
 }
+
+/// A ban storm (a thousand Sybil peers banned at once, as the network loop does through
+/// `penalize`) is queued for the node-state writer, which writes it in a few flushed batches
+/// rather than one fsync per ban; every ban is on disk once the writer is closed, and a
+/// restarted guard re-applies them all.
+#[test]
+fn a_ban_storm_is_persisted_in_batches_off_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = GuardConfig { max_bans: 2000, ip_ban_after_banned_peers: 0, ..GuardConfig::default() };
+    let peers: Vec<PeerId> = (0..1000).map(|_| PeerId::random()).collect();
+    {
+        let guard = guard(cfg.clone(), dir.path());
+        for peer in &peers {
+            // Five invalid signatures (25 points each) reach the ban line (-100).
+            let outcome = (0..5).map(|_| guard.penalize(peer, None, PenaltyReason::InvalidSignature)).last();
+            assert!(matches!(outcome, Some(PenaltyOutcome::Ban { .. })), "{outcome:?}");
+        }
+        assert_eq!(guard.bans().len(), 1000, "every ban applies at once, in memory");
+        guard.close_state_writer();
+        let stats = guard.state_writer().stats();
+        assert_eq!((stats.pending, stats.refused, stats.failed_batches), (0, 0, 0), "{stats:?}");
+        assert!(
+            stats.batches < 1000,
+            "the storm was written in {} flushed batches, not one per ban",
+            stats.batches
+        );
+    }
+    let guard = guard(cfg, dir.path());
+    for peer in &peers {
+        assert!(guard.is_banned_peer(peer), "a ban of the storm was lost across the restart");
+    }
+}

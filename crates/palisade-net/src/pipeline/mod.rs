@@ -322,8 +322,10 @@ impl Pipeline {
         now_ms: u64,
     ) -> Option<Reason> {
         let peer = origin.peer();
-        // 1. Size cap: no work at all for oversized input.
+        // 1. Size cap: no work at all for oversized input (counted with the guard's drops too,
+        // so `palisade_guard_drops_total{reason="oversized"}` sees every oversized message).
         if bytes.len() > palisade_types::limits::MAX_ENVELOPE_BYTES {
+            self.guard.record_drop(Some(&peer), None, DropReason::Oversized);
             return Some(Reason::Oversized);
         }
         // 2. Per-peer message and byte rate, before any decoding. Not for sync: a sync
@@ -377,6 +379,7 @@ impl Pipeline {
     pub(crate) fn admit_proof(&mut self, data: &[u8], origin: &Origin, now_ms: u64) -> ProofAdmission {
         let peer = origin.peer();
         if data.len() > crate::proof::MAX_PROOF_BYTES {
+            self.guard.record_drop(Some(&peer), None, DropReason::Oversized);
             return ProofAdmission::Decided(Reason::Oversized);
         }
         if let Admission::Deny(drop) = self.guard.admit_message(&peer, data.len()) {
