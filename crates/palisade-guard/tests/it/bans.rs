@@ -205,8 +205,11 @@ fn a_ban_storm_is_persisted_in_batches_off_the_caller() {
         let guard = guard(cfg.clone(), dir.path());
         for peer in &peers {
             // Five invalid signatures (25 points each) reach the ban line (-100).
-            let outcome = (0..5).map(|_| guard.penalize(peer, None, PenaltyReason::InvalidSignature)).last();
-            assert!(matches!(outcome, Some(PenaltyOutcome::Ban { .. })), "{outcome:?}");
+            let mut outcome = PenaltyOutcome::None;
+            for _ in 0..5 {
+                outcome = guard.penalize(peer, None, PenaltyReason::InvalidSignature);
+            }
+            assert!(matches!(outcome, PenaltyOutcome::Ban { .. }), "{outcome:?}");
         }
         assert_eq!(guard.bans().len(), 1000, "every ban applies at once, in memory");
         guard.close_state_writer();
