@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Settings of the pipeline. The network builds them from its [`NetConfig`](crate::NetConfig)
-/// ([`PipelineConfig::from_net`]); an [`Ingestor`] takes them directly.
+/// ([`PipelineConfig::from_net`]); an [`Ingestor`](super::Ingestor) takes them directly.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
     /// Gossiped records issued longer ago than this are ignored (`too_old`).

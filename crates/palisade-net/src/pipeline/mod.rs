@@ -13,9 +13,9 @@
 //!   or T ms) ─► Finished back to the event loop ─► Accept/Reject/Ignore to gossipsub
 //! ```
 //!
-//! Gossip and sync records enter with [`Pipeline::admit`]; each half of an equivocation
-//! proof with [`Pipeline::admit_proof`], after the proof budget, through the same record
-//! checks ([`Pipeline::check_record`]) and the same queue. A full verify queue sheds load
+//! Gossip and sync records enter with `Pipeline::admit`; each half of an equivocation
+//! proof with `Pipeline::admit_proof`, after the proof budget, through the same record
+//! checks (`Pipeline::check_record`) and the same queue. A full verify queue sheds load
 //! (Ignore, counted, ledgered) and never blocks the event loop. Every outcome is a
 //! [`Reason`], which is both the metric label and the ledger reason.
 
