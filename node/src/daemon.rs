@@ -1,6 +1,6 @@
 //! `palisade run`: start every part, wait for a signal, stop in order.
 //!
-//! Start order: key → store → guard (re-applies persisted bans) → network → admin API →
+//! Start order: store → key (checked against the author the store belongs to) → guard (re-applies persisted bans) → network → admin API →
 //! metrics. Stop order is the reverse: admin API (stops accepting, ends event streams,
 //! removes the socket) → network (closes connections, drains the ingest pipeline, which
 //! flushes) → the guard's node-state writer (queued ban and peer-book changes written and
@@ -31,11 +31,12 @@ pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
     // default action of killing the process.
     let mut signals = Signals::install()?;
     paths.ensure_data_dir()?;
-    let (keys, created) =
-        keys::load_or_create(&paths.key_file()).map_err(|e| ConfigError(format!("{e:#}")))?;
-    if created {
-        info!(path = %paths.key_file().display(), "created a new node key");
-    }
+    let store = Store::open(&StoreConfig {
+        path: paths.db_dir(),
+        cache_capacity_bytes: config.store.cache_capacity_bytes,
+    })
+    .with_context(|| "opening the record store")?;
+    let keys = node_keys(&paths, &store)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         data_dir = %paths.data_dir.display(),
@@ -44,11 +45,6 @@ pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
         author = %keys.author_key(),
         "starting palisade"
     );
-    let store = Store::open(&StoreConfig {
-        path: paths.db_dir(),
-        cache_capacity_bytes: config.store.cache_capacity_bytes,
-    })
-    .with_context(|| "opening the record store")?;
     info!(path = %paths.db_dir().display(), records = store.record_count(), "store open");
 
     let mut registry = Registry::default();
@@ -111,6 +107,45 @@ pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
     store.flush_async().await.context("final flush of the store")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// Loads the node key (creating one on a fresh data directory), and refuses a key that would
+/// orphan the feed in the store: a store records whose node runs on it, and a missing key
+/// file is never silently replaced by a new identity there.
+fn node_keys(paths: &Paths, store: &Store) -> anyhow::Result<keys::NodeKeys> {
+    let key_file = paths.key_file();
+    let own = store.own_author().context("reading the store's own author")?;
+    if let (Some(own), false) = (own, key_file.exists()) {
+        return Err(ConfigError(format!(
+            "the store in {} holds the feed of author {own}, but the key file {} is missing. \
+             Restore node.key from your backup: it is the only key that can continue that feed \
+             (a new key would start a second identity and orphan it). To start a new identity \
+             deliberately, move {} away first.",
+            paths.db_dir().display(),
+            key_file.display(),
+            paths.db_dir().display(),
+        ))
+        .into());
+    }
+    let (keys, created) = keys::load_or_create(&key_file).map_err(|e| ConfigError(format!("{e:#}")))?;
+    if created {
+        info!(path = %key_file.display(), "created a new node key");
+    }
+    match own {
+        Some(own) if own != keys.author_key() => Err(ConfigError(format!(
+            "the key file {} is for author {}, but the store in {} holds the feed of author {own}. \
+             Put that author's node.key back (or point --data-dir at the directory this key belongs to).",
+            key_file.display(),
+            keys.author_key(),
+            paths.db_dir().display(),
+        ))
+        .into()),
+        Some(_) => Ok(keys),
+        None => {
+            store.set_own_author(&keys.author_key()).context("recording the store's own author")?;
+            Ok(keys)
+        }
+    }
 }
 
 /// The admin API's settings from `[admin]`.

@@ -69,6 +69,12 @@ fn getrandom_seed(seed: &mut [u8; 32]) -> anyhow::Result<()> {
 /// Loads the key file, refusing one that group or others can read.
 pub fn load(path: &Path) -> anyhow::Result<NodeKeys> {
     let meta = std::fs::metadata(path).with_context(|| format!("cannot read key file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "key file {} is not a regular file (a directory?): move it away and restore node.key from your backup",
+            path.display()
+        );
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(

@@ -24,6 +24,7 @@
 
 mod error;
 mod keys;
+mod node_state;
 mod query;
 mod state_writer;
 
@@ -898,57 +899,6 @@ impl Store {
         };
         ov.fp_events.entry(fingerprint).or_default().push((event, is_report));
         Ok(Some(status))
-    }
-
-    // ---- bans ----
-
-    /// Stores or replaces a ban.
-    pub fn put_ban(&self, ban: &BanRecord) -> Result<()> {
-        self.inner.bans.insert(ban.target.as_bytes(), encode(ban)).map(|_| ()).map_err(|e| self.io(e))
-    }
-
-    /// Removes a ban; returns whether one existed.
-    pub fn remove_ban(&self, target: &str) -> Result<bool> {
-        self.inner.bans.remove(target.as_bytes()).map(|v| v.is_some()).map_err(|e| self.io(e))
-    }
-
-    /// All stored bans (expired ones included; the guard prunes them).
-    pub fn bans(&self) -> Result<Vec<BanRecord>> {
-        let mut out = Vec::new();
-        for item in self.inner.bans.iter() {
-            let (k, v) = item.map_err(|e| self.io(e))?;
-            out.push(decode_exact(&v, "ban").map_err(|e| StoreError::corrupt("bans", &k, e.to_string()))?);
-        }
-        Ok(out)
-    }
-
-    // ---- peer book ----
-
-    /// Records a peer, evicting the least recently seen entry when the book is full.
-    pub fn upsert_peer(&self, entry: &PeerBookEntry) -> Result<()> {
-        let peers = &self.inner.peers;
-        if !peers.contains_key(entry.peer_id.as_bytes()).map_err(|e| self.io(e))?
-            && peers.len() >= MAX_PEER_BOOK_ENTRIES
-        {
-            let oldest = self.peer_book()?.into_iter().min_by_key(|p| p.last_seen_ms);
-            if let Some(oldest) = oldest {
-                peers.remove(oldest.peer_id.as_bytes()).map_err(|e| self.io(e))?;
-            }
-        }
-        peers.insert(entry.peer_id.as_bytes(), encode(entry)).map(|_| ()).map_err(|e| self.io(e))
-    }
-
-    /// Every entry of the peer book.
-    pub fn peer_book(&self) -> Result<Vec<PeerBookEntry>> {
-        let mut out = Vec::new();
-        for item in self.inner.peers.iter() {
-            let (k, v) = item.map_err(|e| self.io(e))?;
-            out.push(
-                decode_exact(&v, "peer book entry")
-                    .map_err(|e| StoreError::corrupt("peers", &k, e.to_string()))?,
-            );
-        }
-        Ok(out)
     }
 
     pub(crate) fn index_tree(&self) -> &Tree {

@@ -93,3 +93,51 @@ fn usage_errors_exit_64_and_version_works() {
     let out = palisade(dir.path()).arg("version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("palisade "));
 }
+
+/// Issue 15: a store that holds a node's feed is never silently given a new identity when its
+/// key file goes missing (that would orphan the feed), nor run with another node's key.
+#[test]
+fn a_missing_or_foreign_key_over_an_existing_feed_is_refused_with_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = spawn_run(&data, &[]);
+    wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    let key = data.join("node.key");
+    let kept = std::fs::read(&key).unwrap();
+
+    std::fs::remove_file(&key).unwrap();
+    let out = palisade(&data).args(["run", "--listen", "/ip4/127.0.0.1/tcp/0"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("is missing") && stderr.contains("Restore node.key"), "{stderr}");
+    assert!(!key.exists(), "no new key was created");
+
+    // Another node's key over this store.
+    let other = dir.path().join("other");
+    assert!(palisade(&other).arg("init").output().unwrap().status.success());
+    std::fs::copy(other.join("node.key"), &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = palisade(&data).args(["run", "--listen", "/ip4/127.0.0.1/tcp/0"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("holds the feed of author"), "{stderr}");
+
+    // A directory where the key should be.
+    std::fs::remove_file(&key).unwrap();
+    std::fs::create_dir(&key).unwrap();
+    let out = palisade(&data).args(["keys", "show"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("not a regular file") && !stderr.contains("chmod"), "{stderr}");
+
+    // The right key back: it runs again.
+    std::fs::remove_dir(&key).unwrap();
+    std::fs::write(&key, kept).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut child = spawn_run(&data, &[]);
+    wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
