@@ -13,11 +13,11 @@ use anyhow::Context;
 use palisade_api::{ApiConfig, ApiServer};
 use palisade_guard::Guard;
 use palisade_net::Network;
-use palisade_store::{Store, StoreConfig};
+use palisade_store::{SigningHistory, Store, StoreConfig};
 use prometheus_client::registry::Registry;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::NodeConfig;
 use crate::keys;
@@ -62,6 +62,7 @@ pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
     .await
     .context("starting the network")?;
     let handle = network.handle();
+    protect_signing(&paths, &store, &keys, &handle)?;
 
     let api = ApiServer::start(api_config(&paths, &config), handle.clone(), &mut registry)
         .await
@@ -146,6 +147,32 @@ fn node_keys(paths: &Paths, store: &Store) -> anyhow::Result<keys::NodeKeys> {
             Ok(keys)
         }
     }
+}
+
+/// Opens the signing history beside the key and hands it to the network, so this node never
+/// signs a seq twice (issue 15). A history of another author, or a damaged one, stops the
+/// start (exit 78) with what to do.
+fn protect_signing(
+    paths: &Paths,
+    store: &Store,
+    keys: &keys::NodeKeys,
+    handle: &palisade_net::Handle,
+) -> anyhow::Result<()> {
+    let path = paths.data_dir.join(palisade_store::SIGNING_HISTORY_FILE);
+    let history = SigningHistory::open(&path, keys.author_key()).map_err(|e| ConfigError(e.to_string()))?;
+    let stored =
+        store.latest_in_feed(&keys.author_key()).context("reading the own feed head")?.map(|(s, _)| s);
+    match history.highest() {
+        Some(signed) if stored.is_none_or(|s| s < signed.seq) => warn!(
+            signed = signed.seq,
+            stored = stored.unwrap_or(0),
+            "this node signed further in its feed than its store holds (damaged, deleted or restored \
+             store): submissions are refused until peers return the missing records by sync"
+        ),
+        _ => {}
+    }
+    handle.protect_signing(history).context("protecting the signing history")?;
+    Ok(())
 }
 
 /// The admin API's settings from `[admin]`.

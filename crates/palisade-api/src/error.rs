@@ -115,6 +115,9 @@ impl From<NetError> for ApiError {
             ),
             NetError::Dial { .. } => ApiError::new(StatusCode::BAD_REQUEST, "dial_failed", e.to_string()),
             NetError::Store(s) => ApiError::from(s),
+            NetError::OwnFeedBehind { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "own_feed_behind", e.to_string())
+            }
             other => ApiError::internal(other.to_string()),
         }
     }

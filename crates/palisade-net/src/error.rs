@@ -35,4 +35,18 @@ pub enum NetError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] palisade_store::StoreError),
+    /// This node signed further in its feed than its store holds: signing now would reuse a
+    /// seq (an equivocation).
+    #[error(
+        "this node signed up to seq {signed} of its feed, but its store holds only up to seq {stored} (the store was damaged, deleted or restored from an older backup). Submissions are refused until the missing records come back from peers by sync (keep the node connected) or the store is restored from a newer backup: signing now would reuse a seq and flag this node as an equivocator"
+    )]
+    OwnFeedBehind {
+        /// The highest seq of the own feed in the store (0 = none).
+        stored: u64,
+        /// The highest seq ever signed (signing history).
+        signed: u64,
+    },
+    /// The signing history could not be written; the record is stored but not acknowledged.
+    #[error("{0}; the record was stored but is not acknowledged")]
+    SigningHistory(#[from] palisade_store::SigningHistoryError),
 }

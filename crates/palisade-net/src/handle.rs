@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use libp2p::{Multiaddr, PeerId};
 use palisade_guard::Guard;
-use palisade_store::{Source, Store, StoredMeta};
+use palisade_store::{SigningHistory, Source, Store, StoredMeta};
 use palisade_types::{AuthorKey, FeedWriter, RecordId, RecordKind, Statement, VerifiedRecord};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
@@ -139,6 +139,8 @@ struct Shared {
     guard: Guard,
     metrics: NetMetrics,
     writer: Mutex<FeedWriter>,
+    /// Set by [`Handle::protect_signing`].
+    signing: std::sync::OnceLock<Arc<SigningHistory>>,
     peer_id: PeerId,
     author: AuthorKey,
     live_threads: Arc<std::sync::atomic::AtomicUsize>,
@@ -177,6 +179,7 @@ impl Handle {
                 guard,
                 metrics,
                 writer: Mutex::new(writer),
+                signing: std::sync::OnceLock::new(),
                 peer_id,
                 author,
                 live_threads,
@@ -237,25 +240,87 @@ impl Handle {
         }
     }
 
+    /// Protects this node's feed against signing a seq twice: from now on every local record
+    /// is recorded in `history` (after the store flush, before the acknowledgement), and no
+    /// record is signed at or below its highest seq. When the store holds less of the own
+    /// feed than the history (damaged, deleted, restored from an old backup), submissions
+    /// fail with [`NetError::OwnFeedBehind`] until sync brings the missing records back.
+    /// Set once, before submissions start (the daemon does it at start).
+    pub fn protect_signing(&self, history: SigningHistory) -> Result<(), NetError> {
+        self.shared
+            .signing
+            .set(Arc::new(history))
+            .map_err(|_| NetError::Setup("signing protection was already set".into()))
+    }
+
+    /// Refuses to sign below the signing history; re-reads the store's own feed head first,
+    /// since sync may have brought lost records back since the start.
+    async fn check_signing_history(
+        &self,
+        writer: &mut FeedWriter,
+        history: &SigningHistory,
+    ) -> Result<(), NetError> {
+        let Some(signed) = history.highest() else { return Ok(()) };
+        if writer.next_seq() > signed.seq {
+            return Ok(());
+        }
+        let store = self.shared.store.clone();
+        let author = self.shared.author;
+        let last = tokio::task::spawn_blocking(move || store.latest_in_feed(&author))
+            .await
+            .map_err(|_| NetError::Stopped)??;
+        match last {
+            Some((seq, id)) if seq >= signed.seq => {
+                writer.reset(Some((seq, id)));
+                Ok(())
+            }
+            _ => {
+                Err(NetError::OwnFeedBehind { stored: last.map(|(s, _)| s).unwrap_or(0), signed: signed.seq })
+            }
+        }
+    }
+
     async fn submit_to_completion(&self, statement: Statement) -> Result<SubmitReceipt, NetError> {
         let now = crate::now_ms();
         let record = {
             // Held across store + flush so seqs are assigned and persisted in order.
             let mut writer = self.shared.writer.lock().await;
+            let history = self.shared.signing.get().cloned();
+            if let Some(h) = &history {
+                self.check_signing_history(&mut writer, h).await?;
+            }
             let record = writer.sign_candidate(statement, now).map_err(NetError::Sign)?;
             palisade_types::validate::validate_record(record.record(), now).map_err(NetError::Invalid)?;
             let store = self.shared.store.clone();
             let to_store = record.clone();
-            tokio::task::spawn_blocking(move || {
+            let stored = tokio::task::spawn_blocking(move || -> Result<(), NetError> {
                 store.insert(
                     &to_store,
                     StoredMeta { received_at_ms: crate::now_ms(), source: Source::Local },
                 )?;
-                store.flush()
+                store.flush()?;
+                // After the flush: the history never runs ahead of a durable record, so a
+                // crash between the two cannot leave the node refusing to sign for a record
+                // that no one has.
+                if let Some(h) = history {
+                    let signed =
+                        palisade_store::Signed { seq: to_store.record().position.seq, id: to_store.id() };
+                    h.record(signed)?;
+                }
+                Ok(())
             })
             .await
-            .map_err(|_| NetError::Stopped)??;
-            writer.commit(&record);
+            .map_err(|_| NetError::Stopped)?;
+            match stored {
+                Ok(()) => writer.commit(&record),
+                // Stored and flushed, but the history is not advanced: the seq is used all the
+                // same, so the writer moves past it.
+                Err(e @ NetError::SigningHistory(_)) => {
+                    writer.commit(&record);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
             record
         };
         let seq = record.record().position.seq;

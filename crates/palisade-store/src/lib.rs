@@ -26,6 +26,7 @@ mod error;
 mod keys;
 mod node_state;
 mod query;
+mod signing_history;
 mod state_writer;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -41,6 +42,7 @@ use sled::Tree;
 
 pub use error::{Result, StoreError};
 pub use query::{Cursor, Page, Query, QUERY_LIMIT_MAX, QUERY_SCAN_BUDGET};
+pub use signing_history::{Signed, SigningHistory, SigningHistoryError, SIGNING_HISTORY_FILE};
 pub use state_writer::{
     QueueFull, StateWriter, StateWriterStats, Ticket, WaitError, MAX_PENDING_STATE_CHANGES,
 };

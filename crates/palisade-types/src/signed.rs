@@ -373,6 +373,17 @@ impl FeedWriter {
         VerifiedRecord::sign(record, &self.key)
     }
 
+    /// Continues the feed after `last` (seq and id), as [`resume`](Self::resume) does: for a
+    /// writer whose store got back records it had lost.
+    pub fn reset(&mut self, last: Option<(u64, RecordId)>) {
+        let (next_seq, prev) = match last {
+            Some((seq, id)) => (seq.saturating_add(1), Some(id)),
+            None => (1, None),
+        };
+        self.next_seq = next_seq;
+        self.prev = prev;
+    }
+
     /// Advances past `record`, which must be the last candidate of this writer.
     pub fn commit(&mut self, record: &VerifiedRecord) {
         self.next_seq = record.record().position.seq.saturating_add(1);

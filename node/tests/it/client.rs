@@ -414,3 +414,90 @@ fn peers_dial_and_disconnect_between_two_live_nodes() {
     a.stop();
     b.stop();
 }
+
+impl LiveNode {
+    /// Stops the node and hands its data directory back (for a restart in the same place).
+    pub(crate) fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        sigterm(&self.child);
+        assert!(self.child.wait().unwrap().success());
+        self.dir
+    }
+}
+
+fn submit(data: &Path, n: u32) -> Output {
+    palisade(data)
+        .args([
+            "attest",
+            "submit",
+            "--subject",
+            &format!("pkg:cargo/demo@1.0.{n}"),
+            "--digest",
+            &digest("cd"),
+        ])
+        .args(["--verdict", "pass", "--score", "8.5", "--scanner", "trivy", "--scanner-version", "0.56.1"])
+        .output()
+        .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Issue 15: a node whose store lost part of its own feed (here: `db/` restored from a copy
+/// taken two records earlier, then deleted outright) never signs those seqs again; it signs
+/// again once the store holds everything it signed.
+#[test]
+fn a_node_whose_store_lost_its_feed_never_signs_a_seq_twice() {
+    let node = LiveNode::start(&[]);
+    let data = node.data().to_path_buf();
+    let out = submit(&data, 1);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = node.stop_keeping_data();
+    let old_db = dir.path().join("db-after-seq-1");
+    copy_dir(&data.join("db"), &old_db);
+
+    let mut child = spawn_run(&data, &[]);
+    wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
+    for n in 2..=3 {
+        let out = submit(&data, n);
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("(seq {n})")), "{}", stderr(&out));
+    }
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    let full_db = dir.path().join("db-after-seq-3");
+    std::fs::rename(data.join("db"), &full_db).unwrap();
+
+    // An old backup (seq 1 of 3), then no store at all: both refuse to sign.
+    for restored in [Some(&old_db), None] {
+        if let Some(db) = restored {
+            copy_dir(db, &data.join("db"));
+        }
+        let mut child = spawn_run(&data, &[]);
+        let lines = wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
+        assert!(lines.iter().any(|l| l.contains("signed further in its feed")), "{lines:#?}");
+        let out = submit(&data, 4);
+        assert!(!out.status.success(), "signed over a lost feed: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(stderr(&out).contains("signed up to seq 3"), "{}", stderr(&out));
+        sigterm(&child);
+        assert!(child.wait().unwrap().success());
+        std::fs::remove_dir_all(data.join("db")).unwrap();
+    }
+
+    // The full store back: the next record gets the next unused seq.
+    std::fs::rename(&full_db, data.join("db")).unwrap();
+    let mut child = spawn_run(&data, &[]);
+    wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
+    let out = submit(&data, 4);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(seq 4)"), "{}", stderr(&out));
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}

@@ -1,0 +1,254 @@
+//! [`SigningHistory`]: the highest seq this node ever signed, kept outside sled.
+//!
+//! The store alone cannot protect a node from signing twice: if `db/` is damaged, deleted or
+//! restored from an old backup, the feed head it reports is lower than what peers already
+//! hold, and signing from there makes this honest node an equivocator for good. So the
+//! highest signed seq (and its record id) is also written to a small file beside the key,
+//! after the record is flushed to the store and before it is acknowledged; the node never
+//! signs at or below it (see `palisade_net::Handle::protect_signing`).
+//!
+//! ## File format (interchange format)
+//!
+//! `<data-dir>/signing-history`: two fixed 256-byte slots, written alternately in place. A
+//! slot is the ASCII line
+//! `palisade-signing-history v1 <author hex> <seq> <record id hex> <blake3 of the preceding text, hex>`
+//! padded with spaces and a newline to 256 bytes. The valid slot with the highest seq wins,
+//! so a write torn by a crash leaves the other slot intact. One `fdatasync` per signed
+//! record; no rename, so no directory sync. To move a node, copy the file with the key; to
+//! read it, `cat` it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use palisade_types::{AuthorKey, RecordId};
+
+/// File name inside the data directory.
+pub const SIGNING_HISTORY_FILE: &str = "signing-history";
+
+const SLOT_BYTES: usize = 256;
+const MAGIC: &str = "palisade-signing-history v1";
+
+/// Why the signing history cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningHistoryError {
+    /// Reading or writing the file failed.
+    #[error("signing history {path}: {source}; check the file and the disk")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file belongs to another author.
+    #[error(
+        "signing history {path} is for author {found}, but this node's key is author {expected}: put back the key this history belongs to, or move the file away if the key is right and this history is not"
+    )]
+    OtherAuthor {
+        /// The file.
+        path: PathBuf,
+        /// The author in the file.
+        found: AuthorKey,
+        /// This node's author.
+        expected: AuthorKey,
+    },
+    /// The file exists but neither slot is valid.
+    #[error(
+        "signing history {path} is damaged (no valid slot): restore it from a backup; do not delete it unless you are sure this node never signed a record (deleting it lifts the protection against signing a seq twice)"
+    )]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// The highest record this node signed (seq and id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed {
+    /// Its seq.
+    pub seq: u64,
+    /// Its record id.
+    pub id: RecordId,
+}
+
+struct State {
+    file: File,
+    highest: Option<Signed>,
+    /// The slot the next write goes to.
+    next_slot: u64,
+}
+
+/// The signing history of one author; see the module docs.
+pub struct SigningHistory {
+    path: PathBuf,
+    author: AuthorKey,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for SigningHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningHistory").field("path", &self.path).field("highest", &self.highest()).finish()
+    }
+}
+
+fn slot_text(author: &AuthorKey, signed: &Signed) -> Vec<u8> {
+    let body = format!("{MAGIC} {author} {} {}", signed.seq, signed.id.to_hex());
+    let sum = blake3::hash(body.as_bytes()).to_hex();
+    let mut line = format!("{body} {sum}").into_bytes();
+    line.resize(SLOT_BYTES - 1, b' ');
+    line.push(b'\n');
+    line
+}
+
+/// Parses one slot; `None` if it is empty, torn or corrupt.
+fn parse_slot(slot: &[u8]) -> Option<(AuthorKey, Signed)> {
+    let text = std::str::from_utf8(slot).ok()?.trim_end();
+    let (body, sum) = text.rsplit_once(' ')?;
+    if blake3::hash(body.as_bytes()).to_hex().as_str() != sum {
+        return None;
+    }
+    let rest = body.strip_prefix(MAGIC)?.trim_start();
+    let mut parts = rest.split(' ');
+    let author = parts.next()?.parse::<AuthorKey>().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let id = parts.next()?.parse::<RecordId>().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((author, Signed { seq, id }))
+}
+
+impl SigningHistory {
+    /// Opens (or creates, mode 0600) the history of `author` at `path`.
+    pub fn open(path: &Path, author: AuthorKey) -> Result<SigningHistory, SigningHistoryError> {
+        let io = |source| SigningHistoryError::Io { path: path.to_path_buf(), source };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let slots: Vec<Option<(AuthorKey, Signed)>> =
+            bytes.chunks(SLOT_BYTES).take(2).map(parse_slot).collect();
+        let mut best: Option<(usize, Signed)> = None;
+        for (i, slot) in slots.iter().enumerate() {
+            let Some((found, signed)) = slot else { continue };
+            if *found != author {
+                return Err(SigningHistoryError::OtherAuthor {
+                    path: path.to_path_buf(),
+                    found: *found,
+                    expected: author,
+                });
+            }
+            if best.is_none_or(|(_, b)| signed.seq > b.seq) {
+                best = Some((i, *signed));
+            }
+        }
+        if best.is_none() && bytes.iter().any(|b| *b != 0) {
+            return Err(SigningHistoryError::Damaged { path: path.to_path_buf() });
+        }
+        let next_slot = match best {
+            Some((i, _)) => 1 - i as u64,
+            None => 0,
+        };
+        Ok(SigningHistory {
+            path: path.to_path_buf(),
+            author,
+            state: Mutex::new(State { file, highest: best.map(|(_, s)| s), next_slot }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The highest record signed so far.
+    pub fn highest(&self) -> Option<Signed> {
+        self.lock().highest
+    }
+
+    /// Records that `signed` was signed (and stored): durable when this returns. A seq at or
+    /// below the highest is ignored.
+    pub fn record(&self, signed: Signed) -> Result<(), SigningHistoryError> {
+        let io = |source| SigningHistoryError::Io { path: self.path.clone(), source };
+        let mut state = self.lock();
+        if state.highest.is_some_and(|h| signed.seq <= h.seq) {
+            return Ok(());
+        }
+        let offset = state.next_slot * SLOT_BYTES as u64;
+        let text = slot_text(&self.author, &signed);
+        state.file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        state.file.write_all(&text).map_err(io)?;
+        state.file.sync_data().map_err(io)?;
+        state.highest = Some(signed);
+        state.next_slot = 1 - state.next_slot;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> RecordId {
+        RecordId([n; 32])
+    }
+
+    #[test]
+    fn the_highest_seq_survives_reopen_and_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SIGNING_HISTORY_FILE);
+        let author = AuthorKey([1; 32]);
+        let h = SigningHistory::open(&path, author).unwrap();
+        assert_eq!(h.highest(), None);
+        for seq in 1..=5u8 {
+            h.record(Signed { seq: u64::from(seq), id: id(seq) }).unwrap();
+        }
+        h.record(Signed { seq: 3, id: id(9) }).unwrap();
+        drop(h);
+        let h = SigningHistory::open(&path, author).unwrap();
+        assert_eq!(h.highest(), Some(Signed { seq: 5, id: id(5) }));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 * SLOT_BYTES as u64);
+    }
+
+    #[test]
+    fn a_torn_slot_falls_back_to_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SIGNING_HISTORY_FILE);
+        let author = AuthorKey([1; 32]);
+        let h = SigningHistory::open(&path, author).unwrap();
+        h.record(Signed { seq: 7, id: id(7) }).unwrap(); // slot 0
+        h.record(Signed { seq: 8, id: id(8) }).unwrap(); // slot 1
+        drop(h);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[SLOT_BYTES + 40] ^= 0xff; // tear slot 1
+        std::fs::write(&path, &bytes).unwrap();
+        let h = SigningHistory::open(&path, author).unwrap();
+        assert_eq!(h.highest(), Some(Signed { seq: 7, id: id(7) }));
+        // The next write goes to the torn slot, not over the good one.
+        h.record(Signed { seq: 9, id: id(9) }).unwrap();
+        drop(h);
+        assert_eq!(SigningHistory::open(&path, author).unwrap().highest().map(|s| s.seq), Some(9));
+    }
+
+    #[test]
+    fn another_authors_or_a_damaged_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SIGNING_HISTORY_FILE);
+        let h = SigningHistory::open(&path, AuthorKey([1; 32])).unwrap();
+        h.record(Signed { seq: 1, id: id(1) }).unwrap();
+        drop(h);
+        let e = SigningHistory::open(&path, AuthorKey([2; 32])).unwrap_err();
+        assert!(matches!(e, SigningHistoryError::OtherAuthor { .. }), "{e}");
+        std::fs::write(&path, vec![b'x'; 300]).unwrap();
+        let e = SigningHistory::open(&path, AuthorKey([1; 32])).unwrap_err();
+        assert!(matches!(e, SigningHistoryError::Damaged { .. }), "{e}");
+    }
+}
