@@ -417,7 +417,10 @@ impl World {
         }
         self.bans.extend(active.iter().map(|(t, u)| (*t, *u)));
 
-        // Persistence.
+        // Persistence (ban changes reach the store through the node-state writer thread).
+        if let Err(e) = self.guard.state_writer().wait_idle(Duration::from_secs(10)) {
+            panic!("the node-state writer did not drain: {e}");
+        }
         let stored: HashMap<String, u64> = match self.store.bans() {
             Ok(v) => v.into_iter().map(|b| (b.target, b.until_ms)).collect(),
             Err(e) => panic!("reading bans from a healthy store failed: {e}"),
@@ -572,6 +575,9 @@ pub fn run(data: &[u8]) {
                 std::thread::sleep(Duration::from_millis(3));
                 w.guard.maintain();
                 assert!(!w.guard.is_banned_peer(&p), "an expired ban still applies after maintain");
+                if let Err(e) = w.guard.state_writer().wait_idle(Duration::from_secs(10)) {
+                    panic!("the node-state writer did not drain: {e}");
+                }
                 let stored = w.store.bans().map(|v| v.iter().any(|b| b.target == t.to_string()));
                 assert_eq!(stored.ok(), Some(false), "an expired ban is still persisted after maintain");
                 w.bans.remove(&t);

@@ -216,7 +216,7 @@ struct Harness {
     accepts: u64,
     rejects: u64,
     ignores: u64,
-    /// Decisions the guard counts as drops (load shedding).
+    /// Decisions the guard counts as drops (load shedding, and oversized messages).
     shed: u64,
     /// Rejections that penalised a peer that was not banned or allowlisted.
     penalties: u64,
@@ -270,6 +270,10 @@ impl Harness {
             }
             Acceptance::Reject => {
                 self.rejects += 1;
+                if *reason == "oversized" {
+                    // The pipeline ledgers an oversized message as a guard drop too.
+                    self.shed += 1;
+                }
                 if penalizable {
                     self.penalties += 1;
                 }

@@ -204,6 +204,13 @@ impl StateWriter {
         Ok(())
     }
 
+    /// Waits until every change queued so far is written and flushed, at most `timeout`
+    /// (tests and fuzzing read the store after it; shutdown uses [`close`](Self::close)).
+    pub fn wait_idle(&self, timeout: Duration) -> Result<(), WaitError> {
+        let queued = Ticket(self.owner.shared.lock().queued);
+        self.wait_written(queued, timeout)
+    }
+
     /// Writes what is queued, flushes and stops the thread; later changes are refused.
     /// Returns once the thread has stopped.
     pub fn close(&self) {
