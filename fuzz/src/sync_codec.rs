@@ -6,7 +6,10 @@
 //! - decoded pages respect the protocol caps (heads, records per page);
 //! - a frame the codec reads is at most its cap; writing the decoded message back produces
 //!   the same frame bytes;
-//! - every record carried in a response is handed to the envelope parser without panicking.
+//! - every record carried in a response is handed to the envelope parser without panicking;
+//! - an equivocation proof message (same body codec) that passes the pairing check holds two
+//!   canonical envelopes by one author at one seq with different ids, and re-encodes to the
+//!   input.
 
 use futures::executor::block_on;
 use libp2p::request_response::Codec;
@@ -26,6 +29,16 @@ pub fn run(data: &[u8]) {
         check_response(&res);
     }
     frames(data);
+    proof(data);
+}
+
+fn proof(data: &[u8]) {
+    let Ok([a, b]) = palisade_net::proof::decode_and_check(data) else { return };
+    let (pa, pb) = (&a.record().position, &b.record().position);
+    assert_eq!((pa.author, pa.seq), (pb.author, pb.seq), "a proof's halves differ in author or seq");
+    assert_ne!(a.id(), b.id(), "a proof whose halves are one record");
+    let encoded = palisade_net::proof::encode(a.wire_bytes(), b.wire_bytes());
+    assert_eq!(encoded, data, "proof decode is not canonical");
 }
 
 fn check_response(res: &SyncResponse) {

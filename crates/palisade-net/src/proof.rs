@@ -32,8 +32,10 @@ pub fn encode(first: &[u8], second: &[u8]) -> Vec<u8> {
     crate::sync::encode_body(&(first, second))
 }
 
-/// Parses a proof and checks it is one (same author and seq, different ids).
-pub(crate) fn decode_and_check(data: &[u8]) -> Result<[UnverifiedRecord; 2], Reason> {
+/// Parses a proof message and checks it is one: both halves are canonical envelopes with
+/// canonical payloads, by the same author at the same seq, with different ids. Signatures
+/// and static rules are checked later, per half, by the ingest pipeline.
+pub fn decode_and_check(data: &[u8]) -> Result<[UnverifiedRecord; 2], Reason> {
     let (first, second): (Half, Half) =
         crate::sync::decode_body(data).map_err(|_| Reason::MalformedEnvelope)?;
     let parse = |b: Half| {

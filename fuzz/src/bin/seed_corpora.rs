@@ -111,6 +111,18 @@ fn sync_seeds() -> Vec<Vec<u8>> {
             truncated: true,
         }),
     ];
+    // An equivocation proof (two records by one author at seq 1) and a non-proof (two seq-1
+    // records of two authors): the proof message shares the body codec.
+    let a = palisade_types::FeedWriter::new(palisade_types::fixtures::key(90))
+        .sign_next(palisade_types::fixtures::attestation(1), common::NOW_MS);
+    let b = palisade_types::FeedWriter::new(palisade_types::fixtures::key(90))
+        .sign_next(palisade_types::fixtures::attestation(2), common::NOW_MS);
+    if let (Ok(a), Ok(b)) = (a, b) {
+        bodies.push(palisade_net::proof::encode(a.wire_bytes(), b.wire_bytes()));
+        if let Some(other) = common::pool_flat().first() {
+            bodies.push(palisade_net::proof::encode(a.wire_bytes(), other.wire_bytes()));
+        }
+    }
     let frames: Vec<Vec<u8>> = bodies
         .iter()
         .map(|b| {
