@@ -746,4 +746,24 @@ mod tests {
         assert_eq!(verified, 9);
         assert!(g.counters()["dropped.peer_cost_exceeded"] > 0);
     }
+
+    /// A peer disconnected at the disconnect line and banned by a later penalty (its
+    /// connection already gone) is banned with its IP, so the IP rule counts it.
+    #[test]
+    fn a_peer_banned_after_its_disconnect_keeps_its_ip() {
+        let (g, _dir) = guard(GuardConfig::default());
+        let peer = PeerId::random();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        g.inner.note_connected(peer, Some(ip));
+        // Two invalid signatures (25 each) reach the disconnect line (-50) ...
+        g.penalize(&peer, None, PenaltyReason::InvalidSignature);
+        assert_eq!(g.penalize(&peer, None, PenaltyReason::InvalidSignature), PenaltyOutcome::Disconnect);
+        // ... the connection closes, and the next two reach the ban line.
+        g.inner.note_disconnected(peer, Some(ip));
+        g.penalize(&peer, None, PenaltyReason::InvalidSignature);
+        let outcome = g.penalize(&peer, None, PenaltyReason::InvalidSignature);
+        assert!(matches!(outcome, PenaltyOutcome::Ban { .. }), "{outcome:?}");
+        let ban = g.ledger(None, 100).into_iter().find(|e| e.action == Action::Banned).unwrap();
+        assert_eq!(ban.ip, Some(ip));
+    }
 }

@@ -13,7 +13,10 @@ impl Guard {
     /// IP, the IP is banned too. Allowlisted peers and IPs are never penalised.
     pub fn penalize(&self, peer: &PeerId, addr_ip: Option<IpAddr>, reason: PenaltyReason) -> PenaltyOutcome {
         let i = &*self.inner;
-        let ip = addr_ip.map(canonical_ip).or_else(|| i.peer_ip(peer));
+        // The score remembers the IP too: a peer disconnected at the disconnect line (its
+        // connection gone) is still banned with its IP, so the IP rule counts it.
+        let ip =
+            addr_ip.map(canonical_ip).or_else(|| i.peer_ip(peer)).or_else(|| lock(&i.scores).ip_of(peer));
         if i.allowlisted_peer(peer) || ip.is_some_and(|ip| i.allowlisted_ip(ip)) {
             return PenaltyOutcome::None;
         }
@@ -28,7 +31,7 @@ impl Guard {
             let c = read(&i.config);
             (f64::from(c.disconnect_score_points), f64::from(c.ban_score_points), c.ban_duration_secs)
         };
-        let score = lock(&i.scores).add(*peer, -reason.weight_points(), Instant::now());
+        let score = lock(&i.scores).add(*peer, -reason.weight_points(), Instant::now(), ip);
         // Thresholds are whole points; the tolerance keeps the microseconds of decay between
         // two back-to-back penalties from deciding the outcome.
         let score = score - SCORE_TOLERANCE_POINTS;

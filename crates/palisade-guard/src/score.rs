@@ -7,6 +7,7 @@
 //! closest to zero (the least information) is forgotten.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -18,6 +19,9 @@ pub const FORGET_BELOW_POINTS: f64 = 0.5;
 struct Score {
     points: f64,
     at: Instant,
+    /// The peer's IP when it was last penalised while connected: a peer disconnected at the
+    /// disconnect line and banned by a later penalty keeps its IP for the IP rule.
+    ip: Option<IpAddr>,
 }
 
 #[derive(Debug)]
@@ -51,8 +55,14 @@ impl ScoreTable {
         self.map.get(peer).map(|s| self.decayed(s, now)).unwrap_or(0.0)
     }
 
-    /// Adds `delta` (negative for penalties) and returns the new score.
-    pub(crate) fn add(&mut self, peer: PeerId, delta: f64, now: Instant) -> f64 {
+    /// The IP remembered with `peer`'s score, if any.
+    pub(crate) fn ip_of(&self, peer: &PeerId) -> Option<IpAddr> {
+        self.map.get(peer).and_then(|s| s.ip)
+    }
+
+    /// Adds `delta` (negative for penalties) and returns the new score; `ip`, when known,
+    /// replaces the remembered IP.
+    pub(crate) fn add(&mut self, peer: PeerId, delta: f64, now: Instant, ip: Option<IpAddr>) -> f64 {
         if !self.map.contains_key(&peer) && self.map.len() >= self.cap {
             self.prune(now);
             if self.map.len() >= self.cap {
@@ -68,7 +78,8 @@ impl ScoreTable {
         }
         let current = self.get(&peer, now);
         let points = current + delta;
-        self.map.insert(peer, Score { points, at: now });
+        let ip = ip.or_else(|| self.ip_of(&peer));
+        self.map.insert(peer, Score { points, at: now, ip });
         points
     }
 
@@ -102,16 +113,16 @@ mod tests {
         let t0 = Instant::now();
         let mut s = ScoreTable::new(3, Duration::from_secs(10));
         let p = PeerId::random();
-        assert_eq!(s.add(p, -40.0, t0), -40.0);
+        assert_eq!(s.add(p, -40.0, t0, None), -40.0);
         let later = s.get(&p, t0 + Duration::from_secs(10));
         assert!((later + 20.0).abs() < 1e-9, "{later}");
         assert!((s.get(&p, t0 + Duration::from_secs(20)) + 10.0).abs() < 1e-9);
         // Penalties add on top of the decayed value.
-        let v = s.add(p, -5.0, t0 + Duration::from_secs(10));
+        let v = s.add(p, -5.0, t0 + Duration::from_secs(10), None);
         assert!((v + 25.0).abs() < 1e-9);
 
         for _ in 0..10 {
-            s.add(PeerId::random(), -1.0, t0);
+            s.add(PeerId::random(), -1.0, t0, None);
             assert!(s.len() <= 3);
         }
         // The strongest score survived eviction.
