@@ -87,6 +87,11 @@ pub struct NetMetrics {
     pub sync_records_requested: Gauge,
     /// Sync requests sent and not yet answered or failed.
     pub sync_requests_pending: Gauge,
+    /// Ban and peer-book changes queued for the node-state writer and not yet on disk.
+    pub state_writes_pending: Gauge,
+    /// Ban and peer-book changes refused because the node-state writer's queue was full
+    /// (`MAX_PENDING_STATE_CHANGES`); they apply in memory only.
+    pub state_writes_refused: Counter,
     /// Connections closed (and redialled) because gossip over them was dead, by reason.
     pub gossip_dead_connections: Family<GossipDeadLabels, Counter>,
     /// Gossipsub messages that could not be queued for a peer because its send queue was
@@ -116,6 +121,8 @@ impl NetMetrics {
             equivocations: Counter::default(),
             sync_records_requested: Gauge::default(),
             sync_requests_pending: Gauge::default(),
+            state_writes_pending: Gauge::default(),
+            state_writes_refused: Counter::default(),
             gossip_dead_connections: Family::default(),
             gossip_send_failures: Family::default(),
             loop_iteration_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
@@ -204,6 +211,16 @@ impl NetMetrics {
             "palisade_gossip_send_failures",
             "Gossipsub messages not sent to a peer because its send queue was full, by queue",
             m.gossip_send_failures.clone(),
+        );
+        registry.register(
+            "palisade_state_writes_pending",
+            "Ban and peer-book changes queued for the node-state writer, not yet on disk",
+            m.state_writes_pending.clone(),
+        );
+        registry.register(
+            "palisade_state_writes_refused",
+            "Ban and peer-book changes refused because the node-state writer queue was full (kept in memory only)",
+            m.state_writes_refused.clone(),
         );
         registry.register(
             "palisade_net_loop_iteration_seconds",

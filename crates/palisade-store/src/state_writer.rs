@@ -56,7 +56,6 @@ pub struct StateWriterStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ticket(u64);
 
-#[derive(Default)]
 struct Pending {
     /// `Some` = put, `None` = remove, by ban target.
     bans: HashMap<String, Option<BanRecord>>,
@@ -69,11 +68,26 @@ struct Pending {
     failed: (u64, u64),
     closed: bool,
     stats: StateWriterStats,
+    /// Most distinct keys queued at once ([`MAX_PENDING_STATE_CHANGES`]; smaller in tests).
+    max_pending: usize,
+    /// Tests hold the writer back to fill its queue deterministically.
+    #[cfg(test)]
+    paused: bool,
 }
 
 impl Pending {
     fn len(&self) -> usize {
         self.bans.len() + self.peers.len()
+    }
+
+    #[cfg(test)]
+    fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    #[cfg(not(test))]
+    fn is_paused(&self) -> bool {
+        false
     }
 }
 
@@ -131,11 +145,24 @@ impl std::fmt::Debug for StateWriter {
 impl StateWriter {
     /// Starts the writer thread (`palisade-state`) over `store`.
     pub fn start(store: Store) -> std::io::Result<StateWriter> {
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending::default()),
-            work: Condvar::new(),
-            written: Condvar::new(),
-        });
+        Self::start_with_cap(store, MAX_PENDING_STATE_CHANGES)
+    }
+
+    fn start_with_cap(store: Store, max_pending: usize) -> std::io::Result<StateWriter> {
+        let pending = Pending {
+            bans: HashMap::new(),
+            peers: HashMap::new(),
+            queued: 0,
+            written: 0,
+            failed: (0, 0),
+            closed: false,
+            stats: StateWriterStats::default(),
+            max_pending,
+            #[cfg(test)]
+            paused: false,
+        };
+        let shared =
+            Arc::new(Shared { pending: Mutex::new(pending), work: Condvar::new(), written: Condvar::new() });
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("palisade-state".into())
@@ -146,7 +173,7 @@ impl StateWriter {
     fn queue(&self, change: impl FnOnce(&mut Pending) -> bool) -> Result<Ticket, QueueFull> {
         let shared = &self.owner.shared;
         let mut p = shared.lock();
-        if p.len() >= MAX_PENDING_STATE_CHANGES || p.closed {
+        if p.closed {
             p.stats.refused += 1;
             return Err(QueueFull);
         }
@@ -164,6 +191,10 @@ impl StateWriter {
     /// Queues a ban to persist (replacing any queued change to the same target).
     pub fn put_ban(&self, ban: BanRecord) -> Result<Ticket, QueueFull> {
         self.queue(|p| {
+            // A change to a queued key replaces it (no growth); a new key needs room.
+            if p.len() >= p.max_pending && !p.bans.contains_key(&ban.target) {
+                return false;
+            }
             p.bans.insert(ban.target.clone(), Some(ban));
             true
         })
@@ -172,6 +203,9 @@ impl StateWriter {
     /// Queues the deletion of a persisted ban.
     pub fn remove_ban(&self, target: String) -> Result<Ticket, QueueFull> {
         self.queue(|p| {
+            if p.len() >= p.max_pending && !p.bans.contains_key(&target) {
+                return false;
+            }
             p.bans.insert(target, None);
             true
         })
@@ -180,6 +214,9 @@ impl StateWriter {
     /// Queues a peer-book update (the latest for a peer wins).
     pub fn upsert_peer(&self, entry: PeerBookEntry) -> Result<Ticket, QueueFull> {
         self.queue(|p| {
+            if p.len() >= p.max_pending && !p.peers.contains_key(&entry.peer_id) {
+                return false;
+            }
             p.peers.insert(entry.peer_id.clone(), entry);
             true
         })
@@ -230,7 +267,7 @@ fn write_loop(shared: &Shared, store: &Store) {
     loop {
         let (bans, peers, upto): Batch = {
             let mut p = shared.lock();
-            while p.len() == 0 && !p.closed {
+            while (p.len() == 0 || p.is_paused()) && !p.closed {
                 p = shared.work.wait(p).unwrap_or_else(|e| e.into_inner());
             }
             if p.len() == 0 && p.closed {
@@ -328,6 +365,25 @@ mod tests {
         }
         let store = Store::open(&StoreConfig::new(&path)).unwrap();
         assert_eq!(store.bans().unwrap().len(), 100);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_new_keys_and_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        let w = StateWriter::start_with_cap(store.clone(), 2).unwrap();
+        w.owner.shared.lock().paused = true;
+        w.put_ban(ban("peer:a", 10)).unwrap();
+        w.put_ban(ban("peer:b", 10)).unwrap();
+        assert_eq!(w.put_ban(ban("peer:c", 10)), Err(QueueFull), "a third key over the cap of 2");
+        // A change to a queued key still fits: it replaces the queued one.
+        w.remove_ban("peer:a".into()).unwrap();
+        assert_eq!(w.stats(), StateWriterStats { pending: 2, refused: 1, ..StateWriterStats::default() });
+        w.owner.shared.lock().paused = false;
+        w.owner.shared.work.notify_all();
+        w.wait_idle(Duration::from_secs(10)).unwrap();
+        let bans: Vec<String> = store.bans().unwrap().into_iter().map(|b| b.target).collect();
+        assert_eq!(bans, vec!["peer:b".to_string()]);
     }
 
     #[test]

@@ -351,6 +351,11 @@ impl EventLoop {
         self.redial_bootstrap();
         self.metrics.sync_records_requested.set(self.sync.records_requested() as i64);
         self.metrics.sync_requests_pending.set(self.sync.pending_len() as i64);
+        let state = self.guard.state_writer().stats();
+        self.metrics.state_writes_pending.set(i64::try_from(state.pending).unwrap_or(i64::MAX));
+        // The writer counts since start; the counter follows it.
+        let refused_before = self.metrics.state_writes_refused.get();
+        self.metrics.state_writes_refused.inc_by(state.refused.saturating_sub(refused_before));
         let peers: Vec<PeerId> = self.connected.keys().copied().collect();
         for peer in peers {
             // Feed the guard's reputation into gossipsub's P5 so mesh decisions see it too.
