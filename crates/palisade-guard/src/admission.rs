@@ -134,16 +134,7 @@ impl Guard {
     /// its halves are decoded. Each half then passes the record checks like any gossiped
     /// record. Allowlisted peers skip it.
     pub fn admit_proof(&self, peer: &PeerId) -> Admission {
-        let i = &*self.inner;
-        if i.allowlisted_peer(peer) {
-            return Admission::Allow;
-        }
-        let check = read(&i.limiters).peer_proofs.check(peer, 1);
-        match check {
-            Check::Allowed => Admission::Allow,
-            Check::Denied => i.deny_message(peer, DropReason::PeerProofRateExceeded),
-            Check::Full => i.deny_message(peer, DropReason::TrackerFull),
-        }
+        self.inner.charge_peer(peer, DropReason::PeerProofRateExceeded, |l| l.peer_proofs.check(peer, 1))
     }
 
     /// Charges `peer` for one signature verification (`verification_cost_units` from its cost
@@ -151,17 +142,8 @@ impl Guard {
     /// records that need verifying exhausts its budget ten times faster (by default) than one
     /// sending duplicates.
     pub fn charge_verification(&self, peer: &PeerId) -> Admission {
-        let i = &*self.inner;
-        if i.allowlisted_peer(peer) {
-            return Admission::Allow;
-        }
-        let cost = i.verification_cost_units.load(Ordering::Relaxed);
-        let check = read(&i.limiters).peer_cost.check(peer, cost);
-        match check {
-            Check::Allowed => Admission::Allow,
-            Check::Denied => i.deny_message(peer, DropReason::PeerCostExceeded),
-            Check::Full => i.deny_message(peer, DropReason::TrackerFull),
-        }
+        let cost = self.inner.verification_cost_units.load(Ordering::Relaxed);
+        self.inner.charge_peer(peer, DropReason::PeerCostExceeded, |l| l.peer_cost.check(peer, cost))
     }
 
     /// Counts and ledgers a drop that palisade-net decided (a full verify queue, a bad
@@ -169,5 +151,26 @@ impl Guard {
     pub fn record_drop(&self, peer: Option<&PeerId>, ip: Option<IpAddr>, reason: DropReason) {
         let ip = ip.map(canonical_ip).or_else(|| peer.and_then(|p| self.inner.peer_ip(p)));
         self.inner.record(peer.copied(), ip, Action::Dropped, reason);
+    }
+}
+
+impl Inner {
+    /// One per-peer limiter check (`check` on the limiters), skipped for allowlisted peers;
+    /// a refusal is ledgered as `denied` (or `tracker_full`).
+    fn charge_peer(
+        &self,
+        peer: &PeerId,
+        denied: DropReason,
+        check: impl FnOnce(&Limiters) -> Check,
+    ) -> Admission {
+        if self.allowlisted_peer(peer) {
+            return Admission::Allow;
+        }
+        let result = check(&read(&self.limiters));
+        match result {
+            Check::Allowed => Admission::Allow,
+            Check::Denied => self.deny_message(peer, denied),
+            Check::Full => self.deny_message(peer, DropReason::TrackerFull),
+        }
     }
 }

@@ -325,11 +325,9 @@ impl FeedWriter {
     /// A writer that continues after `last` = (seq, id) of the author's latest record.
     pub fn resume(key: SigningKey, last: Option<(u64, RecordId)>) -> FeedWriter {
         let author = AuthorKey(key.verifying_key().to_bytes());
-        let (next_seq, prev) = match last {
-            Some((seq, id)) => (seq.saturating_add(1), Some(id)),
-            None => (1, None),
-        };
-        FeedWriter { key, author, next_seq, prev }
+        let mut writer = FeedWriter { key, author, next_seq: 1, prev: None };
+        writer.reset(last);
+        writer
     }
 
     /// The author.

@@ -60,18 +60,11 @@ impl EventLoop {
     pub(super) fn on_finished(&mut self, f: Finished) {
         self.pipeline.on_finished(&f);
         self.resume_sync();
-        match &f.origin {
-            Origin::Proof { message_id, source } => {
-                // Each half is counted; the proof is judged (and its sender penalised) once.
-                self.metrics.count(f.origin.source_label(), f.reason);
-                if let Some(reason) = self.proofs.half_decided(message_id, f.reason) {
-                    let (message_id, source) = (message_id.clone(), *source);
-                    self.proof_decided(&message_id, source, reason);
-                }
-            }
-            origin => {
-                let origin = origin.clone();
-                self.report(&origin, f.reason);
+        self.report(&f.origin, f.reason);
+        // A proof is judged (and its sender penalised) once, when its last half is decided.
+        if let Origin::Proof { message_id, source } = &f.origin {
+            if let Some(reason) = self.proofs.half_decided(message_id, f.reason) {
+                self.proof_decided(message_id, *source, reason);
             }
         }
         if let Some(stored) = f.stored {
@@ -127,7 +120,7 @@ impl EventLoop {
                 return;
             }
         };
-        self.metrics.count(origin.source_label(), decided);
+        self.report(&origin, decided);
         self.proof_decided(&message_id, source, decided);
     }
 

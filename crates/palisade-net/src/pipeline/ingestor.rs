@@ -113,7 +113,11 @@ impl Ingestor {
         let origin = Origin::Proof { message_id: MessageId::new(&[]), source: peer };
         match pipeline.admit_proof(data, &origin, now_ms) {
             ProofAdmission::Decided(reason) => {
+                // As the event loop: counted, and the sender penalised once for the proof.
                 self.report(&origin, reason);
+                if let Some(penalty) = reason.penalty() {
+                    let _ = self.guard.penalize(&peer, None, penalty);
+                }
                 Some(reason)
             }
             ProofAdmission::Queued(_) => None,

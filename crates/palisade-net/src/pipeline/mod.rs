@@ -111,12 +111,15 @@ impl Origin {
     }
 
     /// The guard penalty `reason` earns the sender (malformed sync data counts as sync abuse).
+    /// None for a proof's half: the proof's sender is penalised once, when the whole proof is
+    /// decided ([`Reason::penalty`] of the proof's reason).
     pub(crate) fn penalty(&self, reason: Reason) -> Option<PenaltyReason> {
         let penalty = reason.penalty()?;
-        Some(match self {
-            Origin::Sync { .. } if penalty == PenaltyReason::Malformed => PenaltyReason::SyncAbuse,
-            _ => penalty,
-        })
+        match self {
+            Origin::Proof { .. } => None,
+            Origin::Sync { .. } if penalty == PenaltyReason::Malformed => Some(PenaltyReason::SyncAbuse),
+            _ => Some(penalty),
+        }
     }
 
     /// Whether the gossip budgets (peer record rate, verification cost, new authors) and the
@@ -544,7 +547,7 @@ impl Pipeline {
     /// but the share kept for sync.
     fn gossip_room(&self) -> usize {
         let room = self.cfg.verify_queue_records - sync_reserved_records(self.cfg.verify_queue_records);
-        room.saturating_sub(self.in_flight_copies - self.in_flight_sync)
+        room.saturating_sub(self.in_flight_copies.saturating_sub(self.in_flight_sync))
     }
 
     /// Hands a checked record to the verify workers, or sheds it. Pushed records never take
