@@ -354,24 +354,72 @@ pub(super) async fn check_logs_and_health(run: &Run) -> CheckResult {
             evidence.push(format!("node {i} does not answer /v1/health"));
         }
     }
+    let mut tolerated = 0usize;
     for n in &lock(&run.cluster).nodes {
         let log = std::fs::read_to_string(n.log_path()).unwrap_or_default();
         for line in log.lines() {
-            if line.contains("panicked") || line.contains("\"level\":\"ERROR\"") {
-                evidence.push(format!("node {}: {}", n.index, line.chars().take(200).collect::<String>()));
+            match classify_log_line(line) {
+                LogFinding::Fine => {}
+                LogFinding::KnownUpstream => tolerated += 1,
+                LogFinding::Defect => {
+                    evidence.push(format!("node {}: {}", n.index, line.chars().take(200).collect::<String>()))
+                }
             }
         }
     }
-    CheckResult::new(
-        "no_panics_and_healthy",
-        evidence.is_empty(),
-        if evidence.is_empty() {
-            "no panic or error-level log; every live node healthy".into()
-        } else {
-            format!("{} findings", evidence.len())
-        },
-        evidence,
-    )
+    let ok = evidence.is_empty();
+    let summary = match (ok, tolerated) {
+        (true, 0) => "no panic or error-level log; every live node healthy".to_string(),
+        (true, t) => format!(
+            "no panic or defect-level log; every live node healthy ({t} known upstream gossipsub \
+             IDONTWANT-to-departed-peer errors, benign: see docs/operations.md)"
+        ),
+        (false, _) => format!("{} findings", evidence.len()),
+    };
+    if tolerated > 0 {
+        evidence.push(format!("{tolerated} tolerated: {}", KNOWN_UPSTREAM_ERROR.1));
+    }
+    CheckResult::new("no_panics_and_healthy", ok, summary, evidence)
+}
+
+/// What a node log line says about the run.
+#[derive(Debug, PartialEq, Eq)]
+enum LogFinding {
+    Fine,
+    /// An error-level line from a dependency whose cause is understood and harmless.
+    KnownUpstream,
+    /// A panic or an error-level line of our own (or an unknown one): the check fails.
+    Defect,
+}
+
+/// The one upstream error line the check tolerates: (target, message).
+///
+/// libp2p-gossipsub 0.50.1 keeps its IWANT "gossip promises" after a peer disconnects
+/// (they are not indexed by peer) and, when the promised message arrives from someone else,
+/// sends an IDONTWANT to every promise holder, including the departed peer. `send_message`
+/// then logs this at ERROR and drops the frame; nothing else happens. It shows up after bans
+/// (the harness's partitions) for at most the promise lifetime (`iwant_followup_time`, 3 s).
+/// Same diagnosis: sigp/lighthouse PR #6244. Any other error line still fails the check.
+const KNOWN_UPSTREAM_ERROR: (&str, &str) = (
+    "libp2p_gossipsub::behaviour",
+    "Could not send rpc to connection handler, peer doesn't exist in connected peer list",
+);
+
+fn classify_log_line(line: &str) -> LogFinding {
+    if line.contains("panicked") {
+        return LogFinding::Defect;
+    }
+    if !line.contains("\"level\":\"ERROR\"") {
+        return LogFinding::Fine;
+    }
+    let (target, message) = KNOWN_UPSTREAM_ERROR;
+    let is_known = line.contains(&format!("\"target\":\"{target}\""))
+        && line.contains(&format!("\"message\":\"{message}\""));
+    if is_known {
+        LogFinding::KnownUpstream
+    } else {
+        LogFinding::Defect
+    }
 }
 
 pub(super) async fn check_equivocation(run: &Run) -> CheckResult {
@@ -407,4 +455,25 @@ pub(super) async fn check_equivocation(run: &Run) -> CheckResult {
         },
         evidence,
     )
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_known_upstream_error_is_tolerated() {
+        let known = r#"{"timestamp":"t","level":"ERROR","message":"Could not send rpc to connection handler, peer doesn't exist in connected peer list","peer":"12D3","target":"libp2p_gossipsub::behaviour"}"#;
+        assert_eq!(classify_log_line(known), LogFinding::KnownUpstream);
+        let same_text_our_target = known.replace("libp2p_gossipsub::behaviour", "palisade_net");
+        assert_eq!(classify_log_line(&same_text_our_target), LogFinding::Defect);
+        let other_gossipsub_error = r#"{"level":"ERROR","message":"Peer non-existent when handling disconnection","target":"libp2p_gossipsub::behaviour"}"#;
+        assert_eq!(classify_log_line(other_gossipsub_error), LogFinding::Defect);
+        let ours = r#"{"level":"ERROR","message":"store write failed","target":"palisade_store"}"#;
+        assert_eq!(classify_log_line(ours), LogFinding::Defect);
+        let panic = "thread 'main' panicked at src/x.rs:1:1";
+        assert_eq!(classify_log_line(panic), LogFinding::Defect);
+        let info = r#"{"level":"INFO","message":"banned","target":"palisade_guard"}"#;
+        assert_eq!(classify_log_line(info), LogFinding::Fine);
+    }
 }
