@@ -81,6 +81,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "palisade_chaos=info".into()),
         )
         .with_writer(std::io::stderr)
+        // No escape codes in redirected logs (CI, files).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .try_init();
     match cli.command {
         Cmd::Bench(args) => bench::main(args),

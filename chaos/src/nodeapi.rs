@@ -159,9 +159,15 @@ impl NodeApi {
         }
     }
 
-    /// Dials a multiaddr.
+    /// Dials a multiaddr without waiting for the outcome (the API answers once connected;
+    /// the harness's heals must not wait for a paused or dead peer's handshake timeout).
     pub async fn dial(&self, addr: &str) -> anyhow::Result<()> {
-        self.client.dial(addr).await?;
+        let (client, addr) = (self.client.clone(), addr.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = client.dial(&addr).await {
+                tracing::debug!(%addr, error = %e, "harness dial failed");
+            }
+        });
         Ok(())
     }
 

@@ -158,7 +158,7 @@ pub fn temp_dir() -> tempfile::TempDir {
 
 /// Opens a store with a small page cache.
 pub fn open_store(path: &Path) -> Result<Store, palisade_store::StoreError> {
-    Store::open(&StoreConfig { path: path.to_path_buf(), cache_capacity_bytes: 4 * 1024 * 1024 })
+    Store::open(&StoreConfig { cache_capacity_bytes: 4 * 1024 * 1024, ..StoreConfig::new(path) })
 }
 
 /// Opens a store that this process just closed. sled releases its file lock only when its

@@ -44,11 +44,55 @@ pub struct NodeConfig {
 pub struct StoreSection {
     /// sled page cache (bytes). See `palisade_store::DEFAULT_CACHE_CAPACITY_BYTES`.
     pub cache_capacity_bytes: u64,
+    /// Flood stage (bytes free on the store's filesystem): below it new records are refused
+    /// (507 for submissions and imports, ignored from peers) until space is back.
+    pub min_free_disk_bytes: u64,
+    /// Warning level (bytes free): below it the node warns and the disk-level gauge says 1.
+    pub warn_free_disk_bytes: u64,
+    /// How long a shutdown may take before the process exits anyway (exit code 75), for a
+    /// store whose disk hangs.
+    pub shutdown_timeout_secs: u64,
 }
+
+/// Default [`StoreSection::shutdown_timeout_secs`].
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 
 impl Default for StoreSection {
     fn default() -> Self {
-        StoreSection { cache_capacity_bytes: palisade_store::DEFAULT_CACHE_CAPACITY_BYTES }
+        StoreSection {
+            cache_capacity_bytes: palisade_store::DEFAULT_CACHE_CAPACITY_BYTES,
+            min_free_disk_bytes: palisade_store::DEFAULT_MIN_FREE_DISK_BYTES,
+            warn_free_disk_bytes: palisade_store::DEFAULT_WARN_FREE_DISK_BYTES,
+            shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl StoreSection {
+    /// The store's free-space watermarks.
+    pub fn watermarks(&self) -> palisade_store::DiskWatermarks {
+        palisade_store::DiskWatermarks {
+            min_free_bytes: self.min_free_disk_bytes,
+            warn_free_bytes: self.warn_free_disk_bytes,
+        }
+    }
+
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        const MIB: u64 = 1024 * 1024;
+        InvalidSetting::check_range(
+            "store.cache_capacity_bytes",
+            self.cache_capacity_bytes,
+            MIB,
+            64 * 1024 * MIB,
+        )?;
+        InvalidSetting::check_range("store.min_free_disk_bytes", self.min_free_disk_bytes, MIB, 1 << 40)?;
+        InvalidSetting::check_range(
+            "store.warn_free_disk_bytes",
+            self.warn_free_disk_bytes,
+            self.min_free_disk_bytes,
+            1 << 44,
+        )?;
+        InvalidSetting::check_range("store.shutdown_timeout_secs", self.shutdown_timeout_secs, 1, 3600)
     }
 }
 
@@ -78,6 +122,12 @@ pub struct AdminSection {
     pub burst_requests: u32,
     /// API requests handled at once (event streams are capped separately).
     pub max_concurrent_requests: u32,
+    /// Open connections per listener; beyond, a connection gets 503 and is closed.
+    pub max_connections: u32,
+    /// Seconds for a request's headers to arrive (also the keep-alive idle timeout).
+    pub header_timeout_secs: u64,
+    /// Seconds to receive a JSON body (for imports: the longest pause between chunks); 408 beyond.
+    pub body_timeout_secs: u64,
     /// Named k-of-n trust policies for subject verdicts: `[admin.trust.<name>]` with
     /// `authors` and `threshold`. `default` is used when a query names none.
     pub trust: BTreeMap<String, TrustPolicy>,
@@ -98,6 +148,9 @@ impl Default for AdminSection {
             requests_per_sec: l.requests_per_sec,
             burst_requests: l.burst_requests,
             max_concurrent_requests: l.max_concurrent_requests as u32,
+            max_connections: l.max_connections as u32,
+            header_timeout_secs: l.header_timeout.as_secs(),
+            body_timeout_secs: l.body_timeout.as_secs(),
             trust: BTreeMap::new(),
         }
     }
@@ -116,6 +169,9 @@ impl AdminSection {
             requests_per_sec: self.requests_per_sec,
             burst_requests: self.burst_requests,
             max_concurrent_requests: self.max_concurrent_requests as usize,
+            max_connections: self.max_connections as usize,
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
         }
     }
 
@@ -132,7 +188,7 @@ impl AdminSection {
             1024 * 1024,
             64 * 1024 * 1024 * 1024,
         )?;
-        InvalidSetting::check_range("admin.request_timeout_secs", self.request_timeout_secs, 1, 3600)?;
+        InvalidSetting::check_range("admin.request_timeout_secs", self.request_timeout_secs, 2, 3600)?;
         InvalidSetting::check_range("admin.max_sse_subscribers", self.max_sse_subscribers, 1, 1024)?;
         InvalidSetting::check_range("admin.sse_heartbeat_secs", self.sse_heartbeat_secs, 1, 300)?;
         InvalidSetting::check_range("admin.sse_queue_events", self.sse_queue_events, 1, 65_536)?;
@@ -143,6 +199,16 @@ impl AdminSection {
             self.max_concurrent_requests,
             1,
             65_536,
+        )?;
+        InvalidSetting::check_range("admin.max_connections", self.max_connections, 1, 16_384)?;
+        InvalidSetting::check_range("admin.header_timeout_secs", self.header_timeout_secs, 1, 300)?;
+        // A slow body must time out as the client's 408 before the request deadline's 503.
+        // (admin.request_timeout_secs is at least 2, so this range is never empty.)
+        InvalidSetting::check_range(
+            "admin.body_timeout_secs",
+            self.body_timeout_secs,
+            1,
+            self.request_timeout_secs - 1,
         )?;
         if let Some(socket) = &self.socket {
             let len = socket.as_os_str().len();
@@ -229,12 +295,7 @@ impl NodeConfig {
                 format!(">= network.new_authors_per_sec / 2 ({least_proofs})"),
             ));
         }
-        InvalidSetting::check_range(
-            "store.cache_capacity_bytes",
-            self.store.cache_capacity_bytes,
-            1024 * 1024,
-            64 * 1024 * 1024 * 1024,
-        )?;
+        self.store.validate()?;
         self.admin.validate()?;
         if let Some(listen) = &self.admin.listen {
             let addr: SocketAddr = listen.parse().map_err(|_| {
@@ -341,6 +402,14 @@ flush_max_records = {fm}
 [store]
 # sled page cache in bytes.
 cache_capacity_bytes = {cache}
+# Disk watermarks, in bytes free on the data directory's filesystem. Below the flood stage
+# new records are refused (submissions and imports get 507, peers' records are ignored), reads
+# go on and /v1/ready says not ready; writes resume by themselves once free space is back
+# above it plus an eighth of it (at most 64 MiB). Below the warning level the node only warns.
+min_free_disk_bytes = {minfree}
+warn_free_disk_bytes = {warnfree}
+# A shutdown that takes longer than this ends the process anyway (exit code 75).
+shutdown_timeout_secs = {shutdown}
 
 [admin]
 # Unix socket of the admin API, mode 0600 (default: <data-dir>/admin.sock).
@@ -363,6 +432,13 @@ sse_queue_events = {aqueue}
 requests_per_sec = {arate}
 burst_requests = {aburst}
 max_concurrent_requests = {aconc}
+# Open connections per listener (socket, TCP); beyond, a connection gets 503 and is closed.
+# Seconds for a request's headers to arrive (also how long an idle kept-alive connection
+# stays open), and to receive a JSON body (for an import: the longest pause between two
+# chunks); a slower client is cut off (408 for a body).
+max_connections = {amaxconn}
+header_timeout_secs = {aheader}
+body_timeout_secs = {abodyt}
 # Trust policies for `palisade attest verdict` / GET /v1/subjects/<digest>/verdict: a subject
 # passes when at least `threshold` distinct `authors` say pass in their latest non-revoked,
 # unexpired attestation. `default` is used when no policy is named.
@@ -401,6 +477,9 @@ format = "pretty"
         fi = n.flush_interval_ms,
         fm = n.flush_max_records,
         cache = palisade_store::DEFAULT_CACHE_CAPACITY_BYTES,
+        minfree = palisade_store::DEFAULT_MIN_FREE_DISK_BYTES,
+        warnfree = palisade_store::DEFAULT_WARN_FREE_DISK_BYTES,
+        shutdown = DEFAULT_SHUTDOWN_TIMEOUT_SECS,
         abody = a.max_body_bytes,
         aimport = a.max_import_bytes,
         atimeout = a.request_timeout_secs,
@@ -410,6 +489,9 @@ format = "pretty"
         arate = a.requests_per_sec,
         aburst = a.burst_requests,
         aconc = a.max_concurrent_requests,
+        amaxconn = a.max_connections,
+        aheader = a.header_timeout_secs,
+        abodyt = a.body_timeout_secs,
         metrics = DEFAULT_METRICS_LISTEN,
     )
 }

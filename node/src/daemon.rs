@@ -16,7 +16,6 @@ use palisade_net::Network;
 use palisade_store::{SigningHistory, Store, StoreConfig};
 use prometheus_client::registry::Registry;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::NodeConfig;
@@ -24,8 +23,16 @@ use crate::keys;
 use crate::paths::Paths;
 use crate::ConfigError;
 
-/// Runs the node until SIGINT/SIGTERM.
-pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
+/// What SIGHUP needs: a way to read the configuration again, and the log filter's handle.
+pub struct Reload {
+    /// Reads and validates the configuration from the same sources as at start.
+    pub reread: Box<dyn Fn() -> anyhow::Result<NodeConfig> + Send>,
+    /// Replaces the log filter (`None` when another subscriber was installed first).
+    pub log: Option<crate::logging::LogReload>,
+}
+
+/// Runs the node until SIGINT/SIGTERM (SIGHUP reloads part of the configuration).
+pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
     // Installed first: a signal that arrives while the node starts (or right after it says
     // it is running) is handled as a clean shutdown once start-up completes, never the
     // default action of killing the process.
@@ -34,6 +41,7 @@ pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
     let store = Store::open(&StoreConfig {
         path: paths.db_dir(),
         cache_capacity_bytes: config.store.cache_capacity_bytes,
+        watermarks: config.store.watermarks(),
     })
     .with_context(|| "opening the record store")?;
     let keys = node_keys(&paths, &store)?;
@@ -64,16 +72,15 @@ pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
     let handle = network.handle();
     protect_signing(&paths, &store, &keys, &handle)?;
 
-    let api = ApiServer::start(api_config(&paths, &config), handle.clone(), &mut registry)
+    let mut api = ApiServer::start(api_config(&paths, &config), handle.clone(), &mut registry)
         .await
         .context("starting the admin API")?;
     let socket = api.socket_path().display().to_string();
 
-    let shutdown = CancellationToken::new();
     let registry = Arc::new(registry);
     let mut parts = vec!["store", "guard", "network", "admin-api"];
     if let Ok(addr) = config.metrics.listen.parse() {
-        crate::metrics::serve(addr, registry.clone(), shutdown.clone()).await?;
+        crate::metrics::serve(addr, registry.clone(), &mut api).await?;
         parts.push("metrics");
     }
 
@@ -95,20 +102,60 @@ pub async fn run(paths: Paths, config: NodeConfig) -> anyhow::Result<()> {
         "palisade is running"
     );
 
-    signals.wait().await;
+    let failure = loop {
+        tokio::select! {
+            stop = signals.wait() => match stop {
+                Signal::Stop => break None,
+                Signal::Reload => crate::reload::apply(&mut config, &reload, &guard, &api),
+            },
+            failure = store_failure(&store) => break Some(failure),
+        }
+    };
     info!("shutting down");
-    shutdown.cancel();
-    api.shutdown().await;
-    network.shutdown().await.context("stopping the network")?;
-    drop(handle);
-    let state_guard = guard.clone();
-    tokio::task::spawn_blocking(move || state_guard.close_state_writer())
-        .await
-        .context("stopping the node-state writer")?;
-    store.flush_async().await.context("final flush of the store")?;
+    let limit = Duration::from_secs(config.store.shutdown_timeout_secs);
+    let stop = async {
+        api.shutdown().await;
+        network.shutdown().await.context("stopping the network")?;
+        drop(handle);
+        let state_guard = guard.clone();
+        tokio::task::spawn_blocking(move || state_guard.close_state_writer())
+            .await
+            .context("stopping the node-state writer")?;
+        store.flush_async().await.context("final flush of the store")
+    };
+    let stopped = tokio::time::timeout(limit, stop).await;
+    if let Some(failure) = failure {
+        // Acknowledged records were flushed before their acknowledgement: exiting loses none.
+        return Err(crate::StoreFailed(failure).into());
+    }
+    match stopped {
+        Ok(result) => result?,
+        Err(_) => return Err(crate::ShutdownTimedOut(limit).into()),
+    }
     info!("stopped cleanly");
     Ok(())
 }
+
+/// Resolves when the store reports an I/O failure. sled 0.34 keeps failing after one, so
+/// the node stops (exit code 74) for its supervisor to restart it on a reopened store,
+/// rather than serve a half-failed store behind a ready flag.
+async fn store_failure(store: &Store) -> String {
+    let mut tick = tokio::time::interval(STORE_HEALTH_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Some(failure) = store.failure() {
+            tracing::error!(
+                error = %failure,
+                "the store failed an I/O operation; stopping so the supervisor restarts the node \
+                 on a reopened store (exit code 74). Check the disk (dmesg, free space)"
+            );
+            return failure;
+        }
+    }
+}
+
+/// How often the daemon checks the store's health.
+const STORE_HEALTH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Loads the node key (creating one on a fresh data directory), and refuses a key that would
 /// orphan the feed in the store: a store records whose node runs on it, and a missing key
@@ -188,10 +235,19 @@ fn api_config(paths: &Paths, config: &NodeConfig) -> ApiConfig {
     c
 }
 
-/// SIGTERM and SIGINT handlers.
+/// SIGTERM, SIGINT and SIGHUP handlers.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks for.
+enum Signal {
+    /// SIGTERM or SIGINT: a clean shutdown.
+    Stop,
+    /// SIGHUP: reload the log filter, `[limits]` and `[admin.trust]` from the configuration.
+    Reload,
 }
 
 impl Signals {
@@ -199,13 +255,15 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
         })
     }
 
-    async fn wait(&mut self) {
+    async fn wait(&mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => info!("received SIGTERM"),
-            _ = self.int.recv() => info!("received SIGINT"),
+            _ = self.term.recv() => { info!("received SIGTERM"); Signal::Stop }
+            _ = self.int.recv() => { info!("received SIGINT"); Signal::Stop }
+            _ = self.hup.recv() => { info!("received SIGHUP: reloading the configuration"); Signal::Reload }
         }
     }
 }

@@ -7,10 +7,23 @@
 //! - 2: client commands only: the node cannot be reached (socket missing, refused, timeout)
 //! - 3: `attest verdict --check` only: the trust policy is not satisfied
 //! - 64: usage error (bad flags; clap's own errors)
+//! - 74: `run` only: the store failed an I/O operation (a failing disk); restart the node
+//! - 75: `run` only: the shutdown took longer than `store.shutdown_timeout_secs`
 //! - 78: configuration error (invalid value, unknown key, bad key file permissions)
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 // A binary: `pub` marks a module's interface to the rest of the crate.
 #![allow(unreachable_pub)]
+
+/// `println!` for command output: a closed pipe (`palisade ... | head -1`) ends the process
+/// quietly with status 0 instead of panicking; any other write error is reported, status 1.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*), true) };
+}
+
+/// `print!` with the same handling as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*), false) };
+}
 
 mod cli;
 mod client;
@@ -20,6 +33,7 @@ mod keys;
 mod logging;
 mod metrics;
 mod paths;
+mod reload;
 
 use std::process::ExitCode;
 
@@ -27,10 +41,47 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, ConfigCommand, KeysCommand};
 
+/// Writes command output to stdout (see [`outln!`]).
+pub fn write_stdout(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written =
+        stdout.write_fmt(args).and_then(|()| if newline { stdout.write_all(b"\n") } else { Ok(()) });
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Exit code for configuration errors (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
 /// Exit code for usage errors (sysexits EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
+
+/// Exit code when the store failed an I/O operation while running (sysexits EX_IOERR).
+pub const EXIT_STORE_FAILED: u8 = 74;
+/// Exit code when a shutdown outlived its timeout (sysexits EX_TEMPFAIL).
+pub const EXIT_SHUTDOWN_TIMEOUT: u8 = 75;
+
+/// The store failed while the node ran; maps to [`EXIT_STORE_FAILED`].
+#[derive(Debug, thiserror::Error)]
+#[error("the store failed: {0}; the node stopped so that its supervisor restarts it on a reopened store (nothing acknowledged is lost). Check the disk (free space, dmesg)")]
+pub struct StoreFailed(String);
+
+/// The shutdown did not finish in time; maps to [`EXIT_SHUTDOWN_TIMEOUT`].
+#[derive(Debug, thiserror::Error)]
+#[error("the shutdown did not finish within {0:?} (store.shutdown_timeout_secs); exiting anyway. Records acknowledged before the shutdown were flushed; check the disk if this repeats")]
+pub struct ShutdownTimedOut(std::time::Duration);
 
 /// An error that maps to [`EXIT_CONFIG`].
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +100,8 @@ fn main() -> ExitCode {
     if client::is_client_command(&cli.command) {
         return match client::run(cli.command, &cli.global) {
             Ok(code) => ExitCode::from(code),
+            // The reader of our output went away (`| head`): not an error worth a message.
+            Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 let unreachable = e.chain().any(|c| {
@@ -64,6 +117,10 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(EXIT_CONFIG)
+            } else if e.downcast_ref::<StoreFailed>().is_some() {
+                ExitCode::from(EXIT_STORE_FAILED)
+            } else if e.downcast_ref::<ShutdownTimedOut>().is_some() {
+                ExitCode::from(EXIT_SHUTDOWN_TIMEOUT)
             } else {
                 ExitCode::from(1)
             }
@@ -75,9 +132,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match cli.command {
         Command::Version => {
-            println!("palisade {}", env!("CARGO_PKG_VERSION"));
-            println!("wire format: record-id context \"{}\"", palisade_types::RECORD_ID_CONTEXT);
-            println!("store schema: {}", palisade_store::SCHEMA_VERSION);
+            outln!("palisade {}", env!("CARGO_PKG_VERSION"));
+            outln!("wire format: record-id context \"{}\"", palisade_types::RECORD_ID_CONTEXT);
+            outln!("store schema: {}", palisade_store::SCHEMA_VERSION);
             Ok(())
         }
         Command::Init => {
@@ -87,18 +144,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Show) => {
             let paths = paths::Paths::resolve(g)?;
             let keys = keys::load(&paths.key_file()).map_err(|e| ConfigError(format!("{e:#}")))?;
-            println!("author:  {}", keys.author_key());
-            println!("peer_id: {}", keys.peer_id());
+            outln!("author:  {}", keys.author_key());
+            outln!("peer_id: {}", keys.peer_id());
             Ok(())
         }
         Command::Config(ConfigCommand::Default) => {
-            print!("{}", config::default_config_toml());
+            out!("{}", config::default_config_toml());
             Ok(())
         }
         Command::Config(ConfigCommand::Check(args)) => {
             let paths = paths::Paths::resolve(g)?;
             let config = paths.effective_config(g, &args)?;
-            print!("{}", toml::to_string_pretty(&config)?);
+            out!("{}", toml::to_string_pretty(&config)?);
             eprintln!("config OK ({})", paths.config_source());
             Ok(())
         }
@@ -125,12 +182,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let paths = paths::Paths::resolve(g)?;
             let config = paths.effective_config(g, &args)?;
-            logging::init(
-                g.log.as_deref().unwrap_or(&config.log.filter),
-                g.log_format.unwrap_or(config.log.format),
-            );
+            let log = logging::init(&config.log.filter, config.log.format);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(daemon::run(paths, config))
+            // SIGHUP re-reads the same sources (file, environment, flags) the start did.
+            let reread = {
+                let (paths, g) = (paths.clone(), g.clone());
+                move || paths.effective_config(&g, &args)
+            };
+            let result = runtime.block_on(daemon::run(
+                paths,
+                config,
+                daemon::Reload { reread: Box::new(reread), log },
+            ));
+            // A blocking task stuck in a hung disk must not hold the exit (dropping the
+            // runtime would wait for it forever).
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result
         }
     }
 }

@@ -79,28 +79,37 @@ impl Paths {
         self.ensure_data_dir()?;
         let key_path = self.key_file();
         let (keys, created) = keys::load_or_create(&key_path).map_err(|e| ConfigError(format!("{e:#}")))?;
-        println!("data dir: {}", self.data_dir.display());
-        println!(
-            "key:      {} ({})",
-            key_path.display(),
-            if created { "created" } else { "already existed" }
-        );
+        outln!("data dir: {}", self.data_dir.display());
+        outln!("key:      {} ({})", key_path.display(), if created { "created" } else { "already existed" });
         if self.config.exists() {
-            println!("config:   {} (already existed, left unchanged)", self.config.display());
+            outln!("config:   {} (already existed, left unchanged)", self.config.display());
         } else {
             std::fs::write(&self.config, config::default_config_toml())
                 .with_context(|| format!("cannot write {}", self.config.display()))?;
-            println!("config:   {} (created with defaults)", self.config.display());
+            outln!("config:   {} (created with defaults)", self.config.display());
         }
-        println!("author:   {}", keys.author_key());
-        println!("peer_id:  {}", keys.peer_id());
+        outln!("author:   {}", keys.author_key());
+        outln!("peer_id:  {}", keys.peer_id());
         Ok(())
     }
 
     /// File, then environment and flags (clap merged those two), validated.
-    pub fn effective_config(&self, _g: &GlobalArgs, args: &RunArgs) -> anyhow::Result<NodeConfig> {
+    pub fn effective_config(&self, g: &GlobalArgs, args: &RunArgs) -> anyhow::Result<NodeConfig> {
         let mut config = NodeConfig::load(&self.config, self.config_explicit)
             .map_err(|e| ConfigError(format!("{e:#}")))?;
+        // The log filter in effect: RUST_LOG > --log (PALISADE_LOG) > log.filter. Each source is
+        // checked under its own name: a bad filter is a configuration error, never ignored.
+        if let Some(filter) = &g.log {
+            crate::logging::check_filter("--log (PALISADE_LOG)", filter)?;
+            config.log.filter = filter.clone();
+        }
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            crate::logging::check_filter("RUST_LOG", &filter)?;
+            config.log.filter = filter;
+        }
+        if let Some(format) = g.log_format {
+            config.log.format = format;
+        }
         if !args.listen.is_empty() {
             config.network.listen = args.listen.clone();
         }

@@ -98,6 +98,16 @@ pub struct ApiLimits {
     pub burst_requests: u32,
     /// Requests handled at once (event streams are capped separately); 503 beyond.
     pub max_concurrent_requests: usize,
+    /// Open connections per listener (Unix socket, TCP); a connection beyond is answered 503
+    /// and closed at once, so idle clients cannot exhaust the node's file descriptors.
+    pub max_connections: usize,
+    /// Time for a request's headers to arrive, counted from the connection's opening or the
+    /// end of the previous response: also the idle timeout of a kept-alive connection. The
+    /// connection is closed when it runs out.
+    pub header_timeout: Duration,
+    /// Time to receive a whole JSON body, and the longest pause between two chunks of an
+    /// import: a slower client gets 408 (a client fault, not a 5xx).
+    pub body_timeout: Duration,
 }
 
 impl Default for ApiLimits {
@@ -112,6 +122,9 @@ impl Default for ApiLimits {
             requests_per_sec: DEFAULT_REQUESTS_PER_SEC,
             burst_requests: DEFAULT_BURST_REQUESTS,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS),
+            body_timeout: Duration::from_secs(DEFAULT_BODY_TIMEOUT_SECS),
         }
     }
 }
@@ -136,6 +149,14 @@ pub const DEFAULT_BURST_REQUESTS: u32 = 2000;
 
 /// Default of [`ApiLimits::max_concurrent_requests`].
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
+
+/// Default of [`ApiLimits::max_connections`] (per listener).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
+/// Default of [`ApiLimits::header_timeout`].
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// Default of [`ApiLimits::body_timeout`] (below the request timeout, so a slow body is a 408
+/// and never the request deadline's 503).
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 10;
 
 /// Longest NDJSON line an import accepts (a 16 KiB envelope is about 22 KiB of base64).
 pub const MAX_IMPORT_LINE_BYTES: usize = 64 * 1024;

@@ -98,6 +98,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::BadCursor(_) => ApiError::invalid_field("cursor", e),
             StoreError::BadQuery(_) => ApiError::bad_request(e.to_string()),
+            StoreError::DiskLow { .. } => {
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", e.to_string())
+            }
             other => ApiError::internal(other.to_string()),
         }
     }

@@ -3,18 +3,29 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::config::ApiLimits;
 use crate::error::ApiError;
 use crate::server::AppState;
 
-/// Reads a whole body, at most `limit` bytes (413 beyond).
-pub(crate) async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    match axum::body::to_bytes(body, limit).await {
-        Ok(b) => Ok(b),
-        Err(e) => {
+/// Reads a whole body: at most `limits.max_body_bytes` (413 beyond, at once when the
+/// declared `Content-Length` is larger), within `limits.body_timeout` (408 beyond: a slow or
+/// short body is the client's fault, never counted as a server error).
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limits: &ApiLimits,
+) -> Result<bytes::Bytes, ApiError> {
+    let limit = limits.max_body_bytes;
+    check_declared_length(headers, limit as u64, "admin.max_body_bytes")?;
+    match tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(body_timeout(limits.body_timeout)),
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => {
             if is_length_limit(&e) {
                 Err(ApiError::too_large(limit))
             } else {
@@ -22,6 +33,34 @@ pub(crate) async fn read_body(body: axum::body::Body, limit: usize) -> Result<by
             }
         }
     }
+}
+
+/// 413 before reading a byte when the declared `Content-Length` exceeds `limit`.
+pub(crate) fn check_declared_length(headers: &HeaderMap, limit: u64, setting: &str) -> Result<(), ApiError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("Content-Length is {n} bytes; the limit is {limit} bytes ({setting})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// 408 `body_timeout`.
+pub(crate) fn body_timeout(limit: std::time::Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        format!(
+            "the request body did not arrive within {}s (admin.body_timeout_secs); send it faster, or check that Content-Length matches the body",
+            limit.as_secs()
+        ),
+    )
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -127,7 +166,8 @@ impl<T: DeserializeOwned + Serialize> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = read_body(req.into_body(), state.limits().max_body_bytes).await?;
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(&parts.headers, body, state.limits()).await?;
         let value = parse_json_value(&bytes)?;
         from_value_strict(value, "").map(JsonBody)
     }

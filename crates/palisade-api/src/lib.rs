@@ -5,9 +5,12 @@
 //! The server ([`ApiServer`]) speaks HTTP/1.1 + JSON under `/v1`, on a Unix socket in the
 //! data directory (mode 0600: file permissions are the access control, as for docker.sock
 //! or geth's IPC) and optionally on a loopback TCP port that requires a bearer token written
-//! at start to a 0600 file (bitcoind's cookie). Every request passes a global rate limit
-//! (429), body caps (413), a deadline (except the streams: export, import, events) and a
-//! panic catcher (500, logged); errors are `{"error": {"code", "message"}}` naming the
+//! at start to a 0600 file (bitcoind's cookie). Each listener caps its open connections
+//! (503 beyond) and closes a connection whose headers do not arrive in time (also the
+//! keep-alive idle timeout). Every request passes a global rate limit (429), body caps (413
+//! at once on a larger `Content-Length`), a body read timeout (408), a deadline (except the
+//! streams: export, import, events) and a panic catcher (500, logged); every answer is
+//! counted by route and status; errors are `{"error": {"code", "message"}}` naming the
 //! field. The OpenAPI document is generated from the handlers ([`ApiDoc`]) and served at
 //! `/v1/openapi.json`.
 //!
@@ -26,7 +29,9 @@ mod client;
 pub mod config;
 mod error;
 mod extract;
+mod listen;
 pub mod metrics;
+mod middleware;
 pub mod model;
 mod openapi;
 mod routes;
@@ -37,4 +42,4 @@ pub use client::{ApiClient, ByteStream, EventStream, RawResponse, SseItem, Trans
 pub use config::{ApiConfig, ApiLimits, TrustPolicy};
 pub use error::{ApiError, ClientError, ServeError};
 pub use openapi::{document_json, ApiDoc};
-pub use server::{ApiServer, READINESS_SAMPLE, ROUTES, SHUTDOWN_GRACE};
+pub use server::{ApiServer, ReadinessProbe, READINESS_SAMPLE, ROUTES, SHUTDOWN_GRACE};

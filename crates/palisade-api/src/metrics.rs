@@ -47,13 +47,29 @@ pub struct ApiMetrics {
     pub ready: Gauge,
     /// Connected peers (sampled with `ready`; always present, unlike per-direction gauges).
     pub connected_peers: Gauge,
+    /// Free bytes on the store's filesystem (sampled with `ready`).
+    pub disk_free_bytes: Gauge,
+    /// 0 fine, 1 below the warning level, 2 flood stage (new records refused).
+    pub disk_level: Gauge,
+    /// Open connections per listener (`unix`, `tcp`).
+    pub connections: Family<ListenerLabels, Gauge>,
+    /// Connections refused (503 and closed) because the listener had `admin.max_connections` open.
+    pub connections_refused: Family<ListenerLabels, Counter>,
+}
+
+/// Labels of the per-listener metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `unix` or `tcp`.
+    pub listener: String,
 }
 
 impl ApiMetrics {
     /// Registers the metrics: `palisade_api_requests_total`,
     /// `palisade_api_request_duration_seconds`, `palisade_api_sse_subscribers`,
     /// `palisade_api_rate_limited_total`, `palisade_api_panics_total`, `palisade_node_ready`,
-    /// `palisade_connected_peers`.
+    /// `palisade_connected_peers`, `palisade_store_disk_free_bytes`, `palisade_store_disk_level`,
+    /// `palisade_api_connections`, `palisade_api_connections_refused_total`.
     pub fn new(registry: &mut Registry) -> ApiMetrics {
         let m = ApiMetrics {
             requests: Family::default(),
@@ -63,6 +79,10 @@ impl ApiMetrics {
             panics: Counter::default(),
             ready: Gauge::default(),
             connected_peers: Gauge::default(),
+            disk_free_bytes: Gauge::default(),
+            disk_level: Gauge::default(),
+            connections: Family::default(),
+            connections_refused: Family::default(),
         };
         registry.register(
             "palisade_api_requests",
@@ -92,6 +112,27 @@ impl ApiMetrics {
             m.ready.clone(),
         );
         registry.register("palisade_connected_peers", "Connected peers (sampled)", m.connected_peers.clone());
+        registry.register_with_unit(
+            "palisade_store_disk_free",
+            "Free bytes on the store's filesystem (sampled)",
+            Unit::Bytes,
+            m.disk_free_bytes.clone(),
+        );
+        registry.register(
+            "palisade_api_connections",
+            "Open admin API connections per listener",
+            m.connections.clone(),
+        );
+        registry.register(
+            "palisade_api_connections_refused",
+            "Admin API connections refused (503, closed) at admin.max_connections",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "palisade_store_disk_level",
+            "0 fine, 1 below store.warn_free_disk_bytes, 2 below store.min_free_disk_bytes (new records refused)",
+            m.disk_level.clone(),
+        );
         m
     }
 }

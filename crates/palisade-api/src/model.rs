@@ -52,6 +52,13 @@ pub struct Readiness {
     pub bootstrap_configured: bool,
     /// Connected peers.
     pub connected_peers: usize,
+    /// Free disk space is below `store.min_free_disk_bytes` (the flood stage): new records
+    /// are refused until it is back.
+    #[serde(default)]
+    pub disk_low: bool,
+    /// Free bytes on the store's filesystem at the last sample (every second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free_bytes: Option<u64>,
     /// Why the node is not ready, if it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
@@ -193,12 +200,13 @@ pub struct DialRequest {
     pub addr: String,
 }
 
-/// Answer to a dial.
+/// Answer to a dial: the connection is up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DialResponse {
-    /// The address being dialled (the dial completes in the background; watch
-    /// `peer_connected` events or the peer list).
-    pub dialing: String,
+    /// The address dialled.
+    pub addr: String,
+    /// The peer that answered there.
+    pub peer_id: String,
 }
 
 /// Answer to a disconnect.

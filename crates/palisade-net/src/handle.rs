@@ -102,7 +102,7 @@ pub(crate) enum Command {
     },
     Dial {
         addr: Multiaddr,
-        reply: oneshot::Sender<Result<(), NetError>>,
+        reply: oneshot::Sender<Result<PeerId, NetError>>,
     },
     Disconnect {
         peer: PeerId,
@@ -342,8 +342,9 @@ impl Handle {
         Ok(SubmitReceipt { id, seq, gossiped })
     }
 
-    /// Dials an address.
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+    /// Dials an address and answers once the connection is up, or with why it failed
+    /// ([`NetError::Dial`]; the transport's handshake timeout bounds the wait).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NetError> {
         self.request(|reply| Command::Dial { addr, reply }).await?
     }
 

@@ -167,6 +167,10 @@ impl Network {
         let mut swarm = Swarm::new(transport, behaviour, peer_id, swarm_cfg);
 
         for addr in cfg.listen_addrs() {
+            transport::ensure_port_free(&addr).map_err(|e| NetError::Listen {
+                addr: addr.to_string(),
+                reason: format!("{e} (another process, perhaps another palisade node, listens there)"),
+            })?;
             swarm
                 .listen_on(addr.clone())
                 .map_err(|e| NetError::Listen { addr: addr.to_string(), reason: e.to_string() })?;

@@ -83,13 +83,16 @@ pub enum Reason {
     TooOld,
     /// The verify queue (or the proofs in flight) is full: load shed.
     VerifyQueueFull,
+    /// The store's disk is below its flood stage (`store.min_free_disk_bytes`): no new records
+    /// until space is back; the record may come again (by sync).
+    DiskLow,
     /// The store failed; the record may come again.
     StoreError,
 }
 
 impl Reason {
     /// Every reason, in table order.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::Stored,
         Reason::Oversized,
         Reason::MalformedEnvelope,
@@ -108,6 +111,7 @@ impl Reason {
         Reason::NewAuthorBudget,
         Reason::TooOld,
         Reason::VerifyQueueFull,
+        Reason::DiskLow,
         Reason::StoreError,
     ];
 
@@ -173,6 +177,9 @@ impl Reason {
             }
             Reason::TooOld => row("too_old", Ignore, None, "gossiped too long after it was issued"),
             Reason::VerifyQueueFull => row("verify_queue_full", Ignore, None, "verify queue full: load shed"),
+            Reason::DiskLow => {
+                row("disk_low", Ignore, None, "disk below store.min_free_disk_bytes: no new records")
+            }
             Reason::StoreError => row("store_error", Ignore, None, "the store failed; may come again"),
         }
     }

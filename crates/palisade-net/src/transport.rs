@@ -80,3 +80,57 @@ pub(crate) fn build(key: &Keypair, guard: &Guard) -> Result<Boxed<(PeerId, Strea
         Ok(guard.wrap_transport(combined))
     }
 }
+
+/// Refuses a listen address whose port another socket already holds.
+///
+/// libp2p-tcp sets `SO_REUSEPORT` on its listening sockets, so on Linux a second node (same
+/// user) binding the same TCP port succeeds and the kernel splits incoming connections
+/// between the two: both look healthy, half the dials reach the wrong node. A probe bound
+/// without `SO_REUSEPORT` fails with "address in use" whenever anyone listens there, so the
+/// node stops at start with that error instead. (A node started at the same instant on the
+/// same port can still slip between the probe and the bind; that race needs two starts
+/// within microseconds.)
+pub(crate) fn ensure_port_free(addr: &libp2p::Multiaddr) -> Result<(), std::io::Error> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(port) if port != 0 => {
+                if let Some(ip) = ip {
+                    drop(std::net::TcpListener::bind((ip, port))?);
+                }
+            }
+            Protocol::Udp(port) if port != 0 => {
+                if let Some(ip) = ip {
+                    drop(std::net::UdpSocket::bind((ip, port))?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_someone_listens_on_is_refused_and_a_free_one_passes() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+        let err = ensure_port_free(&addr).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        drop(taken);
+        ensure_port_free(&addr).unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        let quic: libp2p::Multiaddr = format!("/ip4/127.0.0.1/udp/{port}/quic-v1").parse().unwrap();
+        assert_eq!(ensure_port_free(&quic).unwrap_err().kind(), std::io::ErrorKind::AddrInUse);
+        // Port 0 (any free port) is never probed.
+        ensure_port_free(&"/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    }
+}

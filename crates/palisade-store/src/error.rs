@@ -23,6 +23,17 @@ pub enum StoreError {
         #[source]
         source: sled::Error,
     },
+    /// The store's filesystem is below its flood stage: new records are refused (reads go on)
+    /// until free space is back.
+    #[error("the disk under {path} has {free_bytes} bytes free, below store.min_free_disk_bytes ({min_free_bytes}): new records are refused until space is freed (reads go on); free disk space or move the data directory to a larger disk")]
+    DiskLow {
+        /// Database directory.
+        path: PathBuf,
+        /// Free bytes at the last sample.
+        free_bytes: u64,
+        /// The flood stage.
+        min_free_bytes: u64,
+    },
     /// The database was written by an incompatible version.
     #[error("the database at {path} has schema version {found}, this binary reads version {expected}; run the palisade version that wrote it, or export the records with it and import them into a fresh data directory")]
     SchemaMismatch {

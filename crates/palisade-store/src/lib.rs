@@ -22,6 +22,7 @@
 //! the read-check-write of equivocation detection and feed heads race-free.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+mod disk;
 mod error;
 mod keys;
 mod node_state;
@@ -40,6 +41,10 @@ use palisade_types::{
 };
 use sled::Tree;
 
+pub use disk::{
+    free_bytes, DiskLevel, DiskWatermarks, DEFAULT_MIN_FREE_DISK_BYTES, DEFAULT_WARN_FREE_DISK_BYTES,
+    DISK_SAMPLE_INTERVAL, MAX_RELEASE_MARGIN_BYTES,
+};
 pub use error::{Result, StoreError};
 pub use query::{Cursor, Page, Query, QUERY_LIMIT_MAX, QUERY_SCAN_BUDGET};
 pub use signing_history::{Signed, SigningHistory, SigningHistoryError, SIGNING_HISTORY_FILE};
@@ -93,12 +98,18 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// sled page-cache size in bytes.
     pub cache_capacity_bytes: u64,
+    /// Free-space thresholds of the filesystem under `path` (see [`DiskWatermarks`]).
+    pub watermarks: DiskWatermarks,
 }
 
 impl StoreConfig {
     /// Defaults for a database at `path`.
     pub fn new(path: impl Into<PathBuf>) -> StoreConfig {
-        StoreConfig { path: path.into(), cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES }
+        StoreConfig {
+            path: path.into(),
+            cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
+            watermarks: DiskWatermarks::default(),
+        }
     }
 }
 
@@ -289,6 +300,8 @@ struct Inner {
     write_lock: Mutex<()>,
     /// Feed heads of recently written authors, exactly as in `data` (see [`CachedHead`]).
     heads: Mutex<HashMap<AuthorKey, CachedHead>>,
+    /// Free-space level and I/O health, sampled by the disk watch thread.
+    disk: Arc<disk::DiskState>,
 }
 
 /// Most authors whose feed heads are kept in memory; the map is cleared when full (the
@@ -375,6 +388,7 @@ impl Store {
         // handle is dropped, so a reopen right after a close in the same process (a restart,
         // a migration, a test) can find it still held. Another process holding it keeps it:
         // the error then surfaces after the wait.
+        disk::remove_unfinished_snapshots(&config.path);
         let lock_deadline = std::time::Instant::now() + LOCK_WAIT;
         let db = loop {
             match sled_config.open().map_err(io) {
@@ -385,6 +399,8 @@ impl Store {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(io);
+        let disk = Arc::new(disk::DiskState::new(&path, config.watermarks));
+        disk::spawn_watch(Arc::downgrade(&disk));
         let inner = Inner {
             data: tree("data")?,
             meta: tree("meta")?,
@@ -394,6 +410,7 @@ impl Store {
             db,
             write_lock: Mutex::new(()),
             heads: Mutex::new(HashMap::new()),
+            disk,
         };
         match inner.meta.get(META_SCHEMA).map_err(io)? {
             Some(v) => {
@@ -421,7 +438,49 @@ impl Store {
     }
 
     fn io(&self, source: sled::Error) -> StoreError {
+        if matches!(
+            source,
+            sled::Error::Io(_) | sled::Error::Corruption { .. } | sled::Error::ReportableBug(_)
+        ) {
+            self.inner.disk.mark_failed(&source.to_string());
+        }
         StoreError::Io { path: self.inner.path.clone(), source }
+    }
+
+    /// Where the free space of the store's filesystem stands (sampled every
+    /// [`DISK_SAMPLE_INTERVAL`]).
+    pub fn disk_level(&self) -> DiskLevel {
+        self.inner.disk.level()
+    }
+
+    /// Whether new records are refused for lack of disk space (the flood stage). One atomic
+    /// load: the ingest pipeline asks it before any other work.
+    pub fn disk_low(&self) -> bool {
+        self.disk_level() == DiskLevel::FloodStage
+    }
+
+    /// Free bytes of the store's filesystem at the last sample.
+    pub fn disk_free_bytes(&self) -> Option<u64> {
+        self.inner.disk.free_bytes()
+    }
+
+    /// The store's watermarks.
+    pub fn disk_watermarks(&self) -> DiskWatermarks {
+        self.inner.disk.marks()
+    }
+
+    /// Samples the free space now (the watch thread does it every second; tests and the
+    /// readiness check may not want to wait).
+    pub fn sample_disk(&self) {
+        self.inner.disk.sample();
+    }
+
+    /// The first I/O failure of this store, if any. sled 0.34 keeps failing after one (its
+    /// error state is sticky until the database is reopened), so a node whose store has
+    /// failed must restart; nothing acknowledged is lost by it (acknowledgements wait for
+    /// the flush).
+    pub fn failure(&self) -> Option<String> {
+        self.inner.disk.failure()
     }
 
     fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
@@ -458,6 +517,9 @@ impl Store {
     /// thread writes whatever it has queued this way: one batch costs about as much as a
     /// single insert plus the per-record key writes.
     pub fn insert_many(&self, items: &[(&VerifiedRecord, StoredMeta)]) -> Result<Vec<InsertOutcome>> {
+        if self.disk_low() {
+            return Err(self.disk_low_error());
+        }
         let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut ov = Overlay::default();
         let mut batch = sled::Batch::default();
@@ -482,6 +544,14 @@ impl Store {
         }
         cache.extend(ov.heads);
         Ok(outcomes)
+    }
+
+    fn disk_low_error(&self) -> StoreError {
+        StoreError::DiskLow {
+            path: self.inner.path.clone(),
+            free_bytes: self.disk_free_bytes().unwrap_or(0),
+            min_free_bytes: self.inner.disk.marks().min_free_bytes,
+        }
     }
 
     /// The cached head of `author`, if it is in memory.

@@ -132,20 +132,20 @@ fn print_next(next: &Option<String>) {
 }
 
 fn print_record(r: &RecordView) -> anyhow::Result<()> {
-    println!("id:        {}", r.id);
-    println!("kind:      {}", r.kind);
-    println!("author:    {}", r.author);
-    println!("seq:       {}", r.seq);
-    println!("prev:      {}", r.prev.map(|p| p.to_hex()).unwrap_or_else(|| "-".into()));
-    println!("issued:    {}", time(r.issued_at_ms));
-    println!(
+    outln!("id:        {}", r.id);
+    outln!("kind:      {}", r.kind);
+    outln!("author:    {}", r.author);
+    outln!("seq:       {}", r.seq);
+    outln!("prev:      {}", r.prev.map(|p| p.to_hex()).unwrap_or_else(|| "-".into()));
+    outln!("issued:    {}", time(r.issued_at_ms));
+    outln!(
         "received:  {} ({})",
         time(r.received_at_ms),
         serde_json::to_value(r.source)?.as_str().unwrap_or("")
     );
-    println!("revoked:   {}", r.revoked_by.map(|b| format!("yes, by {b}")).unwrap_or_else(|| "no".into()));
-    println!("statement:");
-    println!("{}", serde_json::to_string_pretty(&r.statement)?);
+    outln!("revoked:   {}", r.revoked_by.map(|b| format!("yes, by {b}")).unwrap_or_else(|| "no".into()));
+    outln!("statement:");
+    outln!("{}", serde_json::to_string_pretty(&r.statement)?);
     Ok(())
 }
 
@@ -210,6 +210,8 @@ impl Ctx {
             let mut v = serde_json::to_value(&info)?;
             if let Some(o) = v.as_object_mut() {
                 o.insert("ready".into(), json!(ready.ready));
+                o.insert("disk_low".into(), json!(ready.disk_low));
+                o.insert("disk_free_bytes".into(), json!(ready.disk_free_bytes));
                 if let Some(e) = &ready.error {
                     o.insert("not_ready_because".into(), json!(e.message));
                 }
@@ -218,30 +220,34 @@ impl Ctx {
             return Ok(0);
         }
         let r = &info.records;
-        println!("peer id:   {}", info.peer_id);
-        println!("author:    {}", info.author);
-        println!("version:   {}", info.version);
+        outln!("peer id:   {}", info.peer_id);
+        outln!("author:    {}", info.author);
+        outln!("version:   {}", info.version);
         match &ready.error {
-            None => println!("ready:     yes"),
-            Some(e) => println!("ready:     no ({})", e.message),
+            None => outln!("ready:     yes"),
+            Some(e) => outln!("ready:     no ({})", e.message),
         }
-        println!("uptime:    {}", output::duration(info.uptime_secs));
-        println!(
+        outln!("uptime:    {}", output::duration(info.uptime_secs));
+        outln!(
             "listening: {}",
             if info.listen_addrs.is_empty() { "-".into() } else { info.listen_addrs.join(" ") }
         );
         if !info.external_addrs.is_empty() {
-            println!("external:  {}", info.external_addrs.join(" "));
+            outln!("external:  {}", info.external_addrs.join(" "));
         }
-        println!("peers:     {}", info.peers);
-        println!(
+        outln!("peers:     {}", info.peers);
+        outln!(
             "records:   {} (attestation {}, anomaly {}, anomaly_update {}, revocation {})",
-            r.total, r.attestation, r.anomaly, r.anomaly_update, r.revocation
+            r.total,
+            r.attestation,
+            r.anomaly,
+            r.anomaly_update,
+            r.revocation
         );
-        println!("authors:   {}", info.authors);
+        outln!("authors:   {}", info.authors);
         match info.feed_head {
-            Some(h) => println!("own feed:  {} records, seq {}", h.records, h.max_seq),
-            None => println!("own feed:  empty"),
+            Some(h) => outln!("own feed:  {} records, seq {}", h.records, h.max_seq),
+            None => outln!("own feed:  empty"),
         }
         Ok(0)
     }
@@ -277,7 +283,7 @@ impl Ctx {
                 if self.json {
                     print_json(&r)?;
                 } else {
-                    println!("dialling {} (watch it connect with `palisade peers list`)", r.dialing);
+                    outln!("connected to {} at {}", r.peer_id, r.addr);
                 }
             }
             PeersCommand::Disconnect { peer_id } => {
@@ -285,7 +291,7 @@ impl Ctx {
                 if self.json {
                     print_json(&r)?;
                 } else {
-                    println!("disconnected {}", r.peer_id);
+                    outln!("disconnected {}", r.peer_id);
                 }
             }
             PeersCommand::Ban(b) => {
@@ -304,7 +310,7 @@ impl Ctx {
                     print_json(&ban)?;
                 } else {
                     let until = ban.until_ms.map(time).unwrap_or_else(|| "permanent".into());
-                    println!("banned {} until {until}", ban.target);
+                    outln!("banned {} until {until}", ban.target);
                 }
             }
             PeersCommand::Unban { target } => {
@@ -312,7 +318,7 @@ impl Ctx {
                 if self.json {
                     print_json(&r)?;
                 } else {
-                    println!("unbanned {}", r.target);
+                    outln!("unbanned {}", r.target);
                 }
             }
             PeersCommand::Bans => {
@@ -341,7 +347,7 @@ impl Ctx {
         if self.json {
             print_json(&r)?;
         } else {
-            println!(
+            outln!(
                 "{} {} stored (seq {}){}",
                 r.kind,
                 r.id,
@@ -410,22 +416,22 @@ impl Ctx {
                 if self.json {
                     print_json(&verdict)?;
                 } else {
-                    println!("subject:   {}", verdict.subject);
+                    outln!("subject:   {}", verdict.subject);
                     match &verdict.policy {
-                        Some(p) => println!(
+                        Some(p) => outln!(
                             "policy:    {} ({} of {} trusted authors must say pass)",
                             p.name.as_deref().unwrap_or("(from the query)"),
                             p.threshold,
                             p.authors.len()
                         ),
-                        None => println!(
+                        None => outln!(
                             "policy:    none configured (nothing is trusted; see [admin.trust] or --trusted)"
                         ),
                     }
-                    println!("passing:   {} trusted, failing: {}", verdict.passing, verdict.failing);
-                    println!("satisfied: {}", if verdict.satisfied { "yes" } else { "no" });
+                    outln!("passing:   {} trusted, failing: {}", verdict.passing, verdict.failing);
+                    outln!("satisfied: {}", if verdict.satisfied { "yes" } else { "no" });
                     if verdict.truncated {
-                        println!("note:      more than 20 000 attestations; only the first were read");
+                        outln!("note:      more than 20 000 attestations; only the first were read");
                     }
                     let mut t =
                         Table::new(&["AUTHOR", "TRUSTED", "VERDICT", "SCORE", "SCANNER", "ISSUED", "RECORD"]);
@@ -516,20 +522,20 @@ impl Ctx {
                     print_json(&a)?;
                     return Ok(0);
                 }
-                println!("fingerprint: {}", a.fingerprint);
-                println!("state:       {}", a.state);
-                println!("events:      {} (last {})", a.events, time(a.last_event_ms));
+                outln!("fingerprint: {}", a.fingerprint);
+                outln!("state:       {}", a.state);
+                outln!("events:      {} (last {})", a.events, time(a.last_event_ms));
                 if let Some(r) = &a.report {
-                    println!("source:      {}", r.source);
+                    outln!("source:      {}", r.source);
                     let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    println!("labels:      {}", labels.join(" "));
-                    println!("severity:    {} {}", r.severity_number, r.severity_text);
-                    println!("score:       {}", output::score(r.score));
-                    println!("summary:     {}", r.summary);
-                    println!("reporter:    {}", r.author);
+                    outln!("labels:      {}", labels.join(" "));
+                    outln!("severity:    {} {}", r.severity_number, r.severity_text);
+                    outln!("score:       {}", output::score(r.score));
+                    outln!("summary:     {}", r.summary);
+                    outln!("reporter:    {}", r.author);
                 }
                 if let Some(id) = a.latest_report {
-                    println!("report:      {id}");
+                    outln!("report:      {id}");
                 }
                 Ok(0)
             }
@@ -556,8 +562,8 @@ impl Ctx {
                     print_json(&feed)?;
                     return Ok(0);
                 }
-                println!("author:  {}", feed.author);
-                println!(
+                outln!("author:  {}", feed.author);
+                outln!(
                     "head:    {} records, contiguous to seq {}, highest seq {}{}",
                     feed.head.records,
                     feed.head.contiguous_seq,
@@ -665,15 +671,18 @@ impl Ctx {
         if self.json {
             print_json(&report)?;
         } else {
-            println!(
+            outln!(
                 "{} lines: {} accepted, {} duplicate, {} rejected",
-                report.lines, report.accepted, report.duplicate, report.rejected
+                report.lines,
+                report.accepted,
+                report.duplicate,
+                report.rejected
             );
             for r in &report.rejections {
-                println!("  line {}: {}", r.line, r.error);
+                outln!("  line {}: {}", r.line, r.error);
             }
             if report.rejections_truncated {
-                println!("  (more rejections not listed)");
+                outln!("  (more rejections not listed)");
             }
         }
         Ok(if report.rejected > 0 { 1 } else { 0 })
@@ -690,7 +699,7 @@ impl Ctx {
                 let view = self.api.set_limit(&key, v).await?;
                 if !self.json {
                     let k = key.strip_prefix("limits.").unwrap_or(&key);
-                    println!("{k} = {}", view.limits.get(k).map(|v| v.to_string()).unwrap_or(value));
+                    outln!("{k} = {}", view.limits.get(k).map(|v| v.to_string()).unwrap_or(value));
                     return Ok(0);
                 }
                 view
@@ -721,7 +730,7 @@ impl Ctx {
             if self.json {
                 if a.follow {
                     for e in &page.entries {
-                        println!("{}", serde_json::to_string(e)?);
+                        outln!("{}", serde_json::to_string(e)?);
                     }
                 } else {
                     print_json(&page)?;
@@ -734,7 +743,7 @@ impl Ctx {
                     // Following: the header once, then rows only.
                     let body =
                         if first { text } else { text.lines().skip(1).map(|l| format!("{l}\n")).collect() };
-                    print!("{body}");
+                    out!("{body}");
                     std::io::stdout().flush()?;
                 }
             }

@@ -141,3 +141,63 @@ fn a_missing_or_foreign_key_over_an_existing_feed_is_refused_with_78() {
     sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
+
+/// Issue 20: libp2p listens with SO_REUSEPORT, so a second node on the same port used to
+/// start and share the port's connections with the first. It must stop with "address in use".
+#[test]
+fn a_second_node_on_a_p2p_port_in_use_exits_with_address_in_use() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let first_dir = tempfile::tempdir().unwrap();
+    let mut first = palisade(first_dir.path())
+        .args(["run", "--listen", &listen, "--metrics-listen", "off"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_line(&mut first, "palisade is running", Duration::from_secs(60));
+
+    let second_dir = tempfile::tempdir().unwrap();
+    let out = palisade(second_dir.path())
+        .args(["run", "--listen", &listen, "--metrics-listen", "off"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&listen) && stderr.to_lowercase().contains("address already in use"), "{stderr}");
+    sigterm(&first);
+    assert!(first.wait().unwrap().success());
+}
+
+/// Issue 20: a bad log filter from the flag or the environment used to be silently ignored
+/// (only the file's was checked). Every source is checked under its own name.
+#[test]
+fn a_bad_log_filter_from_any_source_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = palisade(dir.path()).args(["config", "check", "--log", "foo=["]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("--log (PALISADE_LOG)") && err.contains("foo=["), "{err}");
+    let out = palisade(dir.path()).args(["config", "check"]).env("PALISADE_LOG", "foo=[").output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let out = palisade(dir.path()).args(["run"]).env("RUST_LOG", "foo=[").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("RUST_LOG"), "{err}");
+    // A good one is accepted and shows in the effective config.
+    let out =
+        palisade(dir.path()).args(["config", "check", "--log", "warn,palisade_net=debug"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("warn,palisade_net=debug"));
+}
+
+/// Issue 20: logs written to a pipe or file carry no ANSI colour codes.
+#[test]
+fn logs_into_a_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_run(dir.path(), &[]);
+    let lines = wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
+    assert!(lines.iter().all(|l| !l.contains('\u{1b}')), "{lines:#?}");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}

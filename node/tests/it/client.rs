@@ -399,7 +399,16 @@ fn peers_dial_and_disconnect_between_two_live_nodes() {
     };
 
     let out = b.ok(&["peers", "dial", &format!("{a_addr}/p2p/{a_id}")]);
-    assert!(out.contains("dialling"), "{out}");
+    assert!(out.contains(&format!("connected to {a_id}")), "{out}");
+    // Issue 20: a dial to an address where nobody listens is an error the admin sees.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = b.cli(&["peers", "dial", &format!("/ip4/127.0.0.1/tcp/{dead_port}")]);
+    assert_eq!(code(&dead), Some(1), "{}", stderr(&dead));
+    assert!(
+        stderr(&dead).contains("dial_failed") || stderr(&dead).contains("cannot dial"),
+        "{}",
+        stderr(&dead)
+    );
     eventually("A lists B", || has(&a, &b_id));
     assert!(a.ok(&["peers", "list"]).contains(&b_id));
 
@@ -500,4 +509,22 @@ fn a_node_whose_store_lost_its_feed_never_signs_a_seq_twice() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("(seq 4)"), "{}", stderr(&out));
     sigterm(&child);
     assert!(child.wait().unwrap().success());
+}
+
+/// Issue 20: `palisade ... | head -1` used to panic ("failed printing to stdout: Broken
+/// pipe", exit 101). A reader that goes away ends the command quietly.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let node = LiveNode::start(&[]);
+    for args in [&["--json", "limits", "show"][..], &["limits", "show"][..], &["status"][..]] {
+        let mut child =
+            palisade(node.data()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // Close the read end before the command has written anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "palisade {args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "palisade {args:?}: {err}");
+    }
+    node.stop();
 }

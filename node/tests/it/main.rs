@@ -1,9 +1,12 @@
 //! End-to-end tests of the `palisade` binary.
 
+mod admin_fds;
 mod cli;
 mod client;
+mod disk;
 mod metrics;
 mod process;
+mod signals;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -57,14 +57,18 @@ fn exported(text: &str) -> BTreeSet<String> {
     out
 }
 
-fn scrape(addr: &str) -> String {
+fn get(addr: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"), "GET {path}: {out}");
     out
+}
+
+fn scrape(addr: &str) -> String {
+    get(addr, "/metrics")
 }
 
 fn field(line: &str, key: &str) -> Option<String> {
@@ -172,6 +176,14 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     b_api.peers().await.unwrap();
 
+    // Issue 20: probes need neither the socket nor a token.
+    let probe_addr = metrics_addr.clone();
+    let (health, ready) =
+        tokio::task::spawn_blocking(move || (get(&probe_addr, "/health"), get(&probe_addr, "/ready")))
+            .await
+            .unwrap();
+    assert!(health.ends_with("ok\n"), "{health}");
+    assert!(ready.contains("\"ready\":true"), "{ready}");
     let text = tokio::task::spawn_blocking(move || scrape(&metrics_addr)).await.unwrap();
     let have = exported(&text);
     let mut want = referenced(&contrib("contrib/grafana/palisade.json"));

@@ -50,11 +50,34 @@ pub(crate) async fn readiness(s: &AppState) -> Readiness {
     if bootstrap_configured && connected_peers == 0 {
         missing.push("no peer is connected yet (bootstrap peers are configured)");
     }
+    let disk_low = s.store().disk_low();
+    if disk_low {
+        missing.push(
+            "disk_low: free disk space is below store.min_free_disk_bytes; new records are refused \
+             (reads go on) until space is freed",
+        );
+    }
+    let store_failed = s.store().failure().is_some();
+    if store_failed {
+        missing.push("store_failed: the store failed an I/O operation; the node is stopping to restart");
+    }
     let ready = missing.is_empty();
     let error = (!ready).then(|| ErrorDetail { code: "not_ready".into(), message: missing.join("; ") });
     s.inner.metrics.ready.set(i64::from(ready));
     s.inner.metrics.connected_peers.set(i64::try_from(connected_peers).unwrap_or(i64::MAX));
-    Readiness { ready, store_open, listening, bootstrap_configured, connected_peers, error }
+    let disk_free_bytes = s.store().disk_free_bytes();
+    s.inner.metrics.disk_free_bytes.set(disk_free_bytes.map_or(0, |f| i64::try_from(f).unwrap_or(i64::MAX)));
+    s.inner.metrics.disk_level.set(s.store().disk_level().as_gauge());
+    Readiness {
+        ready,
+        store_open,
+        listening,
+        bootstrap_configured,
+        connected_peers,
+        disk_low,
+        disk_free_bytes,
+        error,
+    }
 }
 
 /// Identity, addresses, uptime, record counts and this node's feed head.

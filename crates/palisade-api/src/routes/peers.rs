@@ -63,18 +63,18 @@ pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<PeerList>, Ap
 
 /// Dial a peer.
 ///
-/// Answers once the dial has started; the connection shows up as a `peer_connected` event
-/// and in the peer list.
+/// Answers once the connection is up (with the peer's id), or with why the dial failed
+/// (unreachable, refused, wrong peer id, handshake timeout).
 #[utoipa::path(post, path = "/v1/peers/dial", tag = "peers", request_body = DialRequest,
-    responses((status = 202, description = "Dialling", body = DialResponse),
-              (status = 400, description = "Bad address or the dial failed at once", body = ErrorBody)))]
+    responses((status = 200, description = "Connected", body = DialResponse),
+              (status = 400, description = "Bad address, or the dial failed (the message says why)", body = ErrorBody)))]
 pub(crate) async fn dial(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<DialRequest>,
-) -> Result<(StatusCode, Json<DialResponse>), ApiError> {
+) -> Result<Json<DialResponse>, ApiError> {
     let addr: Multiaddr = parse_field("addr", req.addr.trim())?;
-    s.handle().dial(addr.clone()).await?;
-    Ok((StatusCode::ACCEPTED, Json(DialResponse { dialing: addr.to_string() })))
+    let peer = s.handle().dial(addr.clone()).await?;
+    Ok(Json(DialResponse { addr: addr.to_string(), peer_id: peer.to_string() }))
 }
 
 /// Disconnect a peer.

@@ -31,10 +31,16 @@ use crate::server::AppState;
         (status = 400, description = "Bad JSON, missing, unknown or invalid field (the message names it)", body = ErrorBody),
         (status = 404, description = "Revocation target or anomaly fingerprint unknown", body = ErrorBody),
         (status = 409, description = "Revoking another author's or an already revoked record; a state change the anomaly cannot make", body = ErrorBody),
-        (status = 413, description = "Body larger than admin.max_body_bytes", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within admin.body_timeout_secs", body = ErrorBody),
+        (status = 413, description = "Body (or its declared Content-Length) larger than admin.max_body_bytes", body = ErrorBody),
+        (status = 507, description = "The disk is below store.min_free_disk_bytes: no new records until space is freed", body = ErrorBody),
     ))]
-pub(crate) async fn submit(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
-    let bytes = read_body(body, s.limits().max_body_bytes).await?;
+pub(crate) async fn submit(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&headers, body, s.limits()).await?;
     let value = parse_json_value(&bytes)?;
     let statement = parse_statement(value)?;
     let me = s.handle().author();

@@ -240,16 +240,39 @@ impl Importer {
 #[utoipa::path(post, path = "/v1/import", tag = "records",
     request_body(content = String, content_type = "application/x-ndjson", description = "One ExportLine per line"),
     responses((status = 200, description = "Per-line report", body = ImportReport),
-              (status = 413, description = "Body larger than admin.max_import_bytes (lines before the limit were imported)", body = ErrorBody)))]
-pub(crate) async fn import(State(s): State<AppState>, body: Body) -> Result<Json<ImportReport>, ApiError> {
+              (status = 408, description = "A pause longer than admin.body_timeout_secs in the body (lines before it were imported)", body = ErrorBody),
+              (status = 413, description = "Body larger than admin.max_import_bytes (lines before the limit were imported; at once if Content-Length says so)", body = ErrorBody),
+              (status = 507, description = "The disk is below store.min_free_disk_bytes: nothing is imported until space is freed", body = ErrorBody)))]
+pub(crate) async fn import(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<Json<ImportReport>, ApiError> {
     let max_total = s.limits().max_import_bytes;
+    crate::extract::check_declared_length(&headers, max_total, "admin.max_import_bytes")?;
+    let pause = s.limits().body_timeout;
+    if s.store().disk_low() {
+        // Refused before reading a byte: nothing of it could be stored.
+        return Err(ApiError::from(disk_low_error(s.store())));
+    }
     let mut stream = body.into_data_stream();
     let mut imp = Importer { report: ImportReport::default(), line_no: 0, batch: Vec::new(), batch_bytes: 0 };
     let mut current: Vec<u8> = Vec::new();
     // Set while skipping the rest of an over-long line.
     let mut overlong = false;
     let mut total: u64 = 0;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        // A client that stops sending mid-body gets 408 after admin.body_timeout_secs (what
+        // arrived so far is imported and flushed first, like the size cap).
+        let next = match tokio::time::timeout(pause, stream.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                imp.flush_batch(&s).await?;
+                flush_store(&s).await?;
+                return Err(crate::extract::body_timeout(pause));
+            }
+        };
+        let Some(chunk) = next else { break };
         let chunk =
             chunk.map_err(|e| ApiError::bad_request(format!("reading the import body failed: {e}")))?;
         total += chunk.len() as u64;
@@ -324,4 +347,13 @@ pub(crate) async fn import(State(s): State<AppState>, body: Body) -> Result<Json
 
 async fn flush_store(s: &AppState) -> Result<(), ApiError> {
     s.store().flush_async().await.map_err(ApiError::from)
+}
+
+/// The store's flood-stage error, for a refusal decided before the store is asked.
+pub(crate) fn disk_low_error(store: &palisade_store::Store) -> palisade_store::StoreError {
+    palisade_store::StoreError::DiskLow {
+        path: store.path().to_path_buf(),
+        free_bytes: store.disk_free_bytes().unwrap_or(0),
+        min_free_bytes: store.disk_watermarks().min_free_bytes,
+    }
 }

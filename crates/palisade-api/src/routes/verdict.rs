@@ -29,7 +29,7 @@ fn verdict_str(v: Verdict) -> &'static str {
 
 /// Resolves the policy: a named one from config, optionally overridden by the query.
 fn resolve_policy(s: &AppState, p: &VerdictParams) -> Result<Option<PolicyView>, ApiError> {
-    let configured = &s.inner.cfg.trust;
+    let configured = s.inner.trust.read().unwrap_or_else(|p| p.into_inner()).clone();
     let base: Option<(Option<String>, TrustPolicy)> = match &p.policy {
         Some(name) => Some((
             Some(name.clone()),

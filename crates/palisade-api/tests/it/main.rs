@@ -1,6 +1,7 @@
 //! Integration tests: real nodes, their admin API over the Unix socket.
 
 mod cluster;
+mod connections;
 mod errors;
 mod events;
 mod harness;

@@ -6,6 +6,7 @@
 //! flooding source (a peer spamming gossip, a burst of API calls) cannot starve the others;
 //! the waiting `select!` is `biased` with shutdown first.
 
+mod dials;
 mod ingest;
 mod liveness;
 mod sync;
@@ -99,6 +100,8 @@ pub(crate) struct EventLoop {
     liveness: liveness::GossipLiveness,
     /// Equivocation proofs whose halves are in the pipeline.
     proofs: PendingProofs,
+    /// Admin dials waiting for their outcome (bounded).
+    dials: dials::PendingDials,
     /// Bootstrap peers and when each may be dialled again: a bootstrap peer that is down (or
     /// not up yet) is retried with exponential backoff until connected, and again whenever
     /// its connection drops.
@@ -173,6 +176,7 @@ impl EventLoop {
             serving: HashMap::new(),
             liveness: liveness::GossipLiveness::default(),
             proofs: PendingProofs::default(),
+            dials: dials::PendingDials::default(),
             bootstrap,
             tasks: tokio_util::task::TaskTracker::new(),
         }
@@ -302,13 +306,7 @@ impl EventLoop {
                     };
                 let _ = reply.send(gossiped);
             }
-            Command::Dial { addr, reply } => {
-                let result = self
-                    .swarm
-                    .dial(addr.clone())
-                    .map_err(|e| crate::NetError::Dial { addr: addr.to_string(), reason: e.to_string() });
-                let _ = reply.send(result);
-            }
+            Command::Dial { addr, reply } => self.admin_dial(addr, reply),
             Command::Disconnect { peer, reply } => {
                 let _ = reply.send(self.swarm.disconnect_peer_id(peer).is_ok());
             }
@@ -470,6 +468,7 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, num_established, connection_id, ..
             } => {
+                self.dial_established(connection_id, peer_id);
                 self.on_connected(peer_id, connection_id, &endpoint, num_established.get() as usize);
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
@@ -492,8 +491,8 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                debug!(?peer_id, %error, "outgoing connection failed");
+            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
+                self.dial_failed(connection_id, peer_id, &error);
             }
             SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
             _ => {}

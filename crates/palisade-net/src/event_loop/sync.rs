@@ -49,6 +49,12 @@ impl EventLoop {
     /// Starts a heads walk with `peer` (or with every connected peer when `None`). Returns
     /// how many peers were asked.
     pub(super) fn sync_round(&mut self, peer: Option<PeerId>) -> usize {
+        // Below the disk's flood stage every fetched record would be dropped (`disk_low`):
+        // fetch nothing until space is back; the next round after it catches up.
+        if self.store.disk_low() {
+            tracing::debug!("sync round skipped: the disk is below store.min_free_disk_bytes");
+            return 0;
+        }
         let targets = match peer {
             Some(p) => vec![p],
             None => self.sync.peers(),

@@ -331,6 +331,10 @@ impl Pipeline {
             self.guard.record_drop(Some(&peer), None, DropReason::Oversized);
             return Some(Reason::Oversized);
         }
+        // 1b. No disk room for new records (issue 16): drop before any other work.
+        if self.store.disk_low() {
+            return Some(Reason::DiskLow);
+        }
         // 2. Per-peer message and byte rate, before any decoding. Not for sync: a sync
         // record came in a response we asked for, paced by our own requests.
         if origin.pushed() {
@@ -471,6 +475,11 @@ impl Pipeline {
         topic: Option<TopicKind>,
         now_ms: u64,
     ) -> Result<(), Reason> {
+        // Every origin (gossip checks it earlier too, before the decode): no disk room, no
+        // new records.
+        if self.store.disk_low() {
+            return Err(Reason::DiskLow);
+        }
         self.check_not_stored(record)?;
         record.validate(now_ms).map_err(|e| validation_reason(&e))?;
         if let Some(t) = topic {

@@ -239,8 +239,14 @@ impl StoreWorker {
         let result = self.store.insert_many(&items);
         drop(items);
         let per_record = started.elapsed().as_secs_f64() / group.len().max(1) as f64;
+        let mut failed = Reason::StoreError;
         let outcomes: Vec<Option<InsertOutcome>> = match result {
             Ok(o) => o.into_iter().map(Some).collect(),
+            Err(palisade_store::StoreError::DiskLow { .. }) => {
+                // The flood stage began while these were being verified; logged by the store.
+                failed = Reason::DiskLow;
+                group.iter().map(|_| None).collect()
+            }
             Err(e) => {
                 error!(error = %e, records = group.len(), "storing verified records failed");
                 group.iter().map(|_| None).collect()
@@ -260,7 +266,7 @@ impl StoreWorker {
                     )
                 }
                 Some(InsertOutcome::Duplicate) => (Reason::Duplicate, None),
-                None => (Reason::StoreError, None),
+                None => (failed, None),
             };
             let finished = Finished { id, signature: job.signature, origin: job.origin, reason, stored };
             if self.finished_tx.blocking_send(finished).is_err() {

@@ -1,6 +1,7 @@
 //! Integration tests of the store on real sled databases in temp directories.
 
 mod crash;
+mod disk;
 mod feeds;
 mod head_cache;
 mod persistence;

@@ -1,0 +1,214 @@
+//! Issue 17: the API holds against a hostile local client. Connections are capped per
+//! listener, idle and slow-header connections are closed at `header_timeout`, a body that is
+//! too large is refused before it is read, a slow body is the client's 408 (never a 5xx), and
+//! every answer, from any layer, is counted.
+
+use std::time::{Duration, Instant};
+
+use reqwest_free::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{init_tracing, ApiNode};
+
+mod reqwest_free {
+    //! Raw HTTP over the socket: the tests need to misbehave in ways a client library won't.
+    pub(crate) use std::path::Path;
+
+    /// Reads until EOF, an error or `limit`; returns what arrived and whether the peer closed.
+    pub(crate) async fn read_all(
+        s: &mut (impl tokio::io::AsyncRead + Unpin),
+        limit: std::time::Duration,
+    ) -> (String, bool) {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into(), true),
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+                Err(_) => return (String::from_utf8_lossy(&out).into(), false),
+            }
+        }
+    }
+
+    pub(crate) async fn connect(socket: &Path) -> tokio::net::UnixStream {
+        tokio::net::UnixStream::connect(socket).await.unwrap()
+    }
+}
+
+fn scrape(node: &ApiNode) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &node.registry).unwrap();
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_header_connections_are_closed_at_the_header_timeout() {
+    init_tracing();
+    let node = ApiNode::start_with(40, |c| c.limits.header_timeout = Duration::from_secs(1)).await;
+    let started = Instant::now();
+    // Says nothing at all.
+    let mut silent = connect(&node.socket()).await;
+    // Sends its headers one line, then stalls (slowloris).
+    let mut slow = connect(&node.socket()).await;
+    slow.write_all(b"GET /v1/node HTTP/1.1\r\nHost: palisade\r\n").await.unwrap();
+    // Completes one request, then keeps the connection open and idle.
+    let mut kept = connect(&node.socket()).await;
+    kept.write_all(b"GET /v1/health HTTP/1.1\r\nHost: palisade\r\n\r\n").await.unwrap();
+    let mut first = [0u8; 12];
+    kept.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    for (name, conn) in [("silent", &mut silent), ("slow headers", &mut slow), ("idle keep-alive", &mut kept)]
+    {
+        let (_, closed) = read_all(conn, Duration::from_secs(10)).await;
+        assert!(closed, "the {name} connection is still open after 10 s");
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(8), "{took:?}");
+    node.api.health().await.unwrap();
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_get_503_and_the_listener_recovers() {
+    init_tracing();
+    let node = ApiNode::start_with(41, |c| c.limits.max_connections = 4).await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(connect(&node.socket()).await);
+    }
+    // The accept loop takes them in order; give it a moment to count all four.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !scrape(&node).contains(r#"palisade_api_connections{listener="unix"} 4"#) {
+        assert!(Instant::now() < deadline, "four open connections never counted:\n{}", scrape(&node));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut fifth = connect(&node.socket()).await;
+    let (answer, closed) = read_all(&mut fifth, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_connections") && answer.contains("admin.max_connections"), "{answer}");
+    assert!(closed, "a refused connection is closed");
+    assert!(scrape(&node).contains(r#"palisade_api_connections_refused_total{listener="unix"} 1"#));
+    // One idle client leaves: the next one is served.
+    drop(idle.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match node.api.request_raw(axum::http::Method::GET, "/v1/node", None).await {
+            Ok(r) if r.status == 200 => break,
+            _ => {
+                assert!(Instant::now() < deadline, "the freed slot never served a request");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_length_over_the_cap_is_refused_before_the_body() {
+    init_tracing();
+    let node = ApiNode::start(42).await;
+    for (path, length) in [("/v1/records", 1_000_000_000_000u64), ("/v1/import", 300_000_000)] {
+        let mut s = connect(&node.socket()).await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: palisade\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no answer to {path} within 5 s"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 413"), "{path}: {text}");
+        assert!(text.contains("payload_too_large") && text.contains("Content-Length"), "{path}: {text}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{path}: {:?}", started.elapsed());
+    }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_is_a_408_client_error_not_a_5xx() {
+    init_tracing();
+    let node = ApiNode::start_with(43, |c| {
+        c.limits.request_timeout = Duration::from_secs(5);
+        c.limits.body_timeout = Duration::from_secs(1);
+    })
+    .await;
+    for path in ["/v1/records", "/v1/import"] {
+        // Promise 100 bytes, send one, stall.
+        let mut s = connect(&node.socket()).await;
+        s.write_all(
+            format!("POST {path} HTTP/1.1\r\nHost: palisade\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let started = Instant::now();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+        assert!(text.contains("\"body_timeout\""), "{path}: {text}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+            "{path}: {waited:?}"
+        );
+    }
+    let text = scrape(&node);
+    assert!(
+        text.contains(r#"palisade_api_requests_total{route="/v1/records",method="POST",status="408"} 1"#),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("palisade_api_requests_total") && l.contains("status=\"5")),
+        "{text}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_from_every_layer_are_counted() {
+    init_tracing();
+    let node = ApiNode::start_with(44, |c| {
+        c.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.limits.requests_per_sec = 1;
+        c.limits.burst_requests = 1;
+    })
+    .await;
+    let addr = node.server.as_ref().unwrap().tcp_addr().unwrap();
+    // 401 from the token check, before routing.
+    let wrong = palisade_api::ApiClient::tcp(addr, "0".repeat(64));
+    assert_eq!(wrong.request_raw(axum::http::Method::GET, "/v1/node", None).await.unwrap().status, 401);
+    // The lowercase scheme is the same scheme.
+    let token = std::fs::read_to_string(node.server.as_ref().unwrap().token_path().unwrap()).unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET /v1/health HTTP/1.1\r\nHost: localhost\r\nAuthorization: bearer {}\r\nConnection: close\r\n\r\n", token.trim())
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (answer, _) = read_all(&mut s, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // 429 from the rate limit.
+    let mut saw_429 = false;
+    for _ in 0..5 {
+        saw_429 |=
+            node.api.request_raw(axum::http::Method::GET, "/v1/node", None).await.unwrap().status == 429;
+    }
+    assert!(saw_429);
+    let text = scrape(&node);
+    assert!(
+        text.contains(r#"palisade_api_requests_total{route="unmatched",method="GET",status="401"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"status="429"}"#), "{text}");
+    node.stop().await;
+}
