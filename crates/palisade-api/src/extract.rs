@@ -21,6 +21,7 @@ pub(crate) async fn read_body(
     limits: &ApiLimits,
 ) -> Result<bytes::Bytes, ApiError> {
     let limit = limits.max_body_bytes;
+    check_content_type(headers, &["application/json"])?;
     check_declared_length(headers, limit as u64, "admin.max_body_bytes")?;
     match tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit)).await {
         Err(_) => Err(body_timeout(limits.body_timeout)),
@@ -33,6 +34,26 @@ pub(crate) async fn read_body(
             }
         }
     }
+}
+
+/// 415 `unsupported_media_type` unless the body's `Content-Type` is one of `allowed`
+/// (parameters such as `charset=utf-8` are ignored; case-insensitive).
+pub(crate) fn check_content_type(headers: &HeaderMap, allowed: &[&str]) -> Result<(), ApiError> {
+    let given = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = given.split(';').next().unwrap_or("").trim();
+    if allowed.iter().any(|a| media.eq_ignore_ascii_case(a)) {
+        return Ok(());
+    }
+    let given = if given.is_empty() { "none".to_string() } else { format!("{given:?}") };
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!(
+            "Content-Type is {given}; send {} (e.g. curl -H 'content-type: {}')",
+            allowed.join(" or "),
+            allowed.first().copied().unwrap_or("application/json")
+        ),
+    ))
 }
 
 /// 413 before reading a byte when the declared `Content-Length` exceeds `limit`.
@@ -83,13 +104,21 @@ pub(crate) fn parse_json_value(bytes: &[u8]) -> Result<Value, ApiError> {
             "the request body is empty; send a JSON object",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    let value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "bad_json",
             format!("the body is not valid JSON: {e}"),
         )
-    })
+    })?;
+    if let Some(key) = crate::strict_json::first_duplicate_key(bytes) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "duplicate_key",
+            format!("the key `{key}` appears twice in one object; send each key once"),
+        ));
+    }
+    Ok(value)
 }
 
 /// Deserialises `value` as `T`, naming the field path in errors, and refuses fields `T` does

@@ -37,6 +37,7 @@ mod openapi;
 mod routes;
 mod schema;
 mod server;
+mod strict_json;
 
 pub use client::{ApiClient, ByteStream, EventStream, RawResponse, SseItem, Transport, DEFAULT_TIMEOUT};
 pub use config::{ApiConfig, ApiLimits, TrustPolicy};

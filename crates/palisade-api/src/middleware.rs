@@ -29,6 +29,52 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Whether `host` (a Host header or an Origin's authority: name or address, optional port)
+/// names this machine's loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [::1]:port or [::1]
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
+        }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The TCP listener answers only requests addressed to a loopback name and not sent by a
+/// web page of another origin: a browser tricked by DNS rebinding (`Host: evil.example`
+/// resolving to 127.0.0.1) or a cross-site request gets 403 before the token is even read.
+pub(crate) async fn loopback_only(req: Request, next: Next) -> Response {
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !is_loopback_host(host) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_host",
+            format!("Host {host:?} is not a loopback name; the admin API answers only localhost, 127.0.0.0/8 and [::1]"),
+        )
+        .into_response();
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+        if !is_loopback_host(authority) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                format!("Origin {origin:?} is not this machine; the admin API does not answer web pages of other origins"),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// The TCP listener's bearer token, checked before routing (so before any body is read).
 pub(crate) async fn require_bearer(token: &str, req: Request, next: Next) -> Response {
     let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
@@ -200,6 +246,23 @@ mod tests {
         assert_eq!(metrics.panics.get(), 1);
         let fine = axum::http::Request::builder().uri("/fine").body(axum::body::Body::empty()).unwrap();
         assert_eq!(app.oneshot(fine).await.unwrap().status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn only_loopback_hosts_pass() {
+        for ok in ["localhost", "LOCALHOST:9741", "127.0.0.1", "127.1.2.3:80", "[::1]", "[::1]:9741"] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example",
+            "evil.example:9741",
+            "10.0.0.1",
+            "[2001:db8::1]:80",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
     }
 
     #[test]

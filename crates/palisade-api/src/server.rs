@@ -27,7 +27,8 @@ use crate::error::{ApiError, ServeError};
 use crate::listen::{bind_unix, write_token, ConnLimits};
 use crate::metrics::ApiMetrics;
 use crate::middleware::{
-    count, method_not_allowed, not_found, rate_limit, request_timeout, require_bearer, track, PanicHandler,
+    count, loopback_only, method_not_allowed, not_found, rate_limit, request_timeout, require_bearer, track,
+    PanicHandler,
 };
 use crate::routes;
 
@@ -214,10 +215,12 @@ impl ApiServer {
         )));
         if let (Some(listener), Some(token)) = (tcp, token) {
             let token = Arc::new(token);
-            let app = app.layer(middleware::from_fn(move |req: Request, next: Next| {
-                let token = token.clone();
-                async move { require_bearer(&token, req, next).await }
-            }));
+            let app = app
+                .layer(middleware::from_fn(move |req: Request, next: Next| {
+                    let token = token.clone();
+                    async move { require_bearer(&token, req, next).await }
+                }))
+                .layer(middleware::from_fn(loopback_only));
             tasks.push(tokio::spawn(crate::listen::serve(
                 listener,
                 counted(app),

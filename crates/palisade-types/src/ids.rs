@@ -49,6 +49,10 @@ macro_rules! id_type {
         impl FromStr for $name {
             type Err = ParseIdError;
             fn from_str(s: &str) -> Result<Self, ParseIdError> {
+                // One spelling per id: uppercase hex is refused, not folded.
+                if s.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Err(ParseIdError { got: s.chars().take(80).collect() });
+                }
                 let mut out = [0u8; 32];
                 match hex::decode_to_slice(s, &mut out) {
                     Ok(()) => Ok(Self(out)),

@@ -138,6 +138,12 @@ pub(crate) async fn ban(
     JsonBody(req): JsonBody<BanRequest>,
 ) -> Result<(StatusCode, Json<BanView>), ApiError> {
     let target = parse_target("target", &req.target)?;
+    if target == palisade_guard::BanTarget::Peer(s.handle().peer_id()) {
+        return Err(ApiError::invalid_field(
+            "target",
+            "is this node's own peer id; a node cannot ban itself (ban the other peer, or its IP)",
+        ));
+    }
     let guard = s.handle().guard().clone();
     let duration = if req.permanent {
         Duration::from_millis(u64::MAX)

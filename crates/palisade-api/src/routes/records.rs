@@ -33,6 +33,7 @@ use crate::server::AppState;
         (status = 409, description = "Revoking another author's or an already revoked record; a state change the anomaly cannot make", body = ErrorBody),
         (status = 408, description = "The body did not arrive within admin.body_timeout_secs", body = ErrorBody),
         (status = 413, description = "Body (or its declared Content-Length) larger than admin.max_body_bytes", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 507, description = "The disk is below store.min_free_disk_bytes: no new records until space is freed", body = ErrorBody),
     ))]
 pub(crate) async fn submit(

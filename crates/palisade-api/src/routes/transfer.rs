@@ -242,6 +242,7 @@ impl Importer {
     responses((status = 200, description = "Per-line report", body = ImportReport),
               (status = 408, description = "A pause longer than admin.body_timeout_secs in the body (lines before it were imported)", body = ErrorBody),
               (status = 413, description = "Body larger than admin.max_import_bytes (lines before the limit were imported; at once if Content-Length says so)", body = ErrorBody),
+              (status = 415, description = "Content-Type is not application/x-ndjson", body = ErrorBody),
               (status = 507, description = "The disk is below store.min_free_disk_bytes: nothing is imported until space is freed", body = ErrorBody)))]
 pub(crate) async fn import(
     State(s): State<AppState>,
@@ -249,6 +250,7 @@ pub(crate) async fn import(
     body: Body,
 ) -> Result<Json<ImportReport>, ApiError> {
     let max_total = s.limits().max_import_bytes;
+    crate::extract::check_content_type(&headers, &["application/x-ndjson", "application/jsonl"])?;
     crate::extract::check_declared_length(&headers, max_total, "admin.max_import_bytes")?;
     let pause = s.limits().body_timeout;
     if s.store().disk_low() {

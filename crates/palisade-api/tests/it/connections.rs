@@ -109,10 +109,13 @@ async fn connections_beyond_the_cap_get_503_and_the_listener_recovers() {
 async fn a_declared_length_over_the_cap_is_refused_before_the_body() {
     init_tracing();
     let node = ApiNode::start(42).await;
-    for (path, length) in [("/v1/records", 1_000_000_000_000u64), ("/v1/import", 300_000_000)] {
+    for (path, length, ct) in [
+        ("/v1/records", 1_000_000_000_000u64, "application/json"),
+        ("/v1/import", 300_000_000, "application/x-ndjson"),
+    ] {
         let mut s = connect(&node.socket()).await;
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: palisade\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+            "POST {path} HTTP/1.1\r\nHost: palisade\r\ncontent-type: {ct}\r\ncontent-length: {length}\r\n\r\n"
         );
         s.write_all(head.as_bytes()).await.unwrap();
         let started = Instant::now();
@@ -137,11 +140,11 @@ async fn a_slow_body_is_a_408_client_error_not_a_5xx() {
         c.limits.body_timeout = Duration::from_secs(1);
     })
     .await;
-    for path in ["/v1/records", "/v1/import"] {
+    for (path, ct) in [("/v1/records", "application/json"), ("/v1/import", "application/x-ndjson")] {
         // Promise 100 bytes, send one, stall.
         let mut s = connect(&node.socket()).await;
         s.write_all(
-            format!("POST {path} HTTP/1.1\r\nHost: palisade\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{")
+            format!("POST {path} HTTP/1.1\r\nHost: palisade\r\ncontent-type: {ct}\r\ncontent-length: 100\r\n\r\n{{")
                 .as_bytes(),
         )
         .await
@@ -210,5 +213,37 @@ async fn refusals_from_every_layer_are_counted() {
         "{text}"
     );
     assert!(text.contains(r#"status="429"}"#), "{text}");
+    node.stop().await;
+}
+
+/// Issue 17: on the TCP listener, a request for a non-loopback Host (DNS rebinding) or from a
+/// web page of another origin is refused before the token is looked at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tcp_listener_answers_only_loopback_hosts_and_origins() {
+    init_tracing();
+    let node = ApiNode::start_with(45, |c| c.tcp_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let addr = node.server.as_ref().unwrap().tcp_addr().unwrap();
+    let token = std::fs::read_to_string(node.server.as_ref().unwrap().token_path().unwrap()).unwrap();
+    let ask = |host: String, origin: Option<&'static str>| {
+        let token = token.trim().to_string();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+            let req = format!(
+                "GET /v1/node HTTP/1.1\r\nHost: {host}\r\n{origin}Authorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            read_all(&mut s, Duration::from_secs(10)).await.0
+        }
+    };
+    let local = format!("127.0.0.1:{}", addr.port());
+    assert!(ask(local.clone(), None).await.starts_with("HTTP/1.1 200"));
+    assert!(ask(format!("localhost:{}", addr.port()), Some("http://localhost:3000"))
+        .await
+        .starts_with("HTTP/1.1 200"));
+    let rebound = ask("evil.example".into(), None).await;
+    assert!(rebound.starts_with("HTTP/1.1 403") && rebound.contains("forbidden_host"), "{rebound}");
+    let cross = ask(local, Some("https://evil.example")).await;
+    assert!(cross.starts_with("HTTP/1.1 403") && cross.contains("forbidden_origin"), "{cross}");
     node.stop().await;
 }

@@ -195,3 +195,52 @@ async fn oversized_imports_are_refused_with_413() {
     assert_eq!((err.status(), err.code()), (Some(413), Some("payload_too_large")), "{err}");
     node.stop().await;
 }
+
+/// Issue 17: the body's media type is checked (415), a key sent twice is refused rather than
+/// the last one silently winning, ids have one spelling (lowercase), and a node never bans
+/// itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_types_duplicate_keys_id_case_and_self_bans_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    init_tracing();
+    let node = ApiNode::start(12).await;
+    // 415: a JSON endpoint given text/plain, and an import given JSON.
+    let body = attestation_json("pkg:a", &sha(1), "pass").to_string();
+    for (path, ct, payload) in
+        [("/v1/records", "text/plain", body.as_str()), ("/v1/import", "application/json", "{}\n")]
+    {
+        let mut s = tokio::net::UnixStream::connect(node.socket()).await.unwrap();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: palisade\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+            payload.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 415"), "{path}: {out}");
+        assert!(out.contains("unsupported_media_type"), "{path}: {out}");
+    }
+    // A duplicate key: `kind` twice would have switched the record kind.
+    let twice = body.replacen('{', r#"{"kind": "revocation", "#, 1);
+    let m = expect(&node, Method::POST, "/v1/records", Some(&twice), 400, "duplicate_key").await;
+    assert!(m.contains("`kind`"), "{m}");
+    // Uppercase hex is not the id.
+    let upper = "AB".repeat(32);
+    expect(&node, Method::GET, &format!("/v1/records/{upper}"), None, 400, "invalid_field").await;
+    // The node's own peer id cannot be banned.
+    let me = node.handle.peer_id().to_string();
+    let m = expect(
+        &node,
+        Method::POST,
+        "/v1/bans",
+        Some(&format!(r#"{{"target": "peer:{me}"}}"#)),
+        400,
+        "invalid_field",
+    )
+    .await;
+    assert!(m.contains("cannot ban itself"), "{m}");
+    assert!(node.handle.guard().bans().is_empty());
+    // Nothing was stored by any of it.
+    assert_eq!(node.api.node().await.unwrap().records.total, 0);
+    node.stop().await;
+}

@@ -42,3 +42,49 @@ async fn the_served_document_is_the_checked_in_one() {
     assert_eq!(served, file);
     node.stop().await;
 }
+
+/// Every error code the server can produce (the string after a `StatusCode::` in its source,
+/// plus the connection cap's and readiness's) is in the README's table, and the table has
+/// no code the server does not produce.
+#[test]
+fn every_error_code_is_in_the_readme_table() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut produced = std::collections::BTreeSet::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (i, _) in text.match_indices("StatusCode::") {
+                // The code is the next string literal after the status, if it is a code.
+                let rest = &text[i..];
+                let Some(open) = rest.find('"') else { continue };
+                if rest[..open].contains(';') || rest[..open].contains(')') {
+                    continue;
+                }
+                let lit: String = rest[open + 1..].chars().take_while(|c| *c != '"').collect();
+                if !lit.is_empty() && lit.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    produced.insert(lit);
+                }
+            }
+        }
+    }
+    produced.extend(["too_many_connections".to_string(), "not_ready".to_string()]);
+    let readme = std::fs::read_to_string(root.join("../../README.md")).unwrap();
+    let table: std::collections::BTreeSet<String> = readme
+        .lines()
+        .filter(|l| l.starts_with("| 4") || l.starts_with("| 5"))
+        .filter_map(|l| l.split('|').nth(2))
+        .flat_map(|cell| cell.split(',').map(|c| c.trim().trim_matches('`').to_string()).collect::<Vec<_>>())
+        .filter(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'))
+        .collect();
+    assert!(produced.len() > 20, "{produced:?}");
+    let undocumented: Vec<_> = produced.difference(&table).collect();
+    let stale: Vec<_> = table.difference(&produced).collect();
+    assert!(undocumented.is_empty(), "codes the README's error table lacks: {undocumented:?}");
+    assert!(stale.is_empty(), "codes in the README's error table the server never produces: {stale:?}");
+}
