@@ -47,6 +47,7 @@ pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload) -> anyhow
     let keys = node_keys(&paths, &store)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
+        commit = crate::process_metrics::BuildInfo::COMMIT,
         data_dir = %paths.data_dir.display(),
         config = %paths.config_source(),
         peer_id = %keys.peer_id(),
@@ -77,6 +78,7 @@ pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload) -> anyhow
         .context("starting the admin API")?;
     let socket = api.socket_path().display().to_string();
 
+    crate::process_metrics::register(&mut registry, store.clone());
     let registry = Arc::new(registry);
     let mut parts = vec!["store", "guard", "network", "admin-api"];
     if let Ok(addr) = config.metrics.listen.parse() {

@@ -33,6 +33,7 @@ mod keys;
 mod logging;
 mod metrics;
 mod paths;
+mod process_metrics;
 mod reload;
 
 use std::process::ExitCode;
@@ -132,7 +133,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match cli.command {
         Command::Version => {
-            outln!("palisade {}", env!("CARGO_PKG_VERSION"));
+            use process_metrics::BuildInfo as B;
+            if g.json {
+                let v = serde_json::json!({
+                    "version": B::VERSION,
+                    "commit": B::COMMIT,
+                    "build_date": B::DATE,
+                    "target": B::TARGET,
+                    "profile": B::PROFILE,
+                    "record_id_context": palisade_types::RECORD_ID_CONTEXT,
+                    "store_schema": palisade_store::SCHEMA_VERSION,
+                });
+                outln!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            outln!("palisade {} ({} {}, {}, {})", B::VERSION, B::COMMIT, B::DATE, B::TARGET, B::PROFILE);
             outln!("wire format: record-id context \"{}\"", palisade_types::RECORD_ID_CONTEXT);
             outln!("store schema: {}", palisade_store::SCHEMA_VERSION);
             Ok(())

@@ -24,16 +24,26 @@ pub async fn serve(addr: SocketAddr, registry: Arc<Registry>, api: &mut ApiServe
     info!(%addr, "metrics endpoint listening on /metrics (probes: /health, /ready)");
     let probe = api.readiness_probe();
     let app = axum::Router::new()
-        .route("/metrics", get(move || metrics(registry.clone())))
+        .route("/metrics", get(move |headers: axum::http::HeaderMap| metrics(registry.clone(), headers)))
         .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/ready", get(move || ready(probe.clone())));
     api.serve_listener(listener, app, "metrics");
     Ok(())
 }
 
-async fn metrics(registry: Arc<Registry>) -> axum::response::Response {
+/// OpenMetrics by default; the classic text format (0.0.4) for a scraper whose `Accept`
+/// prefers `text/plain` (and does not name OpenMetrics).
+async fn metrics(registry: Arc<Registry>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let classic = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &registry) {
+        Ok(()) if classic => (
+            StatusCode::OK,
+            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            crate::process_metrics::to_classic_text(&body),
+        )
+            .into_response(),
         Ok(()) => (
             StatusCode::OK,
             [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

@@ -447,6 +447,15 @@ impl Store {
         StoreError::Io { path: self.inner.path.clone(), source }
     }
 
+    /// Bytes the database's files take on disk (a metric; a failure here never marks the
+    /// store failed).
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.inner
+            .db
+            .size_on_disk()
+            .map_err(|source| StoreError::Io { path: self.inner.path.clone(), source })
+    }
+
     /// Where the free space of the store's filesystem stands (sampled every
     /// [`DISK_SAMPLE_INTERVAL`]).
     pub fn disk_level(&self) -> DiskLevel {
