@@ -93,6 +93,10 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the man page (roff), generated from this command line's definition.
+    ///
+    /// Example: palisade manpage > /usr/local/share/man/man1/palisade.1
+    Manpage,
 }
 
 /// `peers …`.
@@ -441,7 +445,8 @@ pub enum LimitsCommand {
     Set {
         /// Limit name, e.g. peer_messages_per_sec.
         key: String,
-        /// New value.
+        /// New value (negative numbers need no `--`).
+        #[arg(allow_hyphen_values = true)]
         value: String,
     },
 }

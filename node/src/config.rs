@@ -266,6 +266,18 @@ impl Default for LogSection {
 }
 
 impl NodeConfig {
+    /// The metrics listener's address (`host:port`; a host name such as `localhost` is
+    /// resolved), or `None` for "off" or an address that does not resolve.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        if self.metrics.listen == "off" {
+            return None;
+        }
+        if let Ok(a) = self.metrics.listen.parse() {
+            return Some(a);
+        }
+        std::net::ToSocketAddrs::to_socket_addrs(&self.metrics.listen).ok()?.next()
+    }
+
     /// Reads `path` if it exists (a missing file means all defaults, unless `required`).
     pub fn load(path: &Path, required: bool) -> anyhow::Result<NodeConfig> {
         match std::fs::read_to_string(path) {
@@ -313,7 +325,7 @@ impl NodeConfig {
                 ));
             }
         }
-        if self.metrics.listen != "off" && self.metrics.listen.parse::<SocketAddr>().is_err() {
+        if self.metrics.listen != "off" && self.metrics_addr().is_none() {
             return Err(InvalidSetting::new(
                 "metrics.listen",
                 format!("{:?}", self.metrics.listen),

@@ -81,7 +81,7 @@ pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload) -> anyhow
     crate::process_metrics::register(&mut registry, store.clone());
     let registry = Arc::new(registry);
     let mut parts = vec!["store", "guard", "network", "admin-api"];
-    if let Ok(addr) = config.metrics.listen.parse() {
+    if let Some(addr) = config.metrics_addr() {
         crate::metrics::serve(addr, registry.clone(), &mut api).await?;
         parts.push("metrics");
     }

@@ -159,6 +159,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Show) => {
             let paths = paths::Paths::resolve(g)?;
             let keys = keys::load(&paths.key_file()).map_err(|e| ConfigError(format!("{e:#}")))?;
+            if g.json {
+                let v = serde_json::json!({"author": keys.author_key().to_string(), "peer_id": keys.peer_id().to_string()});
+                outln!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
             outln!("author:  {}", keys.author_key());
             outln!("peer_id: {}", keys.peer_id());
             Ok(())
@@ -170,8 +175,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check(args)) => {
             let paths = paths::Paths::resolve(g)?;
             let config = paths.effective_config(g, &args)?;
-            out!("{}", toml::to_string_pretty(&config)?);
+            if g.json {
+                outln!("{}", serde_json::to_string_pretty(&config)?);
+            } else {
+                out!("{}", toml::to_string_pretty(&config)?);
+            }
             eprintln!("config OK ({})", paths.config_source());
+            Ok(())
+        }
+        Command::Manpage => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            out!("{}", String::from_utf8_lossy(&page));
             Ok(())
         }
         Command::Completions { shell } => {

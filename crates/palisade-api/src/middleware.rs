@@ -156,15 +156,45 @@ pub(crate) async fn track(req: Request, next: Next) -> Response {
     response
 }
 
+/// The request id header: taken from the client when it sends a sane one (to correlate its
+/// logs with ours), made up otherwise, and always sent back.
+const REQUEST_ID: &str = "x-request-id";
+
+/// The client's request id if it is 1 to 64 characters of `[A-Za-z0-9._-]`, else a new one.
+fn request_id(req: &Request) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let given = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| {
+        (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    });
+    match given {
+        Some(id) => id.to_string(),
+        None => format!("{:016x}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+    }
+}
+
 /// The outermost layer: counts every answer in `palisade_api_requests_total` by route, method
 /// and status, including those of the token check, the rate and concurrency limits and the
-/// fallbacks (route `unmatched` when no route matched).
+/// fallbacks (route `unmatched` when no route matched), and writes the access log (target
+/// `palisade_api::access`: successful reads at debug, everything else at info) with the
+/// request id it returns in `x-request-id`.
 pub(crate) async fn count(State(metrics): State<ApiMetrics>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
+    let id = request_id(&req);
     let start = Instant::now();
-    let response = next.run(req).await;
-    let route = response.extensions().get::<CountedRoute>().map_or("unmatched", |r| r.0.as_str());
-    observe(&metrics, route, &method, response.status(), start);
+    let mut response = next.run(req).await;
+    let status = response.status();
+    let route = response.extensions().get::<CountedRoute>().map_or("unmatched", |r| r.0.as_str()).to_string();
+    observe(&metrics, &route, &method, status, start);
+    let millis = start.elapsed().as_secs_f64() * 1000.0;
+    let quiet = (method == Method::GET || method == Method::HEAD) && status.as_u16() < 400;
+    if quiet {
+        tracing::debug!(target: "palisade_api::access", request_id = %id, %method, route, status = status.as_u16(), millis, "request");
+    } else {
+        tracing::info!(target: "palisade_api::access", request_id = %id, %method, route, status = status.as_u16(), millis, "request");
+    }
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
     response
 }
 

@@ -488,7 +488,7 @@ impl GuardConfig {
     /// comma-separated text.
     pub fn with_setting(&self, key_name: &str, value: &str) -> Result<GuardConfig, InvalidSetting> {
         let field = key_name.strip_prefix(KEY_PREFIX).unwrap_or(key_name);
-        let unknown = || InvalidSetting::new(key(field), value, "a key listed by `palisade limits get`");
+        let unknown = || InvalidSetting::new(key(field), value, "a key listed by `palisade limits show`");
         let mut obj = match serde_json::to_value(self) {
             Ok(serde_json::Value::Object(m)) => m,
             _ => return Err(unknown()),

@@ -201,3 +201,38 @@ fn logs_into_a_pipe_have_no_colour_codes() {
     sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
+
+/// Issue 20: a man page from the clap definition; `version`, `keys show` and `config check`
+/// honour `--json`; a negative limit value needs no `--`.
+#[test]
+fn manpage_json_outputs_and_negative_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = palisade(dir.path()).arg("manpage").output().unwrap();
+    assert!(page.status.success());
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(page.contains(".TH palisade 1") && page.contains("completions"), "{page}");
+
+    let v = palisade(dir.path()).args(["--json", "version"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert!(v["commit"].as_str().is_some_and(|c| !c.is_empty()) && v["target"].is_string(), "{v}");
+
+    assert!(palisade(dir.path()).arg("init").output().unwrap().status.success());
+    let keys = palisade(dir.path()).args(["--json", "keys", "show"]).output().unwrap();
+    let keys: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
+    assert_eq!(keys["author"].as_str().map(str::len), Some(64), "{keys}");
+    let cfg = palisade(dir.path()).args(["--json", "config", "check"]).output().unwrap();
+    let cfg: serde_json::Value = serde_json::from_slice(&cfg.stdout).unwrap();
+    assert!(cfg["limits"].is_object() && cfg["store"]["min_free_disk_bytes"].is_u64(), "{cfg}");
+    // `localhost` is a metrics host like any other.
+    let out = palisade(dir.path())
+        .args(["config", "check", "--metrics-listen", "localhost:9800"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A negative value reaches the node (no running node here: the error is "unreachable",
+    // exit 2, not a usage error, exit 64).
+    let out =
+        palisade(dir.path()).args(["limits", "set", "disconnect_score_points", "-150"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}

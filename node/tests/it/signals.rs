@@ -84,3 +84,23 @@ fn sighup_reloads_limits_filter_and_trust_and_refuses_a_bad_file() {
     assert_eq!(peer_messages_per_sec(&node), 222);
     node.stop();
 }
+
+/// Issue 20: the admin API's access log names the request id (also returned in
+/// `x-request-id`), method, route and status; refusals are logged at info.
+#[test]
+fn the_access_log_names_each_refused_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_run(dir.path(), &["--log-format", "json"]);
+    let lines = stderr_lines(&mut child);
+    wait_line(&lines, "palisade is running");
+    let node = LiveNode { child, dir };
+    let out = node.cli(&["records", "get", &"zz".repeat(32)]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = wait_line(&lines, "palisade_api::access");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["route"], "/v1/records/{id}", "{line}");
+    assert_eq!(v["status"], 400, "{line}");
+    assert_eq!(v["method"], "GET", "{line}");
+    assert!(v["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{line}");
+    node.stop();
+}

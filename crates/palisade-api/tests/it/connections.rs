@@ -247,3 +247,21 @@ async fn the_tcp_listener_answers_only_loopback_hosts_and_origins() {
     assert!(cross.starts_with("HTTP/1.1 403") && cross.contains("forbidden_origin"), "{cross}");
     node.stop().await;
 }
+
+/// Issue 20: every answer carries a request id: the client's when it sends a sane one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_a_request_id() {
+    init_tracing();
+    let node = ApiNode::start(46).await;
+    let mut s = connect(&node.socket()).await;
+    s.write_all(
+        b"GET /v1/nothing HTTP/1.1\r\nHost: x\r\nX-Request-Id: trace-42\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (answer, _) = read_all(&mut s, Duration::from_secs(10)).await;
+    assert!(answer.to_ascii_lowercase().contains("x-request-id: trace-42"), "{answer}");
+    let raw = node.api.request_raw(axum::http::Method::GET, "/v1/health", None).await.unwrap();
+    assert!(raw.headers.get("x-request-id").is_some_and(|v| v.len() == 16));
+    node.stop().await;
+}

@@ -483,6 +483,7 @@ impl EventLoop {
                     if let Some(addrs) = self.liveness.disconnected(&peer_id) {
                         self.redial_recycled(peer_id, addrs);
                     }
+                    debug!(peer = %peer_id, "peer disconnected");
                     self.emit(NetEvent::PeerDisconnected { peer: peer_id.to_string() });
                 } else if let Some(c) = self.connected.get_mut(&peer_id) {
                     c.connections = num_established as usize;
@@ -550,6 +551,7 @@ impl EventLoop {
             c.connections = established;
             return;
         }
+        debug!(%peer, %addr, direction, "peer connected");
         self.metrics.peers.get_or_create(&DirectionLabels { direction }).inc();
         self.connected.insert(
             peer,

@@ -63,6 +63,7 @@ impl EventLoop {
         let mut asked = 0;
         for p in targets {
             if self.sync.start_round(p, now) {
+                debug!(peer = %p, "sync round started");
                 asked += 1;
                 self.dispatch_sync(p);
             }
@@ -155,6 +156,7 @@ impl EventLoop {
                     return;
                 }
                 self.metrics.sync_records_received.inc_by(records.len() as u64);
+                debug!(%peer, %author, from_seq, records = records.len(), truncated, "sync records received");
                 let mut last_seq = None;
                 for bytes in records.into_inner() {
                     // The record must be the one we asked for: right author, seq in range.
@@ -184,7 +186,7 @@ impl EventLoop {
                     }
                 }
             }
-            (_, SyncResponse::Refused(Refusal::Busy)) => {}
+            (_, SyncResponse::Refused(Refusal::Busy)) => debug!(%peer, "sync request refused: busy"),
             (_, SyncResponse::Refused(r)) => debug!(%peer, ?r, "sync request refused"),
             _ => self.penalize(peer, PenaltyReason::SyncAbuse),
         }
@@ -193,6 +195,7 @@ impl EventLoop {
     /// A page of `peer`'s heads was compared with ours: ask for what we lack, then for the
     /// next page.
     pub(super) fn on_heads_compared(&mut self, c: HeadsCompared) {
+        debug!(peer = %c.peer, wants = c.wants.len(), more = c.next_after.is_some(), "sync heads compared");
         for (author, from_seq, to_seq, gap) in c.wants {
             self.sync.want_records(&c.peer, author, from_seq, to_seq, gap);
         }
