@@ -15,6 +15,7 @@
 //! | `store_corrupt`   | garbage written into the sled trees under a store      |
 //! | `guard_state`     | a sequence of guard operations (connect ... restart)   |
 //! | `admin_api`       | admin API requests: bodies, query strings, paths       |
+//! | `signing_history` | the signing-history file's bytes                       |
 
 pub mod admin_api;
 pub mod common;
@@ -22,5 +23,6 @@ pub mod config_parse;
 pub mod envelope_decode;
 pub mod guard_state;
 pub mod ingest_pipeline;
+pub mod signing_history;
 pub mod store_corrupt;
 pub mod sync_codec;

@@ -93,10 +93,24 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Offline maintenance of the record store (stop the node first).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Print the man page (roff), generated from this command line's definition.
     ///
     /// Example: palisade manpage > /usr/local/share/man/man1/palisade.1
     Manpage,
+}
+
+/// `store …`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Read every record back and check it: decoding, signature, its index, the feed heads,
+    /// the counters, and the own feed against the signing history. Exit 0 when sound, 1 when
+    /// a problem is found. The node must be stopped (the store is locked while it runs).
+    ///
+    /// Example: palisade --data-dir /var/lib/palisade store check
+    Check,
 }
 
 /// `peers …`.

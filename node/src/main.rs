@@ -35,12 +35,13 @@ mod metrics;
 mod paths;
 mod process_metrics;
 mod reload;
+mod store_check;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConfigCommand, KeysCommand};
+use crate::cli::{Cli, Command, ConfigCommand, KeysCommand, StoreCommand};
 
 /// Writes command output to stdout (see [`outln!`]).
 pub fn write_stdout(args: std::fmt::Arguments<'_>, newline: bool) {
@@ -182,6 +183,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             eprintln!("config OK ({})", paths.config_source());
             Ok(())
+        }
+        Command::Store(StoreCommand::Check) => {
+            let paths = paths::Paths::resolve(g)?;
+            let sound = store_check::run(&paths, g.json)?;
+            if sound {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("the store check found problems (listed above)"))
+            }
         }
         Command::Manpage => {
             use clap::CommandFactory;

@@ -204,6 +204,18 @@ impl ApiClient {
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ClientError> {
         let ct = body.as_ref().map(|_| "application/json");
+        self.request_raw_as(method, path, body, ct).await
+    }
+
+    /// [`request_raw`](Self::request_raw) with the body's `Content-Type` given (`None`: no
+    /// header), e.g. `application/x-ndjson` for an import.
+    pub async fn request_raw_as(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        ct: Option<&str>,
+    ) -> Result<RawResponse, ClientError> {
         let fut = async {
             let resp = self.send_with(method, path, Self::full(body.unwrap_or_default()), ct).await?;
             let status = resp.status().as_u16();

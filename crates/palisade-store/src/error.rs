@@ -12,6 +12,15 @@ pub enum StoreError {
         /// Database directory.
         path: PathBuf,
     },
+    /// The database's files cannot be read at open (a damaged `conf`, which sled calls "created
+    /// using a sled version earlier than 0.29", or corrupt data).
+    #[error("the database at {path} is damaged ({detail}). Restore the data directory from a backup, or move {path} away and start the node to re-sync the records from peers (keep node.key and signing-history: they stop the node from signing a seq twice)")]
+    Damaged {
+        /// Database directory.
+        path: PathBuf,
+        /// What sled said.
+        detail: String,
+    },
     /// An I/O or sled error.
     #[error(
         "storage error at {path}: {source}; check free disk space and permissions of the data directory"

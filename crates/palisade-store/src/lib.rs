@@ -22,6 +22,7 @@
 //! the read-check-write of equivocation detection and feed heads race-free.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+mod check;
 mod disk;
 mod error;
 mod keys;
@@ -41,6 +42,7 @@ use palisade_types::{
 };
 use sled::Tree;
 
+pub use check::{CheckReport, MAX_REPORTED_PROBLEMS};
 pub use disk::{
     free_bytes, DiskLevel, DiskWatermarks, DEFAULT_MIN_FREE_DISK_BYTES, DEFAULT_WARN_FREE_DISK_BYTES,
     DISK_SAMPLE_INTERVAL, MAX_RELEASE_MARGIN_BYTES,
@@ -373,8 +375,13 @@ impl Store {
     pub fn open(config: &StoreConfig) -> Result<Store> {
         let path = config.path.clone();
         let io = |source: sled::Error| {
-            if source.to_string().contains("could not acquire lock") {
+            let text = source.to_string();
+            if text.contains("could not acquire lock") {
                 StoreError::Locked { path: path.clone() }
+            } else if text.contains("earlier than 0.29") || matches!(source, sled::Error::Corruption { .. }) {
+                // sled's words for files it cannot read at open ("created using a sled version
+                // earlier than 0.29" for a garbage `conf`): damage, not an old version.
+                StoreError::Damaged { path: path.clone(), detail: text }
             } else {
                 StoreError::Io { path: path.clone(), source }
             }

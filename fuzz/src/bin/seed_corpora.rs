@@ -26,6 +26,7 @@ fn main() {
         ("store_corrupt", structured_seeds(2)),
         ("guard_state", structured_seeds(3)),
         ("admin_api", structured_seeds(4)),
+        ("signing_history", palisade_fuzz::signing_history::seeds()),
     ] {
         let dir = out.join(target);
         if let Err(e) = std::fs::create_dir_all(&dir) {

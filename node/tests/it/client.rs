@@ -528,3 +528,25 @@ fn output_into_a_closed_pipe_ends_quietly() {
     }
     node.stop();
 }
+
+/// Issue 15: `palisade store check` reads every record back; it refuses to run beside a live
+/// node (the store is locked) and says so.
+#[test]
+fn store_check_reads_everything_back_and_needs_the_node_stopped() {
+    let node = LiveNode::start(&[]);
+    for n in 0..3 {
+        let out = submit(node.data(), n);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let busy = node.cli(&["store", "check"]);
+    assert_eq!(code(&busy), Some(78), "{}", stderr(&busy));
+    assert!(stderr(&busy).contains("stop the node"), "{}", stderr(&busy));
+    let dir = node.stop_keeping_data();
+    let out = palisade(dir.path()).args(["--json", "store", "check"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["records"], 3, "{v}");
+    assert_eq!(v["problems"], 0, "{v}");
+    assert_eq!(v["own_feed"]["signed_seq"], 3, "{v}");
+    assert_eq!(v["own_feed"]["stored_seq"], 3, "{v}");
+}

@@ -1,5 +1,6 @@
 //! Integration tests of the store on real sled databases in temp directories.
 
+mod check;
 mod crash;
 mod disk;
 mod feeds;

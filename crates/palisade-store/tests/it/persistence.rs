@@ -183,7 +183,7 @@ fn schema_1_store_is_migrated_on_open() {
 
 /// sled releases its file lock from a background thread shortly after the last handle is
 /// dropped: retry while it is still held.
-fn raw_open(path: &std::path::Path) -> sled::Db {
+pub(crate) fn raw_open(path: &std::path::Path) -> sled::Db {
     for _ in 0..1000 {
         match sled::open(path) {
             Ok(db) => return db,
@@ -194,6 +194,6 @@ fn raw_open(path: &std::path::Path) -> sled::Db {
 }
 
 /// `Store::open` itself waits out the lock a just-dropped handle still holds.
-fn reopen(path: &std::path::Path) -> Store {
+pub(crate) fn reopen(path: &std::path::Path) -> Store {
     Store::open(&StoreConfig::new(path)).unwrap_or_else(|e| panic!("{e}"))
 }
