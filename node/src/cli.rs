@@ -31,6 +31,9 @@ pub struct GlobalArgs {
     /// Log format.
     #[arg(long, global = true, env = "PALISADE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Log to this file (rotated by size: log.max_file_bytes, log.max_files) instead of stderr.
+    #[arg(long, global = true, env = "PALISADE_LOG_FILE", value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     /// Admin socket for client commands. Default: admin.socket from the config, else
     /// <data-dir>/admin.sock.
     #[arg(long, global = true, env = "PALISADE_SOCKET", value_name = "PATH")]

@@ -257,11 +257,23 @@ pub struct LogSection {
     pub filter: String,
     /// `pretty` or `json`.
     pub format: LogFormat,
+    /// Write logs to this file instead of stderr (rotated by size). Flag: `--log-file`.
+    pub file: Option<PathBuf>,
+    /// Size at which the log file is rotated.
+    pub max_file_bytes: u64,
+    /// Rotated log files kept (`<file>.1` newest … `<file>.N` oldest).
+    pub max_files: u32,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { filter: "info".to_string(), format: LogFormat::Pretty }
+        LogSection {
+            filter: "info".to_string(),
+            format: LogFormat::Pretty,
+            file: None,
+            max_file_bytes: 64 * 1024 * 1024,
+            max_files: 5,
+        }
     }
 }
 
@@ -332,6 +344,8 @@ impl NodeConfig {
                 "host:port such as 127.0.0.1:9740, or \"off\"",
             ));
         }
+        InvalidSetting::check_range("log.max_file_bytes", self.log.max_file_bytes, 64 * 1024, 1 << 40)?;
+        InvalidSetting::check_range("log.max_files", self.log.max_files, 0, 1000)?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter).map_err(|e| {
             InvalidSetting::new(
                 "log.filter",
@@ -466,6 +480,11 @@ listen = "{metrics}"
 # RUST_LOG-style filter (RUST_LOG overrides it) and format: "pretty" or "json".
 filter = "info"
 format = "pretty"
+# Log to a file instead of stderr (flag: --log-file), rotated when it reaches max_file_bytes;
+# max_files older files are kept (<file>.1 newest ... <file>.N oldest).
+# file = "/var/log/palisade/palisade.log"
+max_file_bytes = 67108864
+max_files = 5
 "#,
         limits = commented_limits(),
         listen = q(&n.listen),

@@ -34,20 +34,35 @@ impl LogReload {
     }
 }
 
-/// Installs the global subscriber for `filter` (already checked). Logs go to stderr so stdout
-/// stays for command output. Returns the handle that reloads the filter (`None` if a
-/// subscriber was already installed, as in tests).
-pub fn init(filter: &str, format: LogFormat) -> Option<LogReload> {
+/// Installs the global subscriber for `log.filter` (already checked), to stderr or to the
+/// rotated `log.file`. Logs go to stderr so stdout stays for command output. Returns the
+/// handle that reloads the filter (`None` if a subscriber was already installed, as in tests).
+pub fn init(log: &crate::config::LogSection) -> Result<Option<LogReload>, ConfigError> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::prelude::*;
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(colours());
-    let installed = match format {
+    let (writer, ansi) = match &log.file {
+        Some(path) => {
+            let file = crate::log_file::RotatingFile::open(path, log.max_file_bytes, log.max_files).map_err(|e| {
+                ConfigError(format!(
+                    "configuration error: log.file = {:?} cannot be opened for appending ({e}); create its directory or choose another path",
+                    path.display().to_string()
+                ))
+            })?;
+            (BoxMakeWriter::new(std::sync::Arc::new(file)), false)
+        }
+        None => (BoxMakeWriter::new(std::io::stderr), colours()),
+    };
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
+    let installed = match log.format {
         LogFormat::Json => {
             tracing_subscriber::registry().with(filter).with(fmt.json().flatten_event(true)).try_init()
         }
         LogFormat::Pretty => tracing_subscriber::registry().with(filter).with(fmt).try_init(),
     };
-    installed.ok()?;
-    Some(LogReload(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))))
+    if installed.is_err() {
+        return Ok(None);
+    }
+    Ok(Some(LogReload(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())))))
 }

@@ -30,6 +30,7 @@ mod client;
 mod config;
 mod daemon;
 mod keys;
+mod log_file;
 mod logging;
 mod metrics;
 mod paths;
@@ -223,7 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let paths = paths::Paths::resolve(g)?;
             let config = paths.effective_config(g, &args)?;
-            let log = logging::init(&config.log.filter, config.log.format);
+            let log = logging::init(&config.log)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             // SIGHUP re-reads the same sources (file, environment, flags) the start did.
             let reread = {

@@ -110,6 +110,9 @@ impl Paths {
         if let Some(format) = g.log_format {
             config.log.format = format;
         }
+        if let Some(file) = &g.log_file {
+            config.log.file = Some(file.clone());
+        }
         if !args.listen.is_empty() {
             config.network.listen = args.listen.clone();
         }

@@ -104,6 +104,11 @@ fn restart_only_sections(current: &NodeConfig, new: &NodeConfig) -> Vec<&'static
     if current.log.format != new.log.format {
         out.push("log.format");
     }
+    if (&current.log.file, current.log.max_file_bytes, current.log.max_files)
+        != (&new.log.file, new.log.max_file_bytes, new.log.max_files)
+    {
+        out.push("log.file");
+    }
     out
 }
 

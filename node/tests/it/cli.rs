@@ -236,3 +236,32 @@ fn manpage_json_outputs_and_negative_values() {
         palisade(dir.path()).args(["limits", "set", "disconnect_score_points", "-150"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Issue 20: `--log-file` sends the logs to a file (rotated by size), not to stderr.
+#[test]
+fn log_file_receives_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("logs").join("palisade.log");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let child = palisade(dir.path())
+        .args(["run", "--listen", "/ip4/127.0.0.1/tcp/0", "--metrics-listen", "off", "--log-file"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&file).unwrap_or_default().contains("palisade is running") {
+        assert!(std::time::Instant::now() < deadline, "no 'palisade is running' in {}", file.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sigterm(&child);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("palisade is running"));
+    assert!(std::fs::read_to_string(&file).unwrap().contains("stopped cleanly"));
+    // A file that cannot be opened is a configuration error naming the key.
+    let bad = palisade(dir.path()).args(["run", "--log-file", "/nonexistent-dir/x.log"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(78), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("log.file"));
+}
