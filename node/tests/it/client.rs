@@ -550,3 +550,51 @@ fn store_check_reads_everything_back_and_needs_the_node_stopped() {
     assert_eq!(v["own_feed"]["signed_seq"], 3, "{v}");
     assert_eq!(v["own_feed"]["stored_seq"], 3, "{v}");
 }
+
+/// Issue 15, the documented backup and restore (docs/operations.md): an export plus the key
+/// and the signing history bring a node back in a new data directory; it refuses to sign
+/// until the import has brought its own feed back, then continues the feed at the next seq.
+#[test]
+fn restore_from_an_export_with_key_and_history_continues_the_feed() {
+    let node = LiveNode::start(&[]);
+    for n in 0..3 {
+        assert!(submit(node.data(), n).status.success());
+    }
+    let backup = tempfile::tempdir().unwrap();
+    let export = backup.path().join("records.ndjson");
+    node.ok(&["records", "export", "--output", export.to_str().unwrap()]);
+    for f in ["node.key", "signing-history"] {
+        std::fs::copy(node.data().join(f), backup.path().join(f)).unwrap();
+    }
+    node.stop();
+
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(restored.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    for f in ["node.key", "signing-history"] {
+        std::fs::copy(backup.path().join(f), restored.path().join(f)).unwrap();
+    }
+    let mut child = crate::spawn_run(restored.path(), &[]);
+    crate::wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
+    let node = LiveNode { child, dir: restored };
+    let refused = submit(node.data(), 10);
+    assert_eq!(code(&refused), Some(1));
+    assert!(stderr(&refused).contains("own_feed_behind"), "{}", stderr(&refused));
+    node.ok(&["records", "import", export.to_str().unwrap()]);
+    let next = node.json(
+        &["attest", "submit", "--subject", "pkg:cargo/demo@2.0.0", "--digest", &digest("cd")]
+            .into_iter()
+            .chain([
+                "--verdict",
+                "pass",
+                "--score",
+                "8.5",
+                "--scanner",
+                "trivy",
+                "--scanner-version",
+                "0.56.1",
+            ])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(next["seq"], 4, "{next}");
+    node.stop();
+}
