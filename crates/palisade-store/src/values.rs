@@ -136,7 +136,7 @@ pub struct AnomalyStatus {
     pub last_event_id: RecordId,
 }
 
-/// Result of [`Store::insert`].
+/// Result of [`Store::insert`](crate::Store::insert).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertOutcome {
     /// Stored for the first time.
