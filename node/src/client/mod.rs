@@ -116,6 +116,10 @@ impl Ctx {
             "listening: {}",
             if info.listen_addrs.is_empty() { "-".into() } else { info.listen_addrs.join(" ") }
         );
+        // What another node's `--bootstrap` or `peers dial` takes.
+        for addr in &info.listen_addrs {
+            outln!("dial:      {addr}/p2p/{}", info.peer_id);
+        }
         if !info.external_addrs.is_empty() {
             outln!("external:  {}", info.external_addrs.join(" "));
         }

@@ -122,6 +122,27 @@ impl Ctx {
         Ok(0)
     }
 
+    /// Submits an anomaly report and also prints its fingerprint: the handle `anomaly show`
+    /// and `anomaly update` take (the record id names only this one report).
+    async fn report(&self, statement: serde_json::Value) -> anyhow::Result<u8> {
+        let r = self.api.submit_json(&statement).await?;
+        let fingerprint = match self.api.record(&r.id.to_string()).await?.statement {
+            Statement::Anomaly(a) => a.fingerprint().to_string(),
+            _ => bail!("the node stored record {} as another kind than an anomaly", r.id),
+        };
+        if self.json {
+            let mut v = serde_json::to_value(&r)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("fingerprint".into(), json!(fingerprint));
+            }
+            print_json(&v)?;
+        } else {
+            outln!("anomaly {} stored (seq {}){}", r.id, r.seq, if r.gossiped { ", gossiped" } else { "" });
+            outln!("fingerprint {fingerprint} (palisade anomaly show {fingerprint})");
+        }
+        Ok(0)
+    }
+
     pub(super) async fn get(&self, id: &str) -> anyhow::Result<u8> {
         let r = self.api.record(id).await?;
         if self.json {
@@ -223,7 +244,7 @@ impl Ctx {
 
     pub(super) async fn anomaly(&self, c: AnomalyCommand) -> anyhow::Result<u8> {
         match c {
-            AnomalyCommand::Report(a) => self.submit(statement::anomaly(&a)?).await,
+            AnomalyCommand::Report(a) => self.report(statement::anomaly(&a)?).await,
             AnomalyCommand::Update { fingerprint, state, comment } => {
                 self.submit(json!({
                     "kind": "anomaly_update",

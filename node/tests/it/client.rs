@@ -82,6 +82,11 @@ fn status_peers_limits_and_ledger() {
 
     let table = node.ok(&["status"]);
     assert!(table.contains("peer id:") && table.contains("ready:     yes"), "{table}");
+    // Issue 20: a dialable address (with /p2p/) to hand to another node.
+    assert!(
+        table.lines().any(|l| l.starts_with("dial:") && l.contains("/tcp/") && l.contains("/p2p/12D3")),
+        "{table}"
+    );
     let status = node.json(&["status"]);
     for key in ["peer_id", "author", "listen_addrs", "records", "peers"] {
         assert!(status.get(key).is_some(), "status --json lacks {key}: {status}");
@@ -205,6 +210,8 @@ fn attestations_anomalies_and_records() {
     assert_eq!(out["kind"], "anomaly");
     let open = node.json(&["anomaly", "open"]);
     let fp = open["anomalies"][0]["fingerprint"].as_str().unwrap().to_string();
+    // Issue 20: the report names the fingerprint `anomaly show` takes.
+    assert_eq!(out["fingerprint"], fp.as_str(), "{out}");
     assert_eq!(open["anomalies"][0]["report"]["severity_number"], 17);
     assert!(node.ok(&["anomaly", "open"]).contains(&fp));
     node.ok(&["anomaly", "update", &fp, "--state", "acknowledged", "--comment", "on it"]);
