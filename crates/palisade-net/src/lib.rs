@@ -169,7 +169,11 @@ impl Network {
         for addr in cfg.listen_addrs() {
             transport::ensure_port_free(&addr).map_err(|e| NetError::Listen {
                 addr: addr.to_string(),
-                reason: format!("{e} (another process, perhaps another palisade node, listens there)"),
+                reason: if e.kind() == std::io::ErrorKind::AddrInUse {
+                    format!("{e} (another process, perhaps another palisade node, listens there)")
+                } else {
+                    e.to_string()
+                },
             })?;
             swarm
                 .listen_on(addr.clone())

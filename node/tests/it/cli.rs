@@ -165,6 +165,15 @@ fn a_second_node_on_a_p2p_port_in_use_exits_with_address_in_use() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&listen) && stderr.to_lowercase().contains("address already in use"), "{stderr}");
+    // An address this machine does not have fails at start too (it used to fail later, in the
+    // background), with the OS's reason and no word about another process.
+    let foreign = palisade(second_dir.path())
+        .args(["run", "--listen", "/ip4/192.0.2.1/tcp/7000", "--metrics-listen", "off"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&foreign.stderr);
+    assert_eq!(foreign.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("192.0.2.1") && !stderr.contains("another process"), "{stderr}");
     sigterm(&first);
     assert!(first.wait().unwrap().success());
 }
