@@ -222,6 +222,8 @@ fn attestations_anomalies_and_records() {
     let bad = node.cli(&["anomaly", "update", &fp, "--state", "acknowledged"]);
     assert_eq!(code(&bad), Some(1), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("HTTP 409"), "{}", stderr(&bad));
+    // Issue 20: the refusal lists what the anomaly can become.
+    assert!(stderr(&bad).contains("it can become: open, resolved, suppressed"), "{}", stderr(&bad));
 
     // Revoke, feed.
     node.ok(&["records", "revoke", &id, "--reason", "superseded"]);

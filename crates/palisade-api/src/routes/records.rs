@@ -109,11 +109,23 @@ fn precheck(store: &palisade_store::Store, me: &AuthorKey, st: &Statement) -> Re
                 ApiError::not_found(format!("`fingerprint`: no anomaly {} on this node", u.fingerprint))
             })?;
             if !status.state.can_become(u.state) {
+                let allowed: Vec<&str> = [
+                    palisade_types::AnomalyState::Open,
+                    palisade_types::AnomalyState::Acknowledged,
+                    palisade_types::AnomalyState::Resolved,
+                    palisade_types::AnomalyState::Suppressed,
+                ]
+                .into_iter()
+                .filter(|next| status.state.can_become(*next))
+                .map(|next| next.as_str())
+                .collect();
                 return Err(ApiError::conflict(format!(
-                    "`state`: anomaly {} is {}; it cannot become {}",
+                    "`state`: anomaly {} is {}; it cannot become {} (from {} it can become: {})",
                     u.fingerprint,
                     status.state.as_str(),
-                    u.state.as_str()
+                    u.state.as_str(),
+                    status.state.as_str(),
+                    allowed.join(", ")
                 )));
             }
             Ok(())
