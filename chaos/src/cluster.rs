@@ -13,10 +13,49 @@ use nix::unistd::Pid;
 
 use crate::scenario::NetworkMode;
 
-/// P2P port every node listens on (each node has its own IP, so one port serves all).
-pub const P2P_PORT: u16 = 7400;
-/// Metrics port.
-pub const METRICS_PORT: u16 = 9740;
+/// Default P2P port every node listens on (each node has its own IP, so one port serves all).
+pub const DEFAULT_P2P_PORT: u16 = 7400;
+/// Default metrics port.
+pub const DEFAULT_METRICS_PORT: u16 = 9740;
+/// Default last byte of node 0's loopback address (node i is 127.0.0.(base + i)).
+pub const DEFAULT_BASE_HOST: u8 = 10;
+
+/// Where the cluster's nodes listen: `run --p2p-port`, `--metrics-port`, `--base-host`
+/// (set once, before the run; the defaults otherwise).
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// P2P port of every node.
+    pub p2p: u16,
+    /// Metrics port of every node.
+    pub metrics: u16,
+    /// Node i listens on 127.0.0.(base_host + i) in loopback mode.
+    pub base_host: u8,
+}
+
+static PORTS: std::sync::OnceLock<Ports> = std::sync::OnceLock::new();
+
+/// Sets the cluster's addresses for this process (the first call wins).
+pub fn set_ports(p: Ports) {
+    let _ = PORTS.set(p);
+}
+
+fn ports() -> Ports {
+    *PORTS.get_or_init(|| Ports {
+        p2p: DEFAULT_P2P_PORT,
+        metrics: DEFAULT_METRICS_PORT,
+        base_host: DEFAULT_BASE_HOST,
+    })
+}
+
+/// The P2P port of every node.
+pub fn p2p_port() -> u16 {
+    ports().p2p
+}
+
+/// The metrics port of every node.
+pub fn metrics_port() -> u16 {
+    ports().metrics
+}
 
 /// One node process.
 #[derive(Debug)]
@@ -52,12 +91,12 @@ impl Node {
 
     /// `/ip4/<ip>/tcp/7400/p2p/<peer id>`.
     pub fn multiaddr(&self) -> String {
-        format!("/ip4/{}/tcp/{P2P_PORT}/p2p/{}", self.ip, self.peer_id)
+        format!("/ip4/{}/tcp/{}/p2p/{}", self.ip, p2p_port(), self.peer_id)
     }
 
     /// Its Prometheus endpoint (`http://<this>/metrics`).
     pub fn metrics_addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::new(std::net::IpAddr::V4(self.ip), METRICS_PORT)
+        std::net::SocketAddr::new(std::net::IpAddr::V4(self.ip), metrics_port())
     }
 
     /// The process id while running.
@@ -102,9 +141,9 @@ pub struct Cluster {
     mode: NetworkMode,
 }
 
-/// Node IPs: 127.0.0.(10+i) on loopback.
+/// Node IPs: 127.0.0.(base + i) on loopback (base 10 unless `--base-host`).
 pub fn loopback_ip(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 0, 10 + i as u8)
+    Ipv4Addr::new(127, 0, 0, ports().base_host.saturating_add(i as u8))
 }
 
 impl Cluster {
@@ -174,8 +213,8 @@ impl Cluster {
             network.insert(
                 "listen".into(),
                 toml::Value::Array(vec![
-                    format!("/ip4/{}/tcp/{P2P_PORT}", node.ip).into(),
-                    format!("/ip4/{}/udp/{P2P_PORT}/quic-v1", node.ip).into(),
+                    format!("/ip4/{}/tcp/{}", node.ip, p2p_port()).into(),
+                    format!("/ip4/{}/udp/{}/quic-v1", node.ip, p2p_port()).into(),
                 ]),
             );
             network.insert(
@@ -186,7 +225,7 @@ impl Cluster {
             config.insert("network".into(), network.into());
             config.insert("limits".into(), limits.clone().into());
             let mut metrics = toml::Table::new();
-            metrics.insert("listen".into(), format!("{}:{METRICS_PORT}", node.ip).into());
+            metrics.insert("listen".into(), format!("{}:{}", node.ip, metrics_port()).into());
             config.insert("metrics".into(), metrics.into());
             let mut log = toml::Table::new();
             log.insert("format".into(), "json".into());

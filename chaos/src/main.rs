@@ -65,6 +65,15 @@ enum Cmd {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// P2P port of every node (each node has its own loopback IP).
+        #[arg(long, default_value_t = cluster::DEFAULT_P2P_PORT)]
+        p2p_port: u16,
+        /// Metrics port of every node.
+        #[arg(long, default_value_t = cluster::DEFAULT_METRICS_PORT)]
+        metrics_port: u16,
+        /// Node i listens on 127.0.0.(BASE + i) in loopback mode.
+        #[arg(long, default_value_t = cluster::DEFAULT_BASE_HOST, value_name = "BASE")]
+        base_host: u8,
     },
 }
 
@@ -93,7 +102,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Cmd::Run { scenario, seed, out, binary, quiet } => {
+        Cmd::Run { scenario, seed, out, binary, quiet, p2p_port, metrics_port, base_host } => {
+            cluster::set_ports(cluster::Ports { p2p: p2p_port, metrics: metrics_port, base_host });
             let s = match Scenario::load(&scenario) {
                 Ok(s) => s,
                 Err(e) => {

@@ -103,9 +103,9 @@ pub async fn run(scenario: Scenario, opts: RunOptions) -> anyhow::Result<Report>
     for (k, l) in scenario.links.iter().enumerate() {
         let listen = std::net::SocketAddr::new(
             std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 100 + k as u8)),
-            crate::cluster::P2P_PORT,
+            crate::cluster::p2p_port(),
         );
-        let upstream = std::net::SocketAddr::new(std::net::IpAddr::V4(ips[l.to]), crate::cluster::P2P_PORT);
+        let upstream = std::net::SocketAddr::new(std::net::IpAddr::V4(ips[l.to]), crate::cluster::p2p_port());
         let state = crate::proxy::LinkState {
             latency_ms: l.latency_ms,
             jitter_ms: l.jitter_ms,
