@@ -27,6 +27,26 @@ fn verdict_str(v: Verdict) -> &'static str {
     }
 }
 
+/// Bytes of the digest algorithms whose size is fixed. A query for a truncated digest
+/// (`sha256:9f86`) can only ever answer "not satisfied", which reads like a verdict: refuse it.
+const DIGEST_BYTES: &[(&str, usize)] =
+    &[("sha1", 20), ("sha256", 32), ("sha384", 48), ("sha512", 64), ("blake3", 32)];
+
+fn check_digest_length(d: &Digest) -> Result<(), ApiError> {
+    let algorithm = d.algorithm.as_str();
+    match DIGEST_BYTES.iter().find(|(a, _)| a.eq_ignore_ascii_case(algorithm)) {
+        Some((_, want)) if d.value.len() != *want => Err(ApiError::invalid_field(
+            "digest",
+            format!(
+                "a {algorithm} digest is {want} bytes ({} hex characters); this one is {}",
+                want * 2,
+                d.value.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Resolves the policy: a named one from config, optionally overridden by the query.
 fn resolve_policy(s: &AppState, p: &VerdictParams) -> Result<Option<PolicyView>, ApiError> {
     let configured = s.inner.trust.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -102,6 +122,7 @@ pub(crate) async fn verdict(
     QueryParams(p): QueryParams<VerdictParams>,
 ) -> Result<Json<VerdictView>, ApiError> {
     let subject: Digest = parse_field("digest", &digest)?;
+    check_digest_length(&subject)?;
     let policy = resolve_policy(&s, &p)?;
     let now = palisade_net::now_ms();
     let subj = subject.clone();

@@ -159,7 +159,8 @@ async fn bad_ids_cursors_and_limits_name_the_parameter() {
     let stranger = libp2p::PeerId::random();
     expect(&node, Method::POST, &format!("/v1/peers/{stranger}/disconnect"), Some("{}"), 404, "not_found")
         .await;
-    expect(&node, Method::GET, "/v1/subjects/sha256:00/verdict?policy=x", None, 404, "not_found").await;
+    expect(&node, Method::GET, &format!("/v1/subjects/{}/verdict?policy=x", sha(0)), None, 404, "not_found")
+        .await;
     expect(&node, Method::GET, "/v1/subjects/nodigest/verdict", None, 400, "invalid_field").await;
     // Limits: a bad value, an unknown key, a restart-only key.
     let m = expect(
@@ -227,6 +228,9 @@ async fn media_types_duplicate_keys_id_case_and_self_bans_are_refused() {
     // Uppercase hex is not the id.
     let upper = "AB".repeat(32);
     expect(&node, Method::GET, &format!("/v1/records/{upper}"), None, 400, "invalid_field").await;
+    // A truncated digest is refused rather than answered "not satisfied".
+    let m = expect(&node, Method::GET, "/v1/subjects/sha256:9f86/verdict", None, 400, "invalid_field").await;
+    assert!(m.contains("32 bytes"), "{m}");
     // The node's own peer id cannot be banned.
     let me = node.handle.peer_id().to_string();
     let m = expect(
