@@ -172,6 +172,12 @@ impl DiskState {
                  free space is back above store.min_free_disk_bytes plus an eighth (at most 64 MiB); \
                  reads go on. Free disk space or move the data directory to a larger disk"
             ),
+            _ if was == DiskLevel::FloodStage => info!(
+                free_bytes = free,
+                level = ?now,
+                path = %self.path.display(),
+                "disk flood stage over: new records are taken again"
+            ),
             DiskLevel::Warning => warn!(
                 free_bytes = free,
                 warn_free_disk_bytes = self.marks.warn_free_bytes,
@@ -182,9 +188,6 @@ impl DiskState {
             DiskLevel::Ok => {
                 info!(free_bytes = free, path = %self.path.display(), "disk space is fine again")
             }
-        }
-        if was == DiskLevel::FloodStage {
-            info!(free_bytes = free, "disk flood stage over: new records are taken again");
         }
     }
 

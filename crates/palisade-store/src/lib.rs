@@ -293,6 +293,19 @@ impl Store {
         self.disk_level() == DiskLevel::FloodStage
     }
 
+    /// `Err(StoreError::DiskLow)` below the flood stage: the one refusal every writer of new
+    /// records (the store's own insert, an import deciding before it reads its body) gives.
+    pub fn check_disk_room(&self) -> Result<()> {
+        if !self.disk_low() {
+            return Ok(());
+        }
+        Err(StoreError::DiskLow {
+            path: self.inner.path.clone(),
+            free_bytes: self.disk_free_bytes().unwrap_or(0),
+            min_free_bytes: self.inner.disk.marks().min_free_bytes,
+        })
+    }
+
     /// Free bytes of the store's filesystem at the last sample.
     pub fn disk_free_bytes(&self) -> Option<u64> {
         self.inner.disk.free_bytes()

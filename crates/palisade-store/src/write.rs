@@ -34,9 +34,7 @@ impl Store {
     /// thread writes whatever it has queued this way: one batch costs about as much as a
     /// single insert plus the per-record key writes.
     pub fn insert_many(&self, items: &[(&VerifiedRecord, StoredMeta)]) -> Result<Vec<InsertOutcome>> {
-        if self.disk_low() {
-            return Err(self.disk_low_error());
-        }
+        self.check_disk_room()?;
         let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut ov = Overlay::default();
         let mut batch = sled::Batch::default();
@@ -61,14 +59,6 @@ impl Store {
         }
         cache.extend(ov.heads);
         Ok(outcomes)
-    }
-
-    fn disk_low_error(&self) -> StoreError {
-        StoreError::DiskLow {
-            path: self.inner.path.clone(),
-            free_bytes: self.disk_free_bytes().unwrap_or(0),
-            min_free_bytes: self.inner.disk.marks().min_free_bytes,
-        }
     }
 
     /// Checks one record against stored and staged state and adds its writes to `batch`.

@@ -31,13 +31,10 @@ pub(crate) fn wait_for_line(child: &mut Child, marker: &str, timeout: Duration) 
     read_until_line(child.stderr.take().expect("stderr piped"), marker, timeout)
 }
 
-/// Reads `stderr` until a line contains `marker`, then keeps draining it in the background.
-pub(crate) fn read_until_line(
-    stderr: std::process::ChildStderr,
-    marker: &str,
-    timeout: Duration,
-) -> Vec<String> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+/// The lines of a child's `stderr`, read on a thread (bounded channel: a reader that stops
+/// reading stops the thread, never the child's output).
+pub(crate) fn lines_of(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(4096);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -45,6 +42,16 @@ pub(crate) fn read_until_line(
             }
         }
     });
+    rx
+}
+
+/// Reads `stderr` until a line contains `marker`, then keeps draining it in the background.
+pub(crate) fn read_until_line(
+    stderr: std::process::ChildStderr,
+    marker: &str,
+    timeout: Duration,
+) -> Vec<String> {
+    let rx = lines_of(stderr);
     let deadline = Instant::now() + timeout;
     let mut lines = Vec::new();
     loop {

@@ -2,7 +2,6 @@
 //! logs what changed, and refuses a bad file without changing anything; it never kills the
 //! daemon (it used to, with no log line).
 
-use std::io::{BufRead, BufReader};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -13,16 +12,7 @@ use crate::{send_signal, spawn_run};
 
 /// Collects the node's stderr lines in the background.
 fn stderr_lines(child: &mut std::process::Child) -> Receiver<String> {
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::sync_channel(4096);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
+    crate::lines_of(child.stderr.take().unwrap())
 }
 
 fn wait_line(rx: &Receiver<String>, marker: &str) -> String {

@@ -253,10 +253,8 @@ pub(crate) async fn import(
     crate::extract::check_content_type(&headers, &["application/x-ndjson", "application/jsonl"])?;
     crate::extract::check_declared_length(&headers, max_total, "admin.max_import_bytes")?;
     let pause = s.limits().body_timeout;
-    if s.store().disk_low() {
-        // Refused before reading a byte: nothing of it could be stored.
-        return Err(ApiError::from(disk_low_error(s.store())));
-    }
+    // Refused before reading a byte when nothing of it could be stored.
+    s.store().check_disk_room()?;
     let mut stream = body.into_data_stream();
     let mut imp = Importer { report: ImportReport::default(), line_no: 0, batch: Vec::new(), batch_bytes: 0 };
     let mut current: Vec<u8> = Vec::new();
@@ -349,13 +347,4 @@ pub(crate) async fn import(
 
 async fn flush_store(s: &AppState) -> Result<(), ApiError> {
     s.store().flush_async().await.map_err(ApiError::from)
-}
-
-/// The store's flood-stage error, for a refusal decided before the store is asked.
-pub(crate) fn disk_low_error(store: &palisade_store::Store) -> palisade_store::StoreError {
-    palisade_store::StoreError::DiskLow {
-        path: store.path().to_path_buf(),
-        free_bytes: store.disk_free_bytes().unwrap_or(0),
-        min_free_bytes: store.disk_watermarks().min_free_bytes,
-    }
 }
