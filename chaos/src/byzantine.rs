@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::core::muxing::StreamMuxerExt;
 use libp2p::core::transport::{DialOpts, PortUse};
-use libp2p::core::upgrade::Version;
 use libp2p::core::Endpoint;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{gossipsub, noise, request_response, tcp, yamux, Multiaddr, PeerId, Swarm, Transport};
+use libp2p::{gossipsub, request_response, Multiaddr, PeerId, Swarm, Transport};
 use palisade_net::sync::{SyncCodec, SyncRequest, PROTOCOL as SYNC_PROTOCOL};
 use palisade_net::topics::TopicKind;
 use palisade_types::fixtures;
@@ -137,26 +136,45 @@ fn keypair(seed: u64, n: u64) -> libp2p::identity::Keypair {
         .unwrap_or_else(|_| libp2p::identity::Keypair::generate_ed25519())
 }
 
-fn base_transport(
-    key: &libp2p::identity::Keypair,
-) -> libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)> {
-    let noise = noise::Config::new(key).unwrap_or_else(|_| unreachable_noise());
-    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-        .upgrade(Version::V1Lazy)
-        .authenticate(noise)
-        .multiplex(yamux::Config::default())
-        .timeout(Duration::from_secs(10))
-        .boxed()
+/// The loopback address an attacker dials from: its own, as a real attacker's would be, in a
+/// /24 of its own (per attacker and target, from the plan's seed). From 127.0.0.1, the
+/// kernel's source for every loopback connection of the honest nodes too, an attacker would
+/// spend the per-IP and per-subnet connection budgets the honest nodes need to reconnect
+/// after a fault, and a banned attacker's IP ban would cut every honest node off: a test of
+/// the harness, not of the node.
+pub(crate) fn attacker_source_ip(seed: u64) -> std::net::Ipv4Addr {
+    let attacker = (seed >> 24) & 0xff;
+    let target = (seed >> 16) & 0xff;
+    let identity = seed & 0xffff;
+    std::net::Ipv4Addr::new(127, 100 + (attacker % 100) as u8, target as u8, 1 + (identity % 250) as u8)
 }
 
-fn unreachable_noise() -> noise::Config {
-    // noise::Config::new only fails for non-ed25519 keys; ours are ed25519.
-    noise::Config::new(&libp2p::identity::Keypair::generate_ed25519())
-        .unwrap_or_else(|_| std::process::abort())
+fn base_transport(
+    key: &libp2p::identity::Keypair,
+    plan: &AttackPlan,
+) -> libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)> {
+    match crate::bench::baseline::transport(key, Some(attacker_source_ip(plan.seed))) {
+        Ok(t) => t,
+        // Only a key noise cannot use fails here; ours are ed25519.
+        Err(_) => crate::bench::baseline::transport(&libp2p::identity::Keypair::generate_ed25519(), None)
+            .unwrap_or_else(|_| std::process::abort()),
+    }
 }
 
 fn swarm_config() -> libp2p::swarm::Config {
     libp2p::swarm::Config::with_tokio_executor().with_idle_connection_timeout(Duration::from_secs(30))
+}
+
+/// A raw TCP connection from `source` (when the target is on loopback).
+async fn connect_from(
+    source: std::net::Ipv4Addr,
+    target: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if target.ip().is_loopback() {
+        socket.bind(std::net::SocketAddr::new(source.into(), 0))?;
+    }
+    socket.connect(target).await
 }
 
 /// Interval between actions for a rate (at least 1 µs).
@@ -197,7 +215,8 @@ async fn gossip_attack(plan: &AttackPlan) -> AttackReport {
     for t in TopicKind::ALL {
         let _ = behaviour.subscribe(&t.topic());
     }
-    let mut swarm = Swarm::new(base_transport(&key), behaviour, key.public().to_peer_id(), swarm_config());
+    let mut swarm =
+        Swarm::new(base_transport(&key, plan), behaviour, key.public().to_peer_id(), swarm_config());
     if swarm.dial(plan.addr.clone()).is_err() {
         return report;
     }
@@ -325,7 +344,7 @@ async fn connection_flood(plan: &AttackPlan) -> AttackReport {
         if (ids.len() as u64) < MAX_NAMED_FLOOD_IDS {
             ids.insert(key.public().to_peer_id().to_string());
         }
-        let mut transport = base_transport(&key);
+        let mut transport = base_transport(&key, plan);
         let dial =
             transport.dial(plan.addr.clone(), DialOpts { role: Endpoint::Dialer, port_use: PortUse::New });
         let outcome = match dial {
@@ -368,7 +387,7 @@ async fn stream_flood(plan: &AttackPlan) -> AttackReport {
         AttackReport { peer_ids: vec![key.public().to_peer_id().to_string()], ..AttackReport::default() };
     let deadline = Instant::now() + plan.duration;
     let started = Instant::now();
-    let mut transport = base_transport(&key);
+    let mut transport = base_transport(&key, plan);
     let Ok(dial) =
         transport.dial(plan.addr.clone(), DialOpts { role: Endpoint::Dialer, port_use: PortUse::New })
     else {
@@ -422,7 +441,12 @@ async fn slowloris(plan: &AttackPlan) -> AttackReport {
     while Instant::now() < deadline {
         tick.tick().await;
         if held.len() < plan.count {
-            match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(sock)).await {
+            match tokio::time::timeout(
+                Duration::from_secs(2),
+                connect_from(attacker_source_ip(plan.seed), sock),
+            )
+            .await
+            {
                 Ok(Ok(s)) => {
                     report.connections_established += 1;
                     held.push((s, Instant::now()));
@@ -482,7 +506,8 @@ async fn sync_abuse(plan: &AttackPlan) -> AttackReport {
         [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
         request_response::Config::default().with_max_concurrent_streams(10_000),
     );
-    let mut swarm = Swarm::new(base_transport(&key), behaviour, key.public().to_peer_id(), swarm_config());
+    let mut swarm =
+        Swarm::new(base_transport(&key, plan), behaviour, key.public().to_peer_id(), swarm_config());
     if swarm.dial(plan.addr.clone()).is_err() {
         return report;
     }

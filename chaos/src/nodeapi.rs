@@ -19,6 +19,8 @@ pub struct NodeApi {
 
 /// Most pages read when listing record ids (1000 per page): bounds one convergence poll.
 const MAX_ID_PAGES: usize = 1000;
+/// Pages of 1000 ledger entries a post-mortem dump reads at most.
+const MAX_DUMP_LEDGER_PAGES: usize = 8;
 /// Most feed heads written to a post-mortem dump (Sybil attackers make many authors).
 const MAX_DUMP_FEEDS: usize = 20_000;
 
@@ -71,7 +73,8 @@ impl NodeApi {
         }
     }
 
-    /// What the node says of itself, its peers and (up to `MAX_DUMP_FEEDS`) its feed heads,
+    /// What the node says of itself, its peers, bans, guard counters and ledger, and (up to
+    /// `MAX_DUMP_FEEDS`) its feed heads,
     /// for post-mortems of a failed check.
     pub async fn state_dump(&self) -> serde_json::Value {
         let node = self.client.node().await.map(|n| serde_json::json!(n));
@@ -94,6 +97,26 @@ impl NodeApi {
                 }
             }
         }
+        // The guard's ledger (a ring of at most `limits.ledger_capacity_entries`): which
+        // connections and peers it refused or punished, and why.
+        let mut ledger = Vec::new();
+        let mut after = None;
+        for _ in 0..MAX_DUMP_LEDGER_PAGES {
+            match self.client.ledger(&LedgerParams { cursor: after, limit: Some(1000) }).await {
+                Ok(page) => {
+                    ledger.extend(page.entries.into_iter().map(|e| serde_json::json!(e)));
+                    match page.next_cursor {
+                        Some(c) => after = Some(c),
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    ledger.push(serde_json::json!({ "error": e.to_string() }));
+                    break;
+                }
+            }
+        }
+        let counters = self.client.counters().await.map(|c| serde_json::json!(c));
         let or_error = |r: Result<serde_json::Value, palisade_api::ClientError>| {
             r.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
         };
@@ -101,6 +124,8 @@ impl NodeApi {
             "node": or_error(node),
             "peers": or_error(peers),
             "bans": or_error(bans),
+            "counters": or_error(counters),
+            "ledger": ledger,
             "feeds": feeds,
         })
     }

@@ -74,7 +74,9 @@ impl Transport for BoundTcp {
         let source = self.source;
         Ok(async move {
             let socket = tokio::net::TcpSocket::new_v4()?;
-            if let Some(ip) = source {
+            // Only a loopback target can be reached from a loopback source (a node in a
+            // network namespace is dialled from the kernel's choice).
+            if let Some(ip) = source.filter(|_| target.ip().is_loopback()) {
                 socket.bind(SocketAddr::new(ip.into(), 0))?;
             }
             let stream = socket.connect(target).await?;

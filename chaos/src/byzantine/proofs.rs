@@ -118,13 +118,6 @@ struct Link {
     task: tokio::task::JoinHandle<LinkStats>,
 }
 
-/// The loopback address an attacker dials from: its own, as a real attacker's would be. From
-/// the honest nodes' 127.0.0.1 (the kernel's source for loopback destinations), three banned
-/// attackers would get 127.0.0.1 banned by the IP rule, and with it every honest node.
-fn source_ip(seed: u64) -> std::net::Ipv4Addr {
-    std::net::Ipv4Addr::new(127, 0, 0, 200 + (seed % 50) as u8)
-}
-
 fn gossip_swarm(
     key: &libp2p::identity::Keypair,
     source: std::net::Ipv4Addr,
@@ -207,7 +200,7 @@ pub(super) async fn proof_amplification(plan: &AttackPlan) -> AttackReport {
     let deadline = started + plan.duration;
     let mut links = Vec::new();
     for (addr, peer) in &plan.nodes {
-        let Some(swarm) = gossip_swarm(&key, source_ip(plan.seed)) else { return report };
+        let Some(swarm) = gossip_swarm(&key, super::attacker_source_ip(plan.seed)) else { return report };
         let (tx, rx) = mpsc::channel(LINK_QUEUE);
         let ready = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(drive_link(swarm, addr.clone(), *peer, rx, ready.clone(), started));

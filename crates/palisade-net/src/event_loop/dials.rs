@@ -2,13 +2,15 @@
 //! for the outcome, so an unreachable address is an error the admin sees (it used to be
 //! "dialling" and then nothing, not even a log line). Bounded: beyond
 //! [`MAX_PENDING_ADMIN_DIALS`] dials wait at once; beyond, a dial is refused with what to do.
+//! Also the re-dialling of bootstrap peers: exponential backoff with jitter.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use libp2p::swarm::{dial_opts::DialOpts, ConnectionId, DialError};
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::EventLoop;
 use crate::NetError;
@@ -74,5 +76,128 @@ impl EventLoop {
         } else {
             tracing::debug!(?peer, %error, "outgoing connection failed");
         }
+    }
+}
+
+/// First retry delay for an unreachable bootstrap peer.
+pub(super) const BOOTSTRAP_RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest retry delay for an unreachable bootstrap peer.
+pub(super) const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// `d` spread over ±25 %: two nodes that lost each other at the same moment would otherwise
+/// re-dial each other at the same moments forever (and two simultaneous dials between the same
+/// pair can both fail).
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.75..1.25))
+}
+
+pub(super) struct BootstrapPeer {
+    pub(super) peer: PeerId,
+    pub(super) addr: Multiaddr,
+    pub(super) next_dial: tokio::time::Instant,
+    pub(super) backoff: Duration,
+}
+
+impl EventLoop {
+    pub(super) fn redial_bootstrap(&mut self) {
+        let now = tokio::time::Instant::now();
+        for b in &mut self.bootstrap {
+            let waiting = self.connected.contains_key(&b.peer) || self.guard.is_banned_peer(&b.peer);
+            if b.dial_due(now, waiting) {
+                debug!(peer = %b.peer, addr = %b.addr, "re-dialling bootstrap peer");
+                let _ = self.swarm.dial(b.addr.clone());
+            }
+        }
+    }
+}
+
+impl BootstrapPeer {
+    /// Whether to dial now; `waiting` is true while a dial makes no sense (connected, or
+    /// banned by us, so our own guard would refuse it). While waiting the delay stays at its
+    /// shortest, so a dropped connection or a lifted ban is retried within a second rather
+    /// than after a backoff that grew while no dial could succeed.
+    pub(super) fn dial_due(&mut self, now: tokio::time::Instant, waiting: bool) -> bool {
+        if waiting {
+            self.backoff = BOOTSTRAP_RETRY_MIN;
+            self.next_dial = now + BOOTSTRAP_RETRY_MIN;
+            return false;
+        }
+        if now < self.next_dial {
+            return false;
+        }
+        self.next_dial = now + jittered(self.backoff);
+        self.backoff = (self.backoff * 2).min(BOOTSTRAP_RETRY_MAX);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> BootstrapPeer {
+        let now = tokio::time::Instant::now();
+        BootstrapPeer {
+            peer: PeerId::random(),
+            addr: "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
+            next_dial: now,
+            backoff: BOOTSTRAP_RETRY_MIN,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter() {
+        let mut b = peer();
+        let mut now = b.next_dial;
+        let mut delays = Vec::new();
+        for _ in 0..10 {
+            assert!(b.dial_due(now, false));
+            let delay = b.next_dial - now;
+            delays.push(delay);
+            assert!(!b.dial_due(now + delay / 2, false), "dialled again before the delay");
+            now = b.next_dial;
+        }
+        assert!(
+            delays[0] >= BOOTSTRAP_RETRY_MIN.mul_f64(0.75) && delays[0] <= BOOTSTRAP_RETRY_MIN.mul_f64(1.25)
+        );
+        let last = *delays.last().unwrap();
+        assert!(
+            last >= BOOTSTRAP_RETRY_MAX.mul_f64(0.75) && last <= BOOTSTRAP_RETRY_MAX.mul_f64(1.25),
+            "{last:?}"
+        );
+    }
+
+    #[test]
+    fn a_lifted_ban_is_redialled_within_the_shortest_delay() {
+        let mut b = peer();
+        let mut now = b.next_dial;
+        // Unreachable for a while: the delay grows.
+        for _ in 0..6 {
+            b.dial_due(now, false);
+            now = b.next_dial;
+        }
+        assert!(b.backoff >= Duration::from_secs(32));
+        // Then banned by us for a minute (the soak's partitions): no dials, no growth.
+        for s in 0..60 {
+            assert!(!b.dial_due(now + Duration::from_secs(s), true));
+        }
+        now += Duration::from_secs(60);
+        // The ban is lifted: dialled at the next heartbeat after the shortest delay.
+        assert!(b.dial_due(now + BOOTSTRAP_RETRY_MIN, false));
+    }
+
+    #[test]
+    fn two_peers_that_lost_each_other_together_drift_apart() {
+        let (mut a, mut b) = (peer(), peer());
+        b.next_dial = a.next_dial;
+        let mut now = a.next_dial;
+        for _ in 0..6 {
+            a.dial_due(now, false);
+            b.dial_due(now, false);
+            now = a.next_dial.max(b.next_dial);
+        }
+        // Same backoff, independent jitter: the next dials differ (equal only with
+        // probability ~0 on a continuous draw).
+        assert_ne!(a.next_dial, b.next_dial);
     }
 }

@@ -34,6 +34,7 @@ use crate::sync::client::SyncClient;
 use crate::sync::SyncResponse;
 use crate::topics::TopicKind;
 use crate::{now_ms, NetConfig};
+use dials::{BootstrapPeer, BOOTSTRAP_RETRY_MIN};
 
 /// Handles up to [`SOURCE_BUDGET`] items already waiting on the channel `$rx`, each with
 /// `$handle`, without waiting; evaluates to whether it handled any. Each source of the loop is
@@ -109,18 +110,6 @@ pub(crate) struct EventLoop {
     /// Blocking helpers (sync serving, heads comparison) that hold store handles; waited for at
     /// shutdown.
     tasks: tokio_util::task::TaskTracker,
-}
-
-/// First retry delay for an unreachable bootstrap peer.
-const BOOTSTRAP_RETRY_MIN: Duration = Duration::from_secs(1);
-/// Longest retry delay for an unreachable bootstrap peer.
-const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(60);
-
-struct BootstrapPeer {
-    peer: PeerId,
-    addr: Multiaddr,
-    next_dial: tokio::time::Instant,
-    backoff: Duration,
 }
 
 pub(crate) struct EventLoopParts {
@@ -367,24 +356,6 @@ impl EventLoop {
             if crate::gossip::graylist_penalty_due(gossip_score, score) {
                 self.penalize(peer, PenaltyReason::ProtocolViolation);
             }
-        }
-    }
-
-    fn redial_bootstrap(&mut self) {
-        let now = tokio::time::Instant::now();
-        for b in &mut self.bootstrap {
-            if self.connected.contains_key(&b.peer) {
-                b.backoff = BOOTSTRAP_RETRY_MIN;
-                b.next_dial = now + BOOTSTRAP_RETRY_MIN;
-                continue;
-            }
-            if now < b.next_dial {
-                continue;
-            }
-            debug!(peer = %b.peer, addr = %b.addr, "re-dialling bootstrap peer");
-            let _ = self.swarm.dial(b.addr.clone());
-            b.next_dial = now + b.backoff;
-            b.backoff = (b.backoff * 2).min(BOOTSTRAP_RETRY_MAX);
         }
     }
 
