@@ -116,7 +116,8 @@ impl From<NetError> for ApiError {
                 "record_too_large",
                 format!("the signed record would be {len} bytes; the maximum is {max}; shorten text fields or list fewer findings"),
             ),
-            NetError::Dial { .. } => ApiError::new(StatusCode::BAD_REQUEST, "dial_failed", e.to_string()),
+            // The request was right; the peer behind it did not answer (a gateway's 502).
+            NetError::Dial { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "dial_failed", e.to_string()),
             NetError::Store(s) => ApiError::from(s),
             NetError::OwnFeedBehind { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "own_feed_behind", e.to_string())

@@ -118,7 +118,30 @@ pub(crate) fn parse_json_value(bytes: &[u8]) -> Result<Value, ApiError> {
             format!("the key `{key}` appears twice in one object; send each key once"),
         ));
     }
+    let mut value = value;
+    integral_floats_as_integers(&mut value);
     Ok(value)
+}
+
+/// `1.0` is the integer 1 in JSON (and in JSON Schema's `integer`); serde wants `1`. Numbers
+/// with no fractional part that fit an `i64` or `u64` become integers, so a client that writes
+/// `"score": 850.0` gets the same answer as one that writes `850`.
+fn integral_floats_as_integers(v: &mut Value) {
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                // The casts are exact: `f` is integral and checked to be in range.
+                if f >= 0.0 && f < u64::MAX as f64 {
+                    *v = Value::from(f as u64);
+                } else if f < 0.0 && f >= i64::MIN as f64 {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 /// Deserialises `value` as `T`, naming the field path in errors, and refuses fields `T` does
@@ -245,6 +268,15 @@ where
     value.parse::<T>().map_err(|e| ApiError::invalid_field(field, e))
 }
 
+/// Parses a digest as records carry them: `<algorithm>:<lowercase hex>`, an algorithm of
+/// `[A-Za-z0-9_-]`, the exact size for fixed-size algorithms (a truncated `sha256:9f86` can
+/// only ever match nothing, which reads like an answer: refuse it).
+pub(crate) fn parse_digest(field: &'static str, value: &str) -> Result<palisade_types::Digest, ApiError> {
+    let d: palisade_types::Digest = parse_field(field, value)?;
+    d.check(field).map_err(|e| ApiError::invalid_field(field, e.to_string()))?;
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +297,17 @@ mod tests {
         assert_eq!(join_path("", "subject.name"), "subject.name");
         assert_eq!(join_path("x", "[0]"), "x[0]");
         assert_eq!(join_path("x", "y"), "x.y");
+    }
+
+    #[test]
+    fn integral_floats_are_integers_and_others_stay() {
+        let v = parse_json_value(br#"{"a": 850.0, "b": -2.0, "c": 1.5, "d": [3.0], "e": 1e30}"#).unwrap();
+        assert_eq!(v["a"], serde_json::json!(850));
+        assert!(v["a"].is_u64());
+        assert_eq!(v["b"], serde_json::json!(-2));
+        assert_eq!(v["c"], serde_json::json!(1.5));
+        assert!(v["d"][0].is_u64());
+        // Beyond u64: left a float (and refused by an integer field).
+        assert!(v["e"].is_f64());
     }
 }

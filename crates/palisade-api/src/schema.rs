@@ -67,7 +67,7 @@ pub(crate) enum FindingSeveritySchema {
 }
 
 /// Findings per severity.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = FindingCounts)]
 pub(crate) struct FindingCountsSchema {
@@ -102,8 +102,9 @@ pub(crate) struct AttestationSchema {
     /// Hundredths of 0.0–10.0 (0–1000).
     #[schema(maximum = 1000)]
     score: u16,
+    /// Counts per severity, at least the listed findings of each (default all 0).
     #[serde(default)]
-    finding_counts: Option<FindingCountsSchema>,
+    finding_counts: FindingCountsSchema,
     /// At most 64.
     #[serde(default)]
     findings: Vec<FindingSchema>,

@@ -64,6 +64,9 @@ impl Cursor {
         if s.len() > 512 {
             return Err(StoreError::BadCursor("too long"));
         }
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(StoreError::BadCursor("not lowercase hex"));
+        }
         let bytes = hex::decode(s).map_err(|_| StoreError::BadCursor("not hex"))?;
         if bytes.is_empty() {
             return Err(StoreError::BadCursor("empty"));

@@ -160,17 +160,33 @@ impl Digest {
         format!("{}:{}", self.algorithm, hex::encode(self.value.as_slice()))
     }
 
+    /// Algorithms whose digests have a fixed size, with the sizes in bytes they may have.
+    /// Git object ids are SHA-1 or SHA-256 depending on the repository format.
+    pub const FIXED_SIZES: &'static [(&'static str, &'static [usize])] = &[
+        ("sha1", &[20]),
+        ("sha256", &[32]),
+        ("sha384", &[48]),
+        ("sha512", &[64]),
+        ("sha3-256", &[32]),
+        ("sha3-512", &[64]),
+        ("blake3", &[32]),
+        ("gitCommit", &[20, 32]),
+        ("gitTree", &[20, 32]),
+        ("gitBlob", &[20, 32]),
+    ];
+
+    /// The characters an algorithm name may have, as a regular-expression class.
+    pub const ALGORITHM_CHARS: &'static str = "[A-Za-z0-9_-]";
+
     /// The digest length that algorithm names with a fixed length must have.
     pub fn expected_len(algorithm: &str) -> Option<&'static [usize]> {
-        match algorithm {
-            "sha256" | "blake3" | "sha3-256" => Some(&[32]),
-            "sha384" => Some(&[48]),
-            "sha512" | "sha3-512" => Some(&[64]),
-            "sha1" => Some(&[20]),
-            // Git object ids are SHA-1 or SHA-256 depending on the repository format.
-            "gitCommit" | "gitTree" | "gitBlob" => Some(&[20, 32]),
-            _ => None,
-        }
+        Self::FIXED_SIZES.iter().find(|(a, _)| *a == algorithm).map(|(_, sizes)| *sizes)
+    }
+
+    /// The rules a digest in a record must follow (algorithm name characters, a value, the
+    /// size of fixed-size algorithms); `field` names it in the error.
+    pub fn check(&self, field: &'static str) -> Result<(), crate::ValidationError> {
+        crate::validate::digest(field, self)
     }
 }
 
@@ -199,6 +215,10 @@ impl std::str::FromStr for Digest {
                 hexval.len(),
                 MAX_DIGEST_VALUE_BYTES * 2
             ));
+        }
+        // Lowercase only: the text form is canonical (it is what every answer prints).
+        if hexval.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err("digest value must be lowercase hex".to_string());
         }
         let raw = hex::decode(hexval).map_err(|e| format!("digest value is not hex: {e}"))?;
         let value = BoundedBytes::new(raw).map_err(|e| format!("digest value: {e} bytes"))?;
@@ -595,6 +615,10 @@ pub enum AnomalyState {
 }
 
 impl AnomalyState {
+    /// Every state.
+    pub const ALL: [AnomalyState; 4] =
+        [AnomalyState::Open, AnomalyState::Acknowledged, AnomalyState::Resolved, AnomalyState::Suppressed];
+
     /// Whether the state machine allows `self → next`.
     pub fn can_become(self, next: AnomalyState) -> bool {
         use AnomalyState::*;

@@ -198,7 +198,7 @@ fn identifier(field: &'static str, s: &str) -> Result {
     Ok(())
 }
 
-fn digest(field: &'static str, d: &Digest) -> Result {
+pub(crate) fn digest(field: &'static str, d: &Digest) -> Result {
     let alg_ok = !d.algorithm.is_empty()
         && d.algorithm.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !alg_ok {

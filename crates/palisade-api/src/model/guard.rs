@@ -64,7 +64,8 @@ pub struct LedgerParams {
 pub struct LedgerPage {
     /// Entries, oldest first.
     pub entries: Vec<LedgerEntryView>,
-    /// Pass as `cursor` for newer entries (the last `seq` returned, or the one given).
+    /// Pass as `cursor` for the next page (the last `seq` returned); `null` once this page
+    /// reached the newest entry (to follow, keep the last `seq` and ask again).
     pub next_cursor: Option<u64>,
 }
 

@@ -5,6 +5,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::routes;
 
+mod exact;
+
 struct BearerOnTcp;
 
 impl Modify for BearerOnTcp {
@@ -77,7 +79,10 @@ fn openapi_json() {}
 /// The document as pretty JSON with a trailing newline (the form checked in at
 /// `docs/admin-api.openapi.json`).
 pub fn document_json() -> String {
-    let mut s = ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut doc = serde_json::to_value(ApiDoc::openapi())
+        .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}));
+    exact::apply(&mut doc);
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
 }

@@ -27,7 +27,8 @@ pub(crate) async fn ledger(
     let limit = page_limit(p.limit)?;
     let entries: Vec<LedgerEntryView> =
         s.handle().guard().ledger(p.cursor, limit).into_iter().map(LedgerEntryView::from).collect();
-    let next_cursor = entries.last().map(|e| e.seq).or(p.cursor);
+    // `null` once the end is reached (a follower keeps its own cursor and asks again).
+    let next_cursor = if entries.len() == limit { entries.last().map(|e| e.seq) } else { None };
     Ok(Json(LedgerPage { entries, next_cursor }))
 }
 

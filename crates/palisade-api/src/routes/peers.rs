@@ -19,6 +19,8 @@ use crate::server::AppState;
 
 /// Longest manual ban: ten years.
 pub(crate) const MAX_BAN_SECS: u64 = 10 * 365 * 24 * 3600;
+/// Longest ban reason, in characters.
+pub(crate) const MAX_BAN_REASON_CHARS: usize = 256;
 
 /// Connected peers.
 ///
@@ -67,12 +69,19 @@ pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<PeerList>, Ap
 /// (unreachable, refused, wrong peer id, handshake timeout).
 #[utoipa::path(post, path = "/v1/peers/dial", tag = "peers", request_body = DialRequest,
     responses((status = 200, description = "Connected", body = DialResponse),
-              (status = 400, description = "Bad address, or the dial failed (the message says why)", body = ErrorBody)))]
+              (status = 400, description = "Not a multiaddr", body = ErrorBody),
+              (status = 502, description = "The dial failed: unreachable, refused, another peer id, handshake failed (the message says why)", body = ErrorBody)))]
 pub(crate) async fn dial(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<DialRequest>,
 ) -> Result<Json<DialResponse>, ApiError> {
-    let addr: Multiaddr = parse_field("addr", req.addr.trim())?;
+    let addr: Multiaddr = parse_field("addr", &req.addr)?;
+    if addr.is_empty() {
+        return Err(ApiError::invalid_field(
+            "addr",
+            "is empty; give a multiaddr such as /ip4/10.0.0.5/tcp/7400/p2p/12D3KooW…",
+        ));
+    }
     let peer = s.handle().dial(addr.clone()).await?;
     Ok(Json(DialResponse { addr: addr.to_string(), peer_id: peer.to_string() }))
 }
@@ -107,7 +116,6 @@ pub(crate) async fn bans(State(s): State<AppState>) -> Json<BanList> {
 
 /// `peer:<id>`, `ip:<addr>`, or a bare peer id or IP address.
 pub(crate) fn parse_target(field: &str, text: &str) -> Result<BanTarget, ApiError> {
-    let text = text.trim();
     if let Ok(t) = text.parse::<BanTarget>() {
         return Ok(t);
     }
@@ -158,7 +166,7 @@ pub(crate) async fn ban(
         Duration::from_secs(secs)
     };
     let reason = req.reason.unwrap_or_else(|| "admin".to_string());
-    if reason.chars().count() > 256 {
+    if reason.chars().count() > MAX_BAN_REASON_CHARS {
         return Err(ApiError::invalid_field("reason", "is longer than 256 characters"));
     }
     let g = guard.clone();

@@ -6,10 +6,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use palisade_store::{Cursor, Query};
-use palisade_types::{AnomalyState, AuthorKey, Digest, Fingerprint, RecordId, RecordKind, Statement};
+use palisade_types::{AnomalyState, AuthorKey, Fingerprint, RecordId, RecordKind, Statement};
 
 use crate::error::ApiError;
-use crate::extract::{from_value_strict, page_limit, parse_field, parse_json_value, read_body, QueryParams};
+use crate::extract::{
+    from_value_strict, page_limit, parse_digest, parse_field, parse_json_value, read_body, QueryParams,
+};
 use crate::model::{
     EquivocationPage, EquivocationView, ErrorBody, FeedList, FeedSummary, FeedView, PageParams, RecordFilter,
     RecordPage, RecordView, SubmitResponse,
@@ -157,7 +159,7 @@ pub(crate) fn build_query(f: &RecordFilter, limit: usize) -> Result<Query, ApiEr
     let mut q = Query { limit, ..Query::default() };
     q.kind = f.kind.as_deref().map(|k| parse_field::<RecordKind>("kind", k)).transpose()?;
     q.author = f.author.as_deref().map(|a| parse_field::<AuthorKey>("author", a)).transpose()?;
-    q.subject = f.subject.as_deref().map(|d| parse_field::<Digest>("subject", d)).transpose()?;
+    q.subject = f.subject.as_deref().map(|d| parse_digest("subject", d)).transpose()?;
     q.fingerprint =
         f.fingerprint.as_deref().map(|x| parse_field::<Fingerprint>("fingerprint", x)).transpose()?;
     if let Some(src) = &f.source {
@@ -288,12 +290,17 @@ pub(crate) async fn equivocations(
             let bad =
                 || ApiError::invalid_field("cursor", "pass the `next_cursor` of the previous page unchanged");
             let (a, seq) = c.split_once(':').ok_or_else(bad)?;
-            Some((a.parse::<AuthorKey>().map_err(|_| bad())?, seq.parse::<u64>().map_err(|_| bad())?))
+            let seq_hex = seq.len() == 16 && seq.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            let seq = u64::from_str_radix(seq, 16).ok().filter(|_| seq_hex).ok_or_else(bad)?;
+            Some((a.parse::<AuthorKey>().map_err(|_| bad())?, seq))
         }
     };
     let proofs = s.blocking(move |store| Ok(store.equivocations(after, limit)?)).await?;
-    let next_cursor =
-        if proofs.len() == limit { proofs.last().map(|p| format!("{}:{}", p.author, p.seq)) } else { None };
+    let next_cursor = if proofs.len() == limit {
+        proofs.last().map(|p| format!("{}:{:016x}", p.author, p.seq))
+    } else {
+        None
+    };
     Ok(Json(EquivocationPage {
         equivocations: proofs
             .into_iter()
