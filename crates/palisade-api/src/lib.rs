@@ -42,5 +42,6 @@ mod strict_json;
 pub use client::{ApiClient, ByteStream, EventStream, RawResponse, SseItem, Transport, DEFAULT_TIMEOUT};
 pub use config::{ApiConfig, ApiLimits, TrustPolicy};
 pub use error::{ApiError, ClientError, ServeError};
+pub use middleware::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_URI_BYTES};
 pub use openapi::{document_json, ApiDoc};
 pub use server::{ApiServer, ReadinessProbe, READINESS_SAMPLE, ROUTES, SHUTDOWN_GRACE};

@@ -27,8 +27,8 @@ use crate::error::{ApiError, ServeError};
 use crate::listen::{bind_unix, write_token, ConnLimits};
 use crate::metrics::ApiMetrics;
 use crate::middleware::{
-    count, loopback_only, method_not_allowed, not_found, rate_limit, request_timeout, require_bearer, track,
-    PanicHandler,
+    count, loopback_only, method_not_allowed, not_found, rate_limit, request_size, request_timeout,
+    require_bearer, track, PanicHandler,
 };
 use crate::routes;
 
@@ -186,8 +186,12 @@ impl ApiServer {
             max_connections: state.limits().max_connections,
             header_timeout: state.limits().header_timeout,
         };
-        // Outermost: every answer is counted, whichever layer gave it.
-        let counted = |app: Router| app.layer(middleware::from_fn_with_state(metrics.clone(), count));
+        // Outermost: every answer is counted, whichever layer gave it; next, oversized
+        // targets and headers are refused before anything else looks at them.
+        let counted = |app: Router| {
+            app.layer(middleware::from_fn(request_size))
+                .layer(middleware::from_fn_with_state(metrics.clone(), count))
+        };
         let mut tasks = Vec::new();
         {
             // Keep `palisade_node_ready` and `palisade_connected_peers` current for alerts.

@@ -318,6 +318,8 @@ fn add_layer_responses(doc: &mut Value) {
             };
             add("401", "TCP listener only: missing or wrong `Authorization: Bearer <token>`");
             add("403", "TCP listener only: a Host or Origin that is not a loopback name");
+            add("414", "The request target is longer than 8 KiB");
+            add("431", "More than 64 header fields or 16 KiB of headers");
             add("500", "An internal error (logged with the request id)");
             add(
                 "503",

@@ -248,3 +248,38 @@ async fn media_types_duplicate_keys_id_case_and_self_bans_are_refused() {
     assert_eq!(node.api.node().await.unwrap().records.total, 0);
     node.stop().await;
 }
+
+/// Issue 17: an oversized request target or header set gets the documented error body (414,
+/// 431), counted like every answer, not hyper's empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_targets_and_headers_get_the_error_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    init_tracing();
+    let node = ApiNode::start(13).await;
+    let long_query = "x".repeat(palisade_api::MAX_URI_BYTES);
+    let many_headers: String = (0..palisade_api::MAX_HEADERS).map(|i| format!("X-Pad-{i}: 1\r\n")).collect();
+    let big_header = format!("X-Big: {}\r\n", "y".repeat(palisade_api::MAX_HEADER_BYTES));
+    for (target, extra, status, code) in [
+        (format!("/v1/node?{long_query}"), String::new(), "414", "uri_too_long"),
+        ("/v1/node".to_string(), many_headers, "431", "headers_too_large"),
+        ("/v1/node".to_string(), big_header, "431", "headers_too_large"),
+    ] {
+        let mut s = tokio::net::UnixStream::connect(node.socket()).await.unwrap();
+        let req = format!("GET {target} HTTP/1.1\r\nHost: palisade\r\n{extra}Connection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with(&format!("HTTP/1.1 {status}")), "{code}: {}", &out[..out.len().min(300)]);
+        assert!(out.contains(&format!("\"code\":\"{code}\"")), "{code}: {out}");
+    }
+    // Just under the limits is answered normally.
+    let fits = format!("/v1/node?{}", "x".repeat(palisade_api::MAX_URI_BYTES - "/v1/node?".len()));
+    let mut s = tokio::net::UnixStream::connect(node.socket()).await.unwrap();
+    s.write_all(format!("GET {fits} HTTP/1.1\r\nHost: palisade\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(!out.starts_with("HTTP/1.1 414"), "{}", &out[..out.len().min(300)]);
+    node.stop().await;
+}
