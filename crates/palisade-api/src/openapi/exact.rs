@@ -21,7 +21,7 @@ pub(crate) const EQUIVOCATION_CURSOR: &str = "^[0-9a-f]{64}:[0-9a-f]{16}$";
 
 /// `<algorithm>:<hex>` as the handlers check it (see `palisade_types::Digest`): the
 /// algorithms with a fixed size must have it; others are 1 to 32 characters of
-/// `[A-Za-z0-9._+-]` and 1 to 64 bytes.
+/// `[A-Za-z0-9_-]` and 1 to 64 bytes.
 pub(crate) fn digest_pattern() -> String {
     let mut fixed = Vec::new();
     let mut names = Vec::new();
