@@ -54,10 +54,14 @@ const BAN_TARGET: &str = "^(?:peer:|ip:)?[0-9A-Za-z.:]{2,64}$";
 /// A multiaddr: `/`-separated protocol components.
 const MULTIADDR: &str = "^(?:/[0-9A-Za-z._~%:+=-]+)+$";
 
+/// A string that matches `pattern`.
+fn text(pattern: &str) -> Value {
+    json!({"type": "string", "pattern": pattern})
+}
+
 /// The schema of a query or path parameter, by name (and, where one name means two things,
 /// by the path it is on).
 fn parameter_schema(path: &str, name: &str) -> Option<Value> {
-    let text = |pattern: &str| json!({"type": "string", "pattern": pattern});
     Some(match (path, name) {
         (_, "id" | "author" | "fingerprint") => text(HEX64),
         ("/v1/feeds" | "/v1/anomalies", "cursor") => text(HEX64),
@@ -106,7 +110,6 @@ const LABEL_KEY: &str = "^[A-Za-z_][A-Za-z0-9_.]*$";
 
 /// The schema of a request or response property, by `(schema, property)`.
 fn property_schema(schema: &str, property: &str) -> Option<Value> {
-    let text = |pattern: &str| json!({"type": "string", "pattern": pattern});
     Some(match (schema, property) {
         ("DialRequest", "addr") => {
             json!({"type": "string", "format": "multiaddr", "pattern": MULTIADDR, "maxLength": 1024})
@@ -309,7 +312,7 @@ fn add_layer_responses(doc: &mut Value) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
     for (path, ops) in paths.iter_mut() {
         let exempt_from_rate = matches!(path.as_str(), "/v1/health" | "/v1/ready");
-        for (method, op) in ops.as_object_mut().into_iter().flatten() {
+        for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
             let has_body = op.get("requestBody").is_some();
             let has_params = op.get("parameters").and_then(Value::as_array).is_some_and(|p| !p.is_empty());
             let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
@@ -336,7 +339,6 @@ fn add_layer_responses(doc: &mut Value) {
             } else if has_params {
                 add("400", "An invalid parameter (the message names it)");
             }
-            let _ = method;
             op["security"] = json!([{"bearer_tcp": []}]);
         }
     }
