@@ -100,7 +100,8 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Offline maintenance of the record store (stop the node first).
+    /// The record store: `usage` asks the running node; `check` is offline maintenance (stop
+    /// the node first).
     #[command(subcommand)]
     Store(StoreCommand),
     /// Print the man page (roff), generated from this command line's definition.
@@ -118,6 +119,12 @@ pub enum StoreCommand {
     ///
     /// Example: palisade --data-dir /var/lib/palisade store check
     Check,
+    /// The store quota (store.max_bytes) of the running node: bytes used, size on disk, what
+    /// was evicted (records of authors no trust policy or store.retain_authors names, oldest
+    /// received first) and what was refused.
+    ///
+    /// Example: palisade store usage
+    Usage,
 }
 
 /// `peers …`.

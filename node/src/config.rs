@@ -52,7 +52,16 @@ pub struct StoreSection {
     /// How long a shutdown may take before the process exits anyway (exit code 75), for a
     /// store whose disk hangs.
     pub shutdown_timeout_secs: u64,
+    /// The store quota in logical bytes of records (keys and values they write). Above it the
+    /// oldest records of authors no trust policy or `retain_authors` names are evicted.
+    pub max_bytes: u64,
+    /// Authors whose records are never evicted, besides the node's own and those named by
+    /// `[admin.trust]` policies (64 hex characters each). Reloaded on SIGHUP.
+    pub retain_authors: Vec<palisade_types::AuthorKey>,
 }
+
+/// Most authors in `store.retain_authors`.
+pub const MAX_RETAIN_AUTHORS: usize = 4096;
 
 /// Default [`StoreSection::shutdown_timeout_secs`].
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
@@ -64,6 +73,8 @@ impl Default for StoreSection {
             min_free_disk_bytes: palisade_store::DEFAULT_MIN_FREE_DISK_BYTES,
             warn_free_disk_bytes: palisade_store::DEFAULT_WARN_FREE_DISK_BYTES,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+            max_bytes: palisade_store::DEFAULT_MAX_STORE_BYTES,
+            retain_authors: Vec::new(),
         }
     }
 }
@@ -75,6 +86,19 @@ impl StoreSection {
             min_free_bytes: self.min_free_disk_bytes,
             warn_free_bytes: self.warn_free_disk_bytes,
         }
+    }
+
+    /// The authors the store quota never evicts, besides the node's own: those of every
+    /// trust policy and `retain_authors`.
+    pub fn protected_authors(
+        &self,
+        trust: &BTreeMap<String, TrustPolicy>,
+    ) -> std::collections::HashSet<palisade_types::AuthorKey> {
+        trust
+            .values()
+            .flat_map(|p| p.authors.iter().copied())
+            .chain(self.retain_authors.iter().copied())
+            .collect()
     }
 
     fn validate(&self) -> Result<(), InvalidSetting> {
@@ -92,7 +116,14 @@ impl StoreSection {
             self.min_free_disk_bytes,
             1 << 44,
         )?;
-        InvalidSetting::check_range("store.shutdown_timeout_secs", self.shutdown_timeout_secs, 1, 3600)
+        InvalidSetting::check_range("store.shutdown_timeout_secs", self.shutdown_timeout_secs, 1, 3600)?;
+        InvalidSetting::check_range(
+            "store.max_bytes",
+            self.max_bytes,
+            palisade_store::MIN_MAX_STORE_BYTES,
+            1 << 50,
+        )?;
+        InvalidSetting::check_range("store.retain_authors", self.retain_authors.len(), 0, MAX_RETAIN_AUTHORS)
     }
 }
 
@@ -436,6 +467,13 @@ min_free_disk_bytes = {minfree}
 warn_free_disk_bytes = {warnfree}
 # A shutdown that takes longer than this ends the process anyway (exit code 75).
 shutdown_timeout_secs = {shutdown}
+# The store quota, in logical bytes of records (what `palisade store usage` shows; sled's
+# files take more). Above it the node evicts the oldest records of authors that no trust
+# policy and no retain_authors entry names; its own records, protected authors' records,
+# equivocation proofs and open anomalies are never evicted.
+max_bytes = {maxbytes}
+# Authors whose records are never evicted, besides those of [admin.trust] (reloaded on SIGHUP).
+# retain_authors = ["<64 hex characters>"]
 
 [admin]
 # Unix socket of the admin API, mode 0600 (default: <data-dir>/admin.sock).
@@ -511,6 +549,7 @@ max_files = 5
         minfree = palisade_store::DEFAULT_MIN_FREE_DISK_BYTES,
         warnfree = palisade_store::DEFAULT_WARN_FREE_DISK_BYTES,
         shutdown = DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+        maxbytes = palisade_store::DEFAULT_MAX_STORE_BYTES,
         abody = a.max_body_bytes,
         aimport = a.max_import_bytes,
         atimeout = a.request_timeout_secs,

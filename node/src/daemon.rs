@@ -42,8 +42,10 @@ pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload) -> anyhow
         path: paths.db_dir(),
         cache_capacity_bytes: config.store.cache_capacity_bytes,
         watermarks: config.store.watermarks(),
+        max_bytes: config.store.max_bytes,
     })
     .with_context(|| "opening the record store")?;
+    store.set_protected_authors(config.store.protected_authors(&config.admin.trust));
     let keys = node_keys(&paths, &store)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -108,7 +110,7 @@ pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload) -> anyhow
         tokio::select! {
             stop = signals.wait() => match stop {
                 Signal::Stop => break None,
-                Signal::Reload => crate::reload::apply(&mut config, &reload, &guard, &api),
+                Signal::Reload => crate::reload::apply(&mut config, &reload, &guard, &api, &store),
             },
             failure = store_failure(&store) => break Some(failure),
         }

@@ -220,7 +220,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Records(_)
         | Command::Limits(_)
         | Command::Ledger(_)
-        | Command::Watch(_) => anyhow::bail!("client commands are dispatched before this point"),
+        | Command::Watch(_)
+        | Command::Store(StoreCommand::Usage) => {
+            anyhow::bail!("client commands are dispatched before this point")
+        }
         Command::Run(args) => {
             let paths = paths::Paths::resolve(g)?;
             let config = paths.effective_config(g, &args)?;

@@ -1,18 +1,20 @@
 //! SIGHUP: read the configuration again (same file, environment and flags as the start) and
 //! apply what can change while running: the log filter, `[limits]` (except the connection
-//! caps libp2p fixes at start) and the trust policies. Every change is logged with its old
+//! caps libp2p fixes at start), the trust policies and `store.retain_authors` (the authors
+//! the store quota never evicts). Every change is logged with its old
 //! and new value; a file that does not validate changes nothing; keys that need a restart are
 //! named in a warning.
 
 use palisade_api::ApiServer;
 use palisade_guard::{Guard, GuardConfig, RESTART_ONLY_KEYS};
+use palisade_store::Store;
 use tracing::{info, warn};
 
 use crate::config::NodeConfig;
 use crate::daemon::Reload;
 
 /// Applies a re-read configuration to the running node; `current` follows what is in force.
-pub fn apply(current: &mut NodeConfig, reload: &Reload, guard: &Guard, api: &ApiServer) {
+pub fn apply(current: &mut NodeConfig, reload: &Reload, guard: &Guard, api: &ApiServer, store: &Store) {
     let new = match (reload.reread)() {
         Ok(c) => c,
         Err(e) => {
@@ -54,6 +56,16 @@ pub fn apply(current: &mut NodeConfig, reload: &Reload, guard: &Guard, api: &Api
             Err(e) => warn!(error = %e, "SIGHUP: the trust policies were not changed"),
         }
     }
+    if new.store.retain_authors != current.store.retain_authors
+        || changed.iter().any(|c| c.starts_with("admin.trust"))
+    {
+        let protected = new.store.protected_authors(&current.admin.trust);
+        if new.store.retain_authors != current.store.retain_authors {
+            changed.push(format!("store.retain_authors: {} authors", new.store.retain_authors.len()));
+            current.store.retain_authors = new.store.retain_authors.clone();
+        }
+        store.set_protected_authors(protected);
+    }
     for section in restart_only_sections(current, &new) {
         warn!(
             section,
@@ -90,7 +102,9 @@ fn restart_only_sections(current: &NodeConfig, new: &NodeConfig) -> Vec<&'static
     if current.network != new.network {
         out.push("network");
     }
-    if current.store != new.store {
+    let mut store = new.store.clone();
+    store.retain_authors = current.store.retain_authors.clone();
+    if current.store != store {
         out.push("store");
     }
     let mut admin = new.admin.clone();

@@ -51,10 +51,29 @@ pub struct ApiMetrics {
     pub disk_free_bytes: Gauge,
     /// 0 fine, 1 below the warning level, 2 flood stage (new records refused).
     pub disk_level: Gauge,
+    /// Logical bytes of the stored records (the store quota's count).
+    pub store_used_bytes: Gauge,
+    /// The store quota, `store.max_bytes`.
+    pub store_quota_bytes: Gauge,
+    /// Records the quota evicted, by tier (`untrusted`: authors no trust policy or
+    /// `store.retain_authors` names; no other tier is ever evicted).
+    pub store_evicted: Family<TierLabels, Counter>,
+    /// Bytes the quota evicted.
+    pub store_evicted_bytes: Counter,
+    /// Serialises [`observe_store_usage`](Self::observe_store_usage) (read, then add the
+    /// difference: two samplers at once would add it twice).
+    store_usage_sampling: std::sync::Arc<std::sync::Mutex<()>>,
     /// Open connections per listener (`unix`, `tcp`).
     pub connections: Family<ListenerLabels, Gauge>,
     /// Connections refused (503 and closed) because the listener had `admin.max_connections` open.
     pub connections_refused: Family<ListenerLabels, Counter>,
+}
+
+/// Labels of the store quota's eviction counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TierLabels {
+    /// The retention tier evicted from.
+    pub tier: &'static str,
 }
 
 /// Labels of the per-listener metrics.
@@ -69,7 +88,9 @@ impl ApiMetrics {
     /// `palisade_api_request_duration_seconds`, `palisade_api_sse_subscribers`,
     /// `palisade_api_rate_limited_total`, `palisade_api_panics_total`, `palisade_node_ready`,
     /// `palisade_connected_peers`, `palisade_store_disk_free_bytes`, `palisade_store_disk_level`,
-    /// `palisade_api_connections`, `palisade_api_connections_refused_total`.
+    /// `palisade_api_connections`, `palisade_api_connections_refused_total`,
+    /// `palisade_store_used_bytes`, `palisade_store_quota_bytes`,
+    /// `palisade_store_evicted_records_total{tier}`, `palisade_store_evicted_bytes_total`.
     pub fn new(registry: &mut Registry) -> ApiMetrics {
         let m = ApiMetrics {
             requests: Family::default(),
@@ -81,6 +102,11 @@ impl ApiMetrics {
             connected_peers: Gauge::default(),
             disk_free_bytes: Gauge::default(),
             disk_level: Gauge::default(),
+            store_used_bytes: Gauge::default(),
+            store_quota_bytes: Gauge::default(),
+            store_evicted: Family::default(),
+            store_evicted_bytes: Counter::default(),
+            store_usage_sampling: Default::default(),
             connections: Family::default(),
             connections_refused: Family::default(),
         };
@@ -128,11 +154,46 @@ impl ApiMetrics {
             "Admin API connections refused (503, closed) at admin.max_connections",
             m.connections_refused.clone(),
         );
+        registry.register_with_unit(
+            "palisade_store_used",
+            "Logical bytes of the stored records, what store.max_bytes bounds (sampled)",
+            Unit::Bytes,
+            m.store_used_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "palisade_store_quota",
+            "store.max_bytes",
+            Unit::Bytes,
+            m.store_quota_bytes.clone(),
+        );
+        registry.register(
+            "palisade_store_evicted_records",
+            "Records the store quota evicted, by tier (oldest received first)",
+            m.store_evicted.clone(),
+        );
+        registry.register_with_unit(
+            "palisade_store_evicted",
+            "Bytes the store quota evicted",
+            Unit::Bytes,
+            m.store_evicted_bytes.clone(),
+        );
         registry.register(
             "palisade_store_disk_level",
             "0 fine, 1 below store.warn_free_disk_bytes, 2 below store.min_free_disk_bytes (new records refused)",
             m.disk_level.clone(),
         );
         m
+    }
+
+    /// Samples the store quota's figures into the gauges and counters (the store counts
+    /// since it was opened, which is when this process started).
+    pub fn observe_store_usage(&self, usage: &palisade_store::StoreUsage) {
+        let _one_at_a_time = self.store_usage_sampling.lock().unwrap_or_else(|p| p.into_inner());
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.store_used_bytes.set(gauge(usage.bytes_used));
+        self.store_quota_bytes.set(gauge(usage.max_bytes));
+        let evicted = self.store_evicted.get_or_create(&TierLabels { tier: "untrusted" });
+        evicted.inc_by(usage.evicted_records.saturating_sub(evicted.get()));
+        self.store_evicted_bytes.inc_by(usage.evicted_bytes.saturating_sub(self.store_evicted_bytes.get()));
     }
 }

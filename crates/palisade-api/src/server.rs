@@ -327,6 +327,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/health"),
     ("get", "/v1/ready"),
     ("get", "/v1/node"),
+    ("get", "/v1/store/usage"),
     ("get", "/v1/peers"),
     ("post", "/v1/peers/dial"),
     ("post", "/v1/peers/{peer_id}/disconnect"),
@@ -357,6 +358,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/health", get(routes::node::health))
         .route("/v1/ready", get(routes::node::ready))
         .route("/v1/node", get(routes::node::node_info))
+        .route("/v1/store/usage", get(routes::node::store_usage))
         .route("/v1/peers", get(routes::peers::list))
         .route("/v1/peers/dial", post(routes::peers::dial))
         .route("/v1/peers/{peer_id}/disconnect", post(routes::peers::disconnect))

@@ -86,13 +86,18 @@ pub enum Reason {
     /// The store's disk is below its flood stage (`store.min_free_disk_bytes`): no new records
     /// until space is back; the record may come again (by sync).
     DiskLow,
+    /// The store is over its quota (`store.max_bytes`) with nothing left to evict, and the
+    /// author is not protected: records of unprotected authors wait until there is room.
+    StoreQuotaFull,
+    /// The quota evicted this author's feed at this seq; it is not stored again.
+    Evicted,
     /// The store failed; the record may come again.
     StoreError,
 }
 
 impl Reason {
     /// Every reason, in table order.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 22] = [
         Reason::Stored,
         Reason::Oversized,
         Reason::MalformedEnvelope,
@@ -112,6 +117,8 @@ impl Reason {
         Reason::TooOld,
         Reason::VerifyQueueFull,
         Reason::DiskLow,
+        Reason::StoreQuotaFull,
+        Reason::Evicted,
         Reason::StoreError,
     ];
 
@@ -180,7 +187,22 @@ impl Reason {
             Reason::DiskLow => {
                 row("disk_low", Ignore, None, "disk below store.min_free_disk_bytes: no new records")
             }
+            Reason::StoreQuotaFull => row(
+                "store_quota_full",
+                Ignore,
+                None,
+                "store over store.max_bytes, nothing evictable: unprotected authors wait",
+            ),
+            Reason::Evicted => row("evicted", Ignore, None, "a seq the store quota evicted: not stored again"),
             Reason::StoreError => row("store_error", Ignore, None, "the store failed; may come again"),
+        }
+    }
+
+    /// The reason for a record the store quota kept out.
+    pub const fn refused(why: palisade_store::Refusal) -> Reason {
+        match why {
+            palisade_store::Refusal::QuotaFull => Reason::StoreQuotaFull,
+            palisade_store::Refusal::Evicted => Reason::Evicted,
         }
     }
 

@@ -1,8 +1,8 @@
 //! `palisade store check` (issue 15): reads every record back and checks what a damaged disk
 //! could have broken without sled noticing. Each stored record must decode canonically, carry
 //! a signature that verifies (checked again, not trusted) and sit under its own id; its feed
-//! index entry must exist; every author's feed head must cover its records; the per-kind
-//! counters must equal what is stored. Bounded memory: per-author figures only (the report
+//! and received-order index entries must exist; every author's feed head must cover its
+//! records; the per-kind counters and the quota's byte counter must equal what is stored. Bounded memory: per-author figures only (the report
 //! keeps at most [`MAX_REPORTED_PROBLEMS`] examples).
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +43,7 @@ impl Store {
         let mut report = CheckReport::default();
         let mut per_author: HashMap<AuthorKey, u64> = HashMap::new();
         let mut per_kind: BTreeMap<RecordKind, u64> = BTreeMap::new();
+        let mut bytes: u64 = 0;
         for item in self.inner.data.scan_prefix([keys::SPACE_RECORD]) {
             let (key, value) = item.map_err(|e| self.io(e))?;
             report.records += 1;
@@ -55,13 +56,15 @@ impl Store {
                 report.problem(format!("record key {} is not 33 bytes", hex::encode(&key)));
                 continue;
             };
-            let (_, record) = match decode_record_value(&id, &value) {
+            let (meta, record) = match decode_record_value(&id, &value) {
                 Ok(r) => r,
                 Err(e) => {
                     report.problem(format!("record {id}: {e}"));
                     continue;
                 }
             };
+            // A damaged record still takes its bytes.
+            bytes = bytes.saturating_add(crate::retention::record_cost(&record));
             // The signature is verified again: the stored bytes are not taken on trust here.
             let verified = ParsedEnvelope::parse(record.wire_bytes().to_vec())
                 .map_err(|e| e.to_string())
@@ -83,6 +86,16 @@ impl Store {
                     position.author, position.seq
                 ));
             }
+            let in_eviction_order = self
+                .inner
+                .data
+                .contains_key(keys::received_key(meta.received_at_ms, &id))
+                .map_err(|e| self.io(e))?;
+            if !in_eviction_order {
+                report.problem(format!(
+                    "record {id} is missing from the received index (the quota cannot evict it)"
+                ));
+            }
             let max = per_author.entry(position.author).or_default();
             *max = (*max).max(position.seq);
             *per_kind.entry(record.kind()).or_default() += 1;
@@ -97,6 +110,11 @@ impl Store {
                 )),
                 None => report.problem(format!("author {author}: records stored but no feed head")),
             }
+        }
+        let counted_bytes = self.usage().bytes_used;
+        if counted_bytes != bytes {
+            report
+                .problem(format!("the quota's byte counter says {counted_bytes}, the records take {bytes}"));
         }
         let counted = self.record_counts()?;
         for kind in RecordKind::ALL {

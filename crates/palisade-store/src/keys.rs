@@ -2,7 +2,8 @@
 //!
 //! Every key starts with a one-byte space: `r` records (id → meta + envelope), `i` indexes,
 //! `f` feed heads (author → head), `e` equivocation proofs (author ++ seq → proof), `a`
-//! anomaly states (fingerprint → status), `m` counters. One tree lets a group of records and
+//! anomaly states (fingerprint → status), `x` eviction markers (author → what the quota
+//! evicted of its feed), `m` counters. One tree lets a group of records and
 //! all their index entries be written with one atomic `apply_batch`, which costs a fraction
 //! of a multi-tree transaction.
 //!
@@ -17,6 +18,7 @@
 //! | 5   | anomaly fingerprint | fingerprint(32) issued_at_ms(8) id(32)  | state(1) report(1) |
 //! | 6   | anomaly source   | blake3(source)(32) issued_at_ms(8) id(32)  | empty            |
 //! | 7   | revocations      | target id(32) revocation id(32)            | revoker author(32) |
+//! | 8   | received (eviction order, schema 3) | received_at_ms(8) id(32) | empty            |
 
 use palisade_types::{AuthorKey, Digest, Fingerprint, RecordId, RecordKind};
 
@@ -26,6 +28,7 @@ pub(crate) const SPACE_FEED: u8 = b'f';
 pub(crate) const SPACE_EQUIVOCATION: u8 = b'e';
 pub(crate) const SPACE_ANOMALY: u8 = b'a';
 pub(crate) const SPACE_META: u8 = b'm';
+pub(crate) const SPACE_EVICTED: u8 = b'x';
 
 /// `space ++ bytes`.
 pub(crate) fn spaced(space: u8, bytes: &[u8]) -> Vec<u8> {
@@ -60,6 +63,24 @@ pub(crate) const TAG_SUBJECT: u8 = 4;
 pub(crate) const TAG_FINGERPRINT: u8 = 5;
 pub(crate) const TAG_SOURCE: u8 = 6;
 pub(crate) const TAG_REVOCATION: u8 = 7;
+pub(crate) const TAG_RECEIVED: u8 = 8;
+
+/// Bytes of a received-index key: space, tag, time(8), id(32).
+pub(crate) const RECEIVED_KEY_LEN: usize = 2 + 8 + 32;
+
+/// Prefix of the received index (the quota's eviction order).
+pub(crate) fn received_prefix() -> Vec<u8> {
+    vec![SPACE_INDEX, TAG_RECEIVED]
+}
+
+/// `i 8 received_at_ms id`.
+pub(crate) fn received_key(received_at_ms: u64, id: &RecordId) -> Vec<u8> {
+    timed(&received_prefix(), received_at_ms, id)
+}
+
+pub(crate) fn evicted_key(author: &AuthorKey) -> Vec<u8> {
+    spaced(SPACE_EVICTED, author.as_bytes())
+}
 
 pub(crate) fn author_prefix(author: &AuthorKey) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + 32);

@@ -29,6 +29,7 @@ mod keys;
 mod node_state;
 mod query;
 mod read;
+mod retention;
 mod signing_history;
 mod state_writer;
 mod values;
@@ -51,14 +52,18 @@ pub use disk::{
 };
 pub use error::{Result, StoreError};
 pub use query::{Cursor, Page, Query, QUERY_LIMIT_MAX, QUERY_SCAN_BUDGET};
+pub use retention::{
+    StoreUsage, DEFAULT_MAX_STORE_BYTES, EVICTION_BATCH_RECORDS, EVICTION_SCAN_BUDGET, MIN_MAX_STORE_BYTES,
+    RETENTION_INTERVAL,
+};
 pub use signing_history::{Signed, SigningHistory, SigningHistoryError, SIGNING_HISTORY_FILE};
 pub use state_writer::{
     QueueFull, StateWriter, StateWriterStats, Ticket, WaitError, MAX_PENDING_STATE_CHANGES,
 };
 pub(crate) use values::{decode_record_value, encode_record_value, state_from_byte, state_to_byte};
 pub use values::{
-    AnomalyStatus, BanRecord, EquivocationProof, FeedHead, InsertOutcome, Inserted, PeerBookEntry, Source,
-    StoredMeta, StoredRecord,
+    AnomalyStatus, BanRecord, EquivocationProof, EvictionMarker, FeedHead, InsertOutcome, Inserted,
+    PeerBookEntry, Refusal, Source, StoredMeta, StoredRecord,
 };
 
 /// Version of the on-disk layout. Bump on any incompatible change to keys or values.
@@ -66,14 +71,75 @@ pub use values::{
 /// - 1: first layout.
 /// - 2: no global time index (queries without a selective filter merge the kind indexes);
 ///   a version-1 store is migrated on open by deleting its time-index entries.
-pub const SCHEMA_VERSION: u32 = 2;
+/// - 3: the received-order index and the byte counter of the store quota (`retention.rs`);
+///   a version-2 store is migrated on open by building both from its records.
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// Records read per batch by the migrations.
+const MIGRATION_BATCH: usize = 10_000;
+
+/// Schema 2 → 3: builds the received-order index and the quota's byte counter, then records
+/// version 3.
+fn migrate_v2(inner: &Inner) -> std::result::Result<(), sled::Error> {
+    rebuild_quota_accounting(inner)?;
+    inner.meta.insert(META_SCHEMA, &3u32.to_be_bytes())?;
+    inner.db.flush()?;
+    Ok(())
+}
+
+/// Builds the received-order index and the quota's byte counter from the stored records, in
+/// bounded batches (idempotent: an entry already there is written again). A record that does
+/// not decode is left for `palisade store check` to report. Returns the byte count.
+fn rebuild_quota_accounting(inner: &Inner) -> std::result::Result<u64, sled::Error> {
+    let mut total: u64 = 0;
+    let mut start = vec![keys::SPACE_RECORD];
+    let end = vec![keys::SPACE_RECORD + 1];
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0usize;
+        for item in inner.data.range(start.clone()..end.clone()).take(MIGRATION_BATCH) {
+            let (k, v) = item?;
+            n += 1;
+            start = k.to_vec();
+            start.push(0);
+            let Some(id) = keys::trailing_id(&k) else { continue };
+            if let Ok((meta, record)) = decode_record_value(&id, &v) {
+                total = total.saturating_add(retention::record_cost(&record));
+                batch.insert(keys::received_key(meta.received_at_ms, &id), Vec::new());
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        inner.data.apply_batch(batch)?;
+    }
+    inner.data.insert(retention::bytes_key(), &total.to_be_bytes())?;
+    Ok(total)
+}
+
+/// The quota's byte counter as stored, recounted when it cannot be right: more logical bytes
+/// than twice the database's files (plus a margin) means a damaged counter, and a damaged
+/// counter must never make the quota evict what it should keep.
+fn quota_bytes(inner: &Inner) -> std::result::Result<u64, sled::Error> {
+    let stored = inner.data.get(retention::bytes_key())?.map(|v| u64_value(&v)).unwrap_or(0);
+    let plausible = inner.db.size_on_disk()?.saturating_mul(2).saturating_add(64 * 1024 * 1024);
+    if stored <= plausible {
+        return Ok(stored);
+    }
+    tracing::warn!(
+        path = %inner.path.display(),
+        stored,
+        "the store quota's byte counter is implausible (damaged?); recounting the records"
+    );
+    rebuild_quota_accounting(inner)
+}
 
 /// Schema 1 → 2: drops the time-index entries (in bounded batches), then records version 2.
 fn migrate_v1(inner: &Inner) -> std::result::Result<(), sled::Error> {
     loop {
         let mut batch = sled::Batch::default();
         let mut n = 0usize;
-        for item in inner.data.scan_prefix(keys::time_prefix()).take(10_000) {
+        for item in inner.data.scan_prefix(keys::time_prefix()).take(MIGRATION_BATCH) {
             let (k, _) = item?;
             batch.remove(k);
             n += 1;
@@ -83,7 +149,7 @@ fn migrate_v1(inner: &Inner) -> std::result::Result<(), sled::Error> {
         }
         inner.data.apply_batch(batch)?;
     }
-    inner.meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+    inner.meta.insert(META_SCHEMA, &2u32.to_be_bytes())?;
     inner.db.flush()?;
     Ok(())
 }
@@ -109,6 +175,8 @@ pub struct StoreConfig {
     pub cache_capacity_bytes: u64,
     /// Free-space thresholds of the filesystem under `path` (see [`DiskWatermarks`]).
     pub watermarks: DiskWatermarks,
+    /// The store quota in logical bytes of records (`store.max_bytes`, see `retention.rs`).
+    pub max_bytes: u64,
 }
 
 impl StoreConfig {
@@ -118,6 +186,7 @@ impl StoreConfig {
             path: path.into(),
             cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
             watermarks: DiskWatermarks::default(),
+            max_bytes: DEFAULT_MAX_STORE_BYTES,
         }
     }
 }
@@ -136,6 +205,8 @@ struct Inner {
     heads: Mutex<HashMap<AuthorKey, CachedHead>>,
     /// Free-space level and I/O health, sampled by the disk watch thread.
     disk: Arc<disk::DiskState>,
+    /// The store quota's state (see `retention.rs`).
+    retention: retention::Retention,
 }
 
 /// Most authors whose feed heads are kept in memory; the map is cleared when full (the
@@ -236,12 +307,17 @@ impl Store {
             write_lock: Mutex::new(()),
             heads: Mutex::new(HashMap::new()),
             disk,
+            retention: retention::Retention::new(config.max_bytes, 0),
         };
         match inner.meta.get(META_SCHEMA).map_err(io)? {
             Some(v) => {
                 let found = v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0);
                 if found == 1 {
                     migrate_v1(&inner).map_err(io)?;
+                }
+                if found == 1 || found == 2 {
+                    tracing::info!(path = %path.display(), "migrating the store to schema 3 (the quota's index)");
+                    migrate_v2(&inner).map_err(io)?;
                 } else if found != SCHEMA_VERSION {
                     return Err(StoreError::SchemaMismatch { path, found, expected: SCHEMA_VERSION });
                 }
@@ -254,7 +330,10 @@ impl Store {
                 inner.db.flush().map_err(io)?;
             }
         }
-        Ok(Store { inner: Arc::new(inner) })
+        inner.retention.set_bytes(quota_bytes(&inner).map_err(io)?);
+        let inner = Arc::new(inner);
+        retention::spawn_retention(Arc::downgrade(&inner));
+        Ok(Store { inner })
     }
 
     /// The database directory.

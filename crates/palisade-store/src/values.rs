@@ -51,7 +51,7 @@ pub struct StoredMeta {
 }
 
 const RECORD_VALUE_FORMAT: u8 = 1;
-const RECORD_META_LEN: usize = 1 + 8 + 1;
+pub(crate) const RECORD_META_LEN: usize = 1 + 8 + 1;
 
 pub(crate) fn encode_record_value(meta: StoredMeta, wire: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(RECORD_META_LEN + wire.len());
@@ -143,6 +143,36 @@ pub enum InsertOutcome {
     Inserted(Inserted),
     /// Already stored; nothing changed.
     Duplicate,
+    /// Not stored, by the store quota (see [`Refusal`]); nothing changed.
+    Refused(Refusal),
+}
+
+/// Why the store quota (`store.max_bytes`) kept a valid record out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The store is over its quota and nothing more can be evicted: records of authors no
+    /// trust policy names are refused until space is made (own and protected authors' records
+    /// are still stored).
+    QuotaFull,
+    /// The quota evicted this author's feed up to this seq; the record is not taken back (sync
+    /// does not fetch evicted ranges, and gossip or an import cannot refill them).
+    Evicted,
+}
+
+/// What the quota evicted of one author's feed: a compact marker kept instead of the
+/// records, so that they are not fetched or stored again. The feed head is kept as it was,
+/// so sync keeps advertising and comparing the same range.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize,
+)]
+pub struct EvictionMarker {
+    /// Highest seq evicted: a record of this author at or below it is refused
+    /// ([`Refusal::Evicted`]).
+    pub through_seq: u64,
+    /// Records of this author evicted so far.
+    pub records: u64,
+    /// Their bytes (the quota's accounting, see `Store::usage`).
+    pub bytes: u64,
 }
 
 /// Details of a fresh insert.

@@ -3,6 +3,7 @@
 //! stage first.
 
 use super::*;
+use crate::values::Refusal;
 
 /// State read and written while one group of records is inserted: reads see the group's own
 /// earlier writes before they hit the tree.
@@ -16,6 +17,12 @@ struct Overlay {
     counts: HashMap<RecordKind, u64>,
     new_authors: u64,
     proofs: HashSet<(AuthorKey, u64)>,
+    /// Bytes the group adds against the quota.
+    added_bytes: u64,
+    /// The quota is full: records of unprotected authors are refused.
+    refuse_unprotected: bool,
+    /// The store's own author (read only when the quota needs it).
+    own: Option<AuthorKey>,
 }
 
 impl Store {
@@ -37,6 +44,10 @@ impl Store {
         self.check_disk_room()?;
         let _guard = self.inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut ov = Overlay::default();
+        if self.inner.retention.over_quota() {
+            ov.refuse_unprotected = true;
+            ov.own = self.own_author()?;
+        }
         let mut batch = sled::Batch::default();
         let mut outcomes = Vec::with_capacity(items.len());
         for (record, meta) in items {
@@ -52,13 +63,34 @@ impl Store {
             let now = self.get_raw(&key)?.map(|v| u64_value(&v)).unwrap_or(0);
             batch.insert(key, &now.saturating_add(ov.new_authors).to_be_bytes());
         }
-        self.inner.data.apply_batch(batch).map_err(|e| self.io(e))?;
-        let mut cache = lock(&self.inner.heads);
-        if cache.len() + ov.heads.len() > HEAD_CACHE_ENTRIES {
-            cache.clear();
+        let bytes = self.inner.retention.bytes().saturating_add(ov.added_bytes);
+        if ov.added_bytes > 0 {
+            batch.insert(retention::bytes_key(), &bytes.to_be_bytes());
         }
-        cache.extend(ov.heads);
+        self.inner.data.apply_batch(batch).map_err(|e| self.io(e))?;
+        self.inner.retention.set_bytes(bytes);
+        {
+            let mut cache = lock(&self.inner.heads);
+            if cache.len() + ov.heads.len() > HEAD_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.extend(ov.heads);
+        }
+        if self.inner.retention.over_quota() {
+            // The group is stored whatever eviction does; its failure is retried by the next
+            // writer and the retention thread.
+            let budget = items.len().saturating_mul(2).saturating_add(retention::EVICTION_BATCH_RECORDS);
+            if let Err(e) = self.evict_locked(budget) {
+                tracing::warn!(error = %e, "store quota: eviction failed; retried on the next write");
+            }
+        }
         Ok(outcomes)
+    }
+
+    /// Counts a refusal and returns its outcome.
+    fn refuse(&self, why: Refusal) -> InsertOutcome {
+        self.inner.retention.refused(why);
+        InsertOutcome::Refused(why)
     }
 
     /// Checks one record against stored and staged state and adds its writes to `batch`.
@@ -72,6 +104,12 @@ impl Store {
         let id = record.id();
         let pos = &record.record().position;
         let author = pos.author;
+        if ov.refuse_unprotected
+            && meta.source != Source::Local
+            && !self.is_protected(&author, ov.own.as_ref())
+        {
+            return Ok(self.refuse(Refusal::QuotaFull));
+        }
         // The author's head (staged, cached or stored) decides how much must be looked up:
         // a record beyond the highest stored seq cannot be stored yet and has no rival at
         // its seq, and its `prev` is checked against the cached tip.
@@ -89,6 +127,15 @@ impl Store {
 
         // Equivocation: another record at (author, seq)?
         let same_seq = if beyond { Vec::new() } else { self.staged_ids_at(ov, &author, pos.seq)? };
+        // A seq the quota evicted is not stored again: nothing is left there to be a duplicate
+        // of or to prove a fork with (one read, only for gap fills below the head).
+        if !beyond
+            && same_seq.is_empty()
+            && self.eviction_marker(&author)?.is_some_and(|m| pos.seq <= m.through_seq)
+            && !self.is_protected(&author, self.own_author()?.as_ref())
+        {
+            return Ok(self.refuse(Refusal::Evicted));
+        }
         let equivocation = same_seq.first().map(|first| EquivocationProof {
             author,
             seq: pos.seq,
@@ -147,9 +194,13 @@ impl Store {
             batch.insert(keys::anomaly_key(&status.fingerprint), encode(&status));
             ov.anomalies.insert(status.fingerprint, status);
         }
-        for (k, v) in index_entries(record) {
+        let entries = index_entries(record);
+        ov.added_bytes =
+            ov.added_bytes.saturating_add(retention::cost_of(&entries, record.wire_bytes().len()));
+        for (k, v) in entries {
             batch.insert(k, v);
         }
+        batch.insert(keys::received_key(meta.received_at_ms, &id), Vec::new());
         batch.insert(keys::record_key(&id), encode_record_value(meta, record.wire_bytes()));
         *ov.counts.entry(record.kind()).or_default() += 1;
         Ok(InsertOutcome::Inserted(Inserted { feed_head: head, equivocation, prev_mismatch }))
@@ -246,7 +297,7 @@ impl Store {
 }
 
 /// Every index entry of a record.
-fn index_entries(record: &VerifiedRecord) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn index_entries(record: &VerifiedRecord) -> Vec<(Vec<u8>, Vec<u8>)> {
     let r = record.record();
     let id = record.id();
     let t = r.position.issued_at_ms;

@@ -26,7 +26,7 @@ use self::output::{ago, print_json, short, time, Table};
 use self::statement::{now_ms, parse_time};
 use crate::cli::{
     AnomalyCommand, AttestCommand, Command, GlobalArgs, LedgerArgs, LimitsCommand, PeersCommand, QueryArgs,
-    RecordsCommand, WatchArgs,
+    RecordsCommand, StoreCommand, WatchArgs,
 };
 
 /// Exit code: the node could not be reached.
@@ -46,6 +46,7 @@ pub fn is_client_command(command: &Command) -> bool {
             | Command::Limits(_)
             | Command::Ledger(_)
             | Command::Watch(_)
+            | Command::Store(StoreCommand::Usage)
     )
 }
 
@@ -76,6 +77,7 @@ pub fn run(command: Command, g: &GlobalArgs) -> anyhow::Result<u8> {
             Command::Limits(c) => ctx.limits(c).await,
             Command::Ledger(a) => ctx.ledger(a).await,
             Command::Watch(a) => ctx.watch(a).await,
+            Command::Store(StoreCommand::Usage) => ctx.store_usage().await,
             _ => bail!("not a client command"),
         }
     })
@@ -87,6 +89,34 @@ struct Ctx {
 }
 
 impl Ctx {
+    async fn store_usage(&self) -> anyhow::Result<u8> {
+        let u = self.api.store_usage().await?;
+        if self.json {
+            print_json(&u)?;
+            return Ok(0);
+        }
+        let share = u.bytes_used as f64 * 100.0 / u.max_bytes.max(1) as f64;
+        outln!(
+            "used:          {} of {} ({share:.1}%)",
+            output::bytes(u.bytes_used),
+            output::bytes(u.max_bytes)
+        );
+        outln!("on disk:       {}", output::bytes(u.size_on_disk_bytes));
+        if let Some(free) = u.disk_free_bytes {
+            outln!("disk free:     {}", output::bytes(free));
+        }
+        outln!("evicted:       {} records, {}", u.evicted_records, output::bytes(u.evicted_bytes));
+        outln!("refused:       {} (quota full), {} (evicted seq)", u.refused_quota_full, u.refused_evicted);
+        outln!("protected:     {} authors (and this node's own)", u.protected_authors);
+        if u.quota_full {
+            outln!(
+                "QUOTA FULL: nothing left to evict; records of unprotected authors are refused. \
+                 Raise store.max_bytes or protect fewer authors."
+            );
+        }
+        Ok(0)
+    }
+
     async fn status(&self) -> anyhow::Result<u8> {
         let info = self.api.node().await?;
         let ready = self.api.ready().await?;

@@ -6,6 +6,7 @@ mod client;
 mod disk;
 mod metrics;
 mod process;
+mod quota;
 mod signals;
 
 use std::io::{BufRead, BufReader};

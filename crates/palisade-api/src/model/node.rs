@@ -54,6 +54,35 @@ pub struct Readiness {
     pub error: Option<ErrorDetail>,
 }
 
+/// `GET /v1/store/usage`: the store quota (`store.max_bytes`) and what it evicted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StoreUsageView {
+    /// Logical bytes of the stored records (keys and values they write): what the quota counts.
+    pub bytes_used: u64,
+    /// The quota, `store.max_bytes`.
+    pub max_bytes: u64,
+    /// Bytes sled's files take on disk (more than `bytes_used`: pages, log, free space sled
+    /// reuses).
+    pub size_on_disk_bytes: u64,
+    /// Free bytes on the store's filesystem at the last sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free_bytes: Option<u64>,
+    /// Over the quota with nothing left to evict: records of unprotected authors are refused.
+    pub quota_full: bool,
+    /// Records evicted since the node started (authors no trust policy or
+    /// `store.retain_authors` names, oldest received first).
+    pub evicted_records: u64,
+    /// Their bytes.
+    pub evicted_bytes: u64,
+    /// Records refused since the node started because the quota was full.
+    pub refused_quota_full: u64,
+    /// Records refused since the node started because the quota had evicted their seq.
+    pub refused_evicted: u64,
+    /// Authors the quota never evicts (trust policies and `store.retain_authors`; the node's
+    /// own author comes on top).
+    pub protected_authors: u64,
+}
+
 /// Stored records per kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RecordCounts {

@@ -34,6 +34,7 @@ impl Modify for BearerOnTcp {
         routes::node::health,
         routes::node::ready,
         routes::node::node_info,
+        routes::node::store_usage,
         routes::peers::list,
         routes::peers::dial,
         routes::peers::disconnect,

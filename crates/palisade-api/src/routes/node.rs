@@ -6,7 +6,9 @@ use axum::Json;
 use palisade_types::RecordKind;
 
 use crate::error::ApiError;
-use crate::model::{ErrorBody, ErrorDetail, FeedHeadView, Health, NodeInfo, Readiness, RecordCounts};
+use crate::model::{
+    ErrorBody, ErrorDetail, FeedHeadView, Health, NodeInfo, Readiness, RecordCounts, StoreUsageView,
+};
 use crate::server::AppState;
 
 /// Liveness: the server answers.
@@ -68,6 +70,7 @@ pub(crate) async fn readiness(s: &AppState) -> Readiness {
     let disk_free_bytes = s.store().disk_free_bytes();
     s.inner.metrics.disk_free_bytes.set(disk_free_bytes.map_or(0, |f| i64::try_from(f).unwrap_or(i64::MAX)));
     s.inner.metrics.disk_level.set(s.store().disk_level().as_gauge());
+    s.inner.metrics.observe_store_usage(&s.store().usage());
     Readiness {
         ready,
         store_open,
@@ -116,5 +119,28 @@ pub(crate) async fn node_info(State(s): State<AppState>) -> Result<Json<NodeInfo
         peers: info.connected_peers,
         authors: authors as u64,
         feed_head: head.map(FeedHeadView::from),
+    }))
+}
+
+/// The store quota: bytes used against `store.max_bytes`, what was evicted and refused.
+#[utoipa::path(get, path = "/v1/store/usage", tag = "node",
+    responses(
+        (status = 200, description = "The store's usage", body = StoreUsageView),
+        (status = 500, description = "The store's size could not be read", body = ErrorBody),
+    ))]
+pub(crate) async fn store_usage(State(s): State<AppState>) -> Result<Json<StoreUsageView>, ApiError> {
+    let (usage, size_on_disk_bytes) = s.blocking(|store| Ok((store.usage(), store.size_on_disk()?))).await?;
+    s.inner.metrics.observe_store_usage(&usage);
+    Ok(Json(StoreUsageView {
+        bytes_used: usage.bytes_used,
+        max_bytes: usage.max_bytes,
+        size_on_disk_bytes,
+        disk_free_bytes: s.store().disk_free_bytes(),
+        quota_full: usage.quota_full,
+        evicted_records: usage.evicted_records,
+        evicted_bytes: usage.evicted_bytes,
+        refused_quota_full: usage.refused_quota_full,
+        refused_evicted: usage.refused_evicted,
+        protected_authors: usage.protected_authors,
     }))
 }

@@ -162,6 +162,11 @@ fn ingest_line(store: &Store, metrics: &NetMetrics, line: &[u8], now_ms: u64) ->
                 count(metrics, Reason::Duplicate);
                 LineResult::Duplicate
             }
+            InsertOutcome::Refused(why) => {
+                let reason = Reason::refused(why);
+                count(metrics, reason);
+                LineResult::Rejected(format!("{}: {}", reason.label(), reason.info().doc))
+            }
         },
         Err(e) => {
             count(metrics, e.reason());

@@ -266,6 +266,7 @@ impl StoreWorker {
                     )
                 }
                 Some(InsertOutcome::Duplicate) => (Reason::Duplicate, None),
+                Some(InsertOutcome::Refused(why)) => (Reason::refused(why), None),
                 None => (failed, None),
             };
             let finished = Finished { id, signature: job.signature, origin: job.origin, reason, stored };

@@ -68,7 +68,19 @@ impl TestNode {
         net: NetConfig,
         guard: GuardConfig,
     ) -> TestNode {
-        let store = Store::open(&StoreConfig::new(dir.path().join("db"))).unwrap();
+        Self::start_with_quota(dir, seed, net, guard, palisade_store::DEFAULT_MAX_STORE_BYTES).await
+    }
+
+    /// A node whose store quota (`store.max_bytes`) is `max_bytes`.
+    pub(crate) async fn start_with_quota(
+        dir: tempfile::TempDir,
+        seed: u8,
+        net: NetConfig,
+        guard: GuardConfig,
+        max_bytes: u64,
+    ) -> TestNode {
+        let store =
+            Store::open(&StoreConfig { max_bytes, ..StoreConfig::new(dir.path().join("db")) }).unwrap();
         let mut registry = Registry::default();
         let guard = Guard::new(guard, store.clone(), &mut registry).unwrap();
         let identity = libp2p::identity::Keypair::ed25519_from_bytes([seed; 32]).unwrap();

@@ -7,5 +7,6 @@ mod hostile;
 mod gossip;
 mod ingestor;
 mod proofs;
+mod quota;
 mod resilience;
 mod shutdown;

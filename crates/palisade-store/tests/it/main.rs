@@ -7,6 +7,7 @@ mod feeds;
 mod head_cache;
 mod persistence;
 mod queries;
+mod quota;
 
 use palisade_store::{Source, Store, StoreConfig, StoredMeta};
 use palisade_types::fixtures::FIXED_NOW_MS;
