@@ -58,6 +58,9 @@ pub struct StoreSection {
     /// Authors whose records are never evicted, besides the node's own and those named by
     /// `[admin.trust]` policies (64 hex characters each). Reloaded on SIGHUP.
     pub retain_authors: Vec<palisade_types::AuthorKey>,
+    /// zstd-compress sled's pages: less disk, slower writes. Takes effect when the store is
+    /// created; an existing store keeps the setting it was created with.
+    pub compression: bool,
 }
 
 /// Most authors in `store.retain_authors`.
@@ -75,6 +78,7 @@ impl Default for StoreSection {
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
             max_bytes: palisade_store::DEFAULT_MAX_STORE_BYTES,
             retain_authors: Vec::new(),
+            compression: false,
         }
     }
 }
@@ -474,6 +478,10 @@ shutdown_timeout_secs = {shutdown}
 max_bytes = {maxbytes}
 # Authors whose records are never evicted, besides those of [admin.trust] (reloaded on SIGHUP).
 # retain_authors = ["<64 hex characters>"]
+# zstd-compress the store's pages: about 2.4x less disk for about 2.4x slower store writes
+# (measured, docs/operations.md). Only when the store is created; an existing store keeps
+# its setting (export, start on a new data directory, import to change it).
+compression = false
 
 [admin]
 # Unix socket of the admin API, mode 0600 (default: <data-dir>/admin.sock).

@@ -43,6 +43,7 @@ pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload) -> anyhow
         cache_capacity_bytes: config.store.cache_capacity_bytes,
         watermarks: config.store.watermarks(),
         max_bytes: config.store.max_bytes,
+        compression: config.store.compression,
     })
     .with_context(|| "opening the record store")?;
     store.set_protected_authors(config.store.protected_authors(&config.admin.trust));

@@ -12,11 +12,22 @@ use super::net::{self, HeldConnections};
 use super::procs::{self, NodeProc};
 use super::{workload, Ctx, Recorder};
 
+/// What [`write_store`] wrote.
+pub struct Written {
+    /// Seconds spent in `insert_many` and `flush`.
+    pub secs: f64,
+    /// Envelope (wire) bytes of the records.
+    pub envelope_bytes: u64,
+    /// The store quota's logical bytes after the writes.
+    pub logical_bytes: u64,
+}
+
 /// Writes `count` records of `authors` authors into a fresh store at `db`, as the ingest
 /// pipeline's store thread does (groups of 64 with `insert_many`, a flush per group).
-/// Records are signed in chunks first; only the writes are timed. Returns seconds of writing.
-pub fn write_store(db: &std::path::Path, seed: u64, authors: usize, count: usize) -> anyhow::Result<f64> {
+/// Records are signed in chunks first; only the writes are timed.
+pub fn write_store(db: &std::path::Path, seed: u64, authors: usize, count: usize) -> anyhow::Result<Written> {
     let store = Store::open(&StoreConfig::new(db))?;
+    let mut envelope_bytes = 0u64;
     let chunk_records = 50_000usize;
     let per_author = count.div_ceil(authors.max(1));
     // Authors are written in blocks so each chunk holds whole stretches of feeds.
@@ -30,6 +41,7 @@ pub fn write_store(db: &std::path::Path, seed: u64, authors: usize, count: usize
         let n = (n_authors * per_author).min(count - written);
         let records = workload::records_from(seed, first, n_authors, n, now);
         let meta = StoredMeta { received_at_ms: now, source: Source::Sync };
+        envelope_bytes += records.iter().map(|r| r.wire_bytes().len() as u64).sum::<u64>();
         let started = Instant::now();
         for group in records.chunks(64) {
             let items: Vec<_> = group.iter().map(|r| (r, meta)).collect();
@@ -41,7 +53,7 @@ pub fn write_store(db: &std::path::Path, seed: u64, authors: usize, count: usize
         first += n_authors;
     }
     anyhow::ensure!(store.record_count() == count, "store holds {} of {count} records", store.record_count());
-    Ok(secs)
+    Ok(Written { secs, envelope_bytes, logical_bytes: store.usage().bytes_used })
 }
 
 /// Part `memory`: targets 8a, 8b and 10.
@@ -52,7 +64,8 @@ pub async fn run_memory_part(ctx: &Ctx, rec: &mut Recorder) -> anyhow::Result<()
     let mut node = NodeProc::init(&ctx.args.binary, &dir.path().join("node"), procs::node_ip(50))?;
     eprintln!("bench: memory: signing and writing {n} records …");
     let db = node.db_dir();
-    let write_secs = tokio::task::spawn_blocking(move || write_store(&db, 7, authors, n)).await??;
+    let written = tokio::task::spawn_blocking(move || write_store(&db, 7, authors, n)).await??;
+    let write_secs = written.secs;
     let db = node.db_dir();
     let reopen = tokio::task::spawn_blocking(move || {
         let mut runs = Vec::new();
@@ -79,6 +92,25 @@ pub async fn run_memory_part(ctx: &Ctx, rec: &mut Recorder) -> anyhow::Result<()
     let du = dir_bytes(&node.db_dir()) as f64 / (1024.0 * 1024.0);
     rec.figure("store_write_secs", "s", vec![write_secs], &format!("writing {n} records ({authors} authors) with insert_many of 64 + flush per group, signing excluded"));
     rec.figure("store_disk_mib", "MiB", vec![du], "size of the store directory");
+    let disk_bytes = du * 1024.0 * 1024.0;
+    rec.figure(
+        "store_disk_bytes_per_record",
+        "B",
+        vec![disk_bytes / n.max(1) as f64],
+        &format!("store directory / records; envelopes average {:.0} B", written.envelope_bytes as f64 / n.max(1) as f64),
+    );
+    rec.figure(
+        "store_disk_to_envelope_ratio",
+        "x",
+        vec![disk_bytes / written.envelope_bytes.max(1) as f64],
+        "store directory / envelope bytes (issue 16 asks for <= 1.5)",
+    );
+    rec.figure(
+        "store_logical_to_envelope_ratio",
+        "x",
+        vec![written.logical_bytes as f64 / written.envelope_bytes.max(1) as f64],
+        "the quota's logical bytes (every key and value a record writes) / envelope bytes",
+    );
     rec.figure(
         "store_reopen_secs",
         "s",

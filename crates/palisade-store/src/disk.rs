@@ -230,6 +230,30 @@ pub(crate) fn spawn_watch(state: Weak<DiskState>) {
     }
 }
 
+/// Whether sled's pages are compressed in the store at `db_dir`: as recorded in sled's `conf`
+/// file for an existing store (sled refuses to open a store with the other setting), else
+/// `wanted`. A difference is logged with what to do.
+pub(crate) fn effective_compression(db_dir: &Path, wanted: bool) -> bool {
+    // sled's `conf` is text lines followed by a binary checksum.
+    let Ok(conf) = std::fs::read(db_dir.join("conf")) else { return wanted };
+    let conf = String::from_utf8_lossy(&conf);
+    let recorded = conf.lines().find_map(|l| l.strip_prefix("use_compression: ")).map(|v| v.trim() == "true");
+    match recorded {
+        Some(existing) if existing != wanted => {
+            warn!(
+                path = %db_dir.display(),
+                configured = wanted,
+                store = existing,
+                "store.compression applies when a store is created; this store keeps its own setting. \
+                 To change it: export the records, start on a new data directory, import them"
+            );
+            existing
+        }
+        Some(existing) => existing,
+        None => wanted,
+    }
+}
+
 /// Removes `snap.*.generating` files sled left behind when it was killed (or the disk
 /// filled) while writing a snapshot: sled writes a snapshot under that name and renames it
 /// when complete, so a leftover is never needed, and an empty one stops the next open with

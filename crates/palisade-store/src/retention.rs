@@ -100,6 +100,8 @@ pub struct StoreUsage {
     pub protected_authors: u64,
     /// The last eviction found nothing more to evict while over the quota.
     pub quota_full: bool,
+    /// sled compresses the store's pages (`store.compression` when it was created).
+    pub compressed: bool,
 }
 
 /// The quota's state, shared by writers and the retention thread.
@@ -190,6 +192,7 @@ impl Store {
             refused_evicted: r.refused_evicted.load(Ordering::Relaxed),
             protected_authors: r.protected().len() as u64,
             quota_full: r.quota_full.load(Ordering::Relaxed) && r.over_quota(),
+            compressed: self.inner.compressed,
         }
     }
 

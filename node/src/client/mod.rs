@@ -101,7 +101,12 @@ impl Ctx {
             output::bytes(u.bytes_used),
             output::bytes(u.max_bytes)
         );
-        outln!("on disk:       {}", output::bytes(u.size_on_disk_bytes));
+        outln!(
+            "on disk:       {} ({:.1}x the records' bytes; pages {})",
+            output::bytes(u.size_on_disk_bytes),
+            u.size_on_disk_bytes as f64 / u.bytes_used.max(1) as f64,
+            if u.compressed { "compressed" } else { "not compressed" }
+        );
         if let Some(free) = u.disk_free_bytes {
             outln!("disk free:     {}", output::bytes(free));
         }

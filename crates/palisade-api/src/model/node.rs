@@ -81,6 +81,8 @@ pub struct StoreUsageView {
     /// Authors the quota never evicts (trust policies and `store.retain_authors`; the node's
     /// own author comes on top).
     pub protected_authors: u64,
+    /// sled compresses the store's pages (`store.compression` when the store was created).
+    pub compressed: bool,
 }
 
 /// Stored records per kind.

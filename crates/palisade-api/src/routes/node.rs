@@ -142,5 +142,6 @@ pub(crate) async fn store_usage(State(s): State<AppState>) -> Result<Json<StoreU
         refused_quota_full: usage.refused_quota_full,
         refused_evicted: usage.refused_evicted,
         protected_authors: usage.protected_authors,
+        compressed: usage.compressed,
     }))
 }

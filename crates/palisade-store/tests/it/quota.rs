@@ -259,3 +259,22 @@ fn a_damaged_byte_counter_is_recounted_not_obeyed() {
     assert_eq!(store.usage().evicted_records, 0);
     assert_eq!(store.record_count(), 21);
 }
+
+#[test]
+fn a_store_keeps_the_compression_it_was_created_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let records = palisade_types::fixtures::feed(12, 5);
+    {
+        let store = Store::open(&StoreConfig { compression: true, ..StoreConfig::new(&path) }).unwrap();
+        assert!(store.usage().compressed);
+        for r in &records {
+            store.insert(r, at(FIXED_NOW_MS, Source::Gossip)).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    // sled refuses a store opened with the other setting; the store keeps its own.
+    let store = Store::open(&StoreConfig::new(&path)).unwrap();
+    assert!(store.usage().compressed);
+    assert!(records.iter().all(|r| stored(&store, r)));
+}
