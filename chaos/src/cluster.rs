@@ -146,6 +146,45 @@ pub fn loopback_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, ports().base_host.saturating_add(i as u8))
 }
 
+/// What every node of a scenario is configured with beyond the harness's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSettings {
+    /// Extra `[limits]`.
+    pub limits: toml::Table,
+    /// Extra `[store]`.
+    pub store: toml::Table,
+    /// `store.retain_authors` names every node's author.
+    pub protect_honest_authors: bool,
+    /// A tmpfs of this many MiB per data directory (0: none).
+    pub data_tmpfs_mib: u64,
+}
+
+/// Mounts a tmpfs of `mib` MiB at `dir` (root only).
+fn mount_tmpfs(dir: &Path, mib: u64) -> anyhow::Result<()> {
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0700"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .context("running mount")?;
+    if !out.status.success() {
+        bail!(
+            "mounting a {mib} MiB tmpfs at {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Unmounts the tmpfs data directories under `root` (a lazy unmount: a node still exiting
+/// does not keep it).
+pub fn unmount_tmpfs(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let _ = Command::new("umount").arg("-l").arg(e.path()).output();
+    }
+}
+
 impl Cluster {
     /// Creates data dirs, keys and config files for `n` nodes under `root`.
     pub fn prepare(
@@ -154,9 +193,10 @@ impl Cluster {
         root: &Path,
         mode: NetworkMode,
         ips: &[Ipv4Addr],
-        limits: &toml::Table,
+        settings: &NodeSettings,
         links: &[(usize, usize, std::net::SocketAddr)],
     ) -> anyhow::Result<Cluster> {
+        let limits = &settings.limits;
         if !binary.exists() {
             bail!(
                 "palisade binary not found at {}; build it with `cargo build --release` or pass --binary",
@@ -167,6 +207,9 @@ impl Cluster {
         for i in 0..n {
             let data_dir = root.join(format!("node-{i}"));
             fs::create_dir_all(&data_dir)?;
+            if settings.data_tmpfs_mib > 0 {
+                mount_tmpfs(&data_dir, settings.data_tmpfs_mib)?;
+            }
             let out = Command::new(binary).arg("--data-dir").arg(&data_dir).arg("init").output()?;
             if !out.status.success() {
                 bail!("palisade init failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -224,6 +267,14 @@ impl Cluster {
             network.insert("sync_interval_secs".into(), 3.into());
             config.insert("network".into(), network.into());
             config.insert("limits".into(), limits.clone().into());
+            let mut store = settings.store.clone();
+            if settings.protect_honest_authors {
+                let authors = nodes.iter().map(|o| toml::Value::from(o.author.clone())).collect();
+                store.insert("retain_authors".into(), toml::Value::Array(authors));
+            }
+            if !store.is_empty() {
+                config.insert("store".into(), store.into());
+            }
             let mut metrics = toml::Table::new();
             metrics.insert("listen".into(), format!("{}:{}", node.ip, metrics_port()).into());
             config.insert("metrics".into(), metrics.into());

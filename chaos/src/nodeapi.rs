@@ -41,6 +41,11 @@ impl NodeApi {
         Ok((r.id, r.seq))
     }
 
+    /// The store quota's figures (`GET /v1/store/usage`).
+    pub async fn store_usage(&self) -> anyhow::Result<palisade_api::model::StoreUsageView> {
+        Ok(self.client.store_usage().await?)
+    }
+
     /// The ids of `author`'s records this node holds (its feed, paged).
     pub async fn feed_ids(&self, author: &AuthorKey) -> anyhow::Result<HashSet<RecordId>> {
         let mut out = HashSet::new();

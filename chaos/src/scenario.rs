@@ -50,6 +50,17 @@ pub struct Scenario {
     /// Extra `[limits]` settings for every node (TOML table), e.g. tighter rate limits.
     #[serde(default)]
     pub node_limits: toml::Table,
+    /// Extra `[store]` settings for every node (TOML table), e.g. a small `max_bytes`.
+    #[serde(default)]
+    pub node_store: toml::Table,
+    /// Every node's `store.retain_authors` names every honest node's author, so the quota
+    /// never evicts the workload's records.
+    #[serde(default)]
+    pub protect_honest_authors: bool,
+    /// Give each node's data directory a tmpfs of this many MiB (0: none). Needs root; a
+    /// `disk_full` fault then fills it for real.
+    #[serde(default)]
+    pub data_tmpfs_mib: u64,
 }
 
 fn default_baseline() -> u64 {
@@ -156,6 +167,9 @@ pub struct Fault {
     /// One-way: the receiving node.
     #[serde(default)]
     pub to: Option<usize>,
+    /// Disk full: MiB left free on the node's data filesystem while the fault lasts.
+    #[serde(default)]
+    pub free_mib: u64,
 }
 
 fn default_fault_duration() -> u64 {
@@ -187,6 +201,9 @@ pub enum FaultAction {
     OneWay,
     /// netns: cap `node`'s egress to `bytes_per_sec` (tc tbf) for `duration_secs`.
     Bandwidth,
+    /// Fill `node`'s data filesystem (a ballast file) until `free_mib` MiB are left, and
+    /// delete it after `duration_secs`.
+    DiskFull,
 }
 
 /// A pair of nodes whose connection runs through the fault proxy: `from` dials a proxy that
@@ -306,6 +323,9 @@ pub struct Checks {
     /// `gossip_send_failures`: the sum of `palisade_gossip_send_failures_total` over the nodes'
     /// metrics endpoints at the end must be 0 (skipped when the build does not export it).
     pub check_gossip_send_failures: bool,
+    /// `store_quota`: at the end every node's records are within its `store.max_bytes`, and
+    /// no honest submission got a 5xx other than 507 (a disk at its flood stage).
+    pub check_store_quota: bool,
 }
 
 impl Default for Checks {
@@ -319,6 +339,7 @@ impl Default for Checks {
             check_goodput: false,
             converge_bound_secs: 30,
             check_gossip_send_failures: false,
+            check_store_quota: false,
         }
     }
 }
@@ -334,6 +355,9 @@ impl Scenario {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if self.data_tmpfs_mib > 0 && !self.requires_root {
+            bail!("`data_tmpfs_mib` mounts a tmpfs per node: set `requires_root = true`");
+        }
         if self.nodes == 0 || self.nodes > 64 {
             bail!("`nodes` is {}; allowed is 1..=64", self.nodes);
         }
@@ -386,6 +410,9 @@ impl Scenario {
             if f.action == FaultAction::Bandwidth && f.bytes_per_sec == 0 {
                 bail!("a bandwidth fault needs `bytes_per_sec`");
             }
+            if f.action == FaultAction::DiskFull && self.data_tmpfs_mib == 0 {
+                bail!("a disk_full fault needs `data_tmpfs_mib` (it fills the node's own tmpfs, never a shared disk)");
+            }
         }
         for l in &self.links {
             if l.from >= self.nodes || l.to >= self.nodes || l.from == l.to {
@@ -417,5 +444,35 @@ impl Scenario {
             .chain(self.attackers.iter().map(|a| a.start_secs + a.duration_secs))
             .max()
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_checked_in_scenario_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 14, "only {loaded} scenarios under {}", dir.display());
+    }
+
+    #[test]
+    fn a_disk_full_fault_needs_a_tmpfs_of_its_own() {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/disk-fill.toml"))
+                .unwrap()
+                .replace("data_tmpfs_mib = 192", "data_tmpfs_mib = 0");
+        let s: Scenario = toml::from_str(&text).unwrap();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("data_tmpfs_mib"), "{e}");
     }
 }

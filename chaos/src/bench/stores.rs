@@ -97,7 +97,10 @@ pub async fn run_memory_part(ctx: &Ctx, rec: &mut Recorder) -> anyhow::Result<()
         "store_disk_bytes_per_record",
         "B",
         vec![disk_bytes / n.max(1) as f64],
-        &format!("store directory / records; envelopes average {:.0} B", written.envelope_bytes as f64 / n.max(1) as f64),
+        &format!(
+            "store directory / records; envelopes average {:.0} B",
+            written.envelope_bytes as f64 / n.max(1) as f64
+        ),
     );
     rec.figure(
         "store_disk_to_envelope_ratio",

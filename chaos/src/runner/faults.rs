@@ -147,6 +147,28 @@ pub(super) async fn apply_fault(run: Arc<Run>, at: f64, f: crate::scenario::Faul
                 }
             }
         }
+        FaultAction::DiskFull => {
+            for i in run.pick(&f.node) {
+                let dir = lock(&run.cluster).nodes[i].data_dir.clone();
+                let ballast = dir.join("chaos-ballast");
+                info!(node = i, at, free_mib = f.free_mib, "fault: disk full");
+                if let Err(e) = fill_disk(&ballast, f.free_mib * 1024 * 1024) {
+                    warn!(node = i, error = %e, "disk_full fault failed");
+                    continue;
+                }
+                lock(&run.windows).push(Window {
+                    label: format!("disk full {i}"),
+                    start_secs: at,
+                    end_secs: at + dur,
+                    fault: true,
+                });
+                sleep_until_secs(&run, at + dur).await;
+                info!(node = i, "fault: disk freed");
+                if let Err(e) = std::fs::remove_file(&ballast) {
+                    warn!(node = i, error = %e, "removing the disk ballast failed");
+                }
+            }
+        }
         FaultAction::Partition => {
             let groups = partition_groups(&run, f.split.as_ref());
             info!(?groups, at, "fault: partition");
@@ -276,4 +298,33 @@ pub(super) async fn set_partition(run: &Run, groups: &[Vec<usize>], cut: bool) {
             let _ = run.apis[a].dial(&addr).await;
         }
     }
+}
+
+/// Takes the free space of `ballast`'s filesystem down to `leave_free` bytes with a real
+/// allocation (fallocate(1); a written file where the filesystem cannot preallocate).
+fn fill_disk(ballast: &std::path::Path, leave_free: u64) -> anyhow::Result<()> {
+    let dir = ballast.parent().context("ballast path has no directory")?;
+    let free = palisade_store::free_bytes(dir).context("reading the free space")?;
+    let size = free.saturating_sub(leave_free);
+    if size == 0 {
+        return Ok(());
+    }
+    let allocated = std::process::Command::new("fallocate")
+        .args(["-l", &size.to_string()])
+        .arg(ballast)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allocated {
+        use std::io::Write;
+        let chunk = vec![0xA5u8; 1024 * 1024];
+        let mut f = std::fs::File::create(ballast)?;
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            f.write_all(&chunk[..n])?;
+            left -= n as u64;
+        }
+        f.sync_all()?;
+    }
+    Ok(())
 }

@@ -21,9 +21,11 @@ use crate::scenario::{AttackKind, FaultAction, NetworkMode, NodeSel, Scenario, S
 mod checks;
 mod faults;
 mod proof_checks;
+mod store_checks;
 use checks::*;
 use faults::*;
 use proof_checks::*;
+use store_checks::*;
 
 /// Options from the command line.
 #[derive(Debug, Clone)]
@@ -78,6 +80,8 @@ struct Run {
     /// off for the ban's full term.
     pending_unbans: Mutex<Vec<(usize, String)>>,
     rng: Mutex<StdRng>,
+    /// HTTP status of every refused honest submission, counted.
+    refused_submissions: Mutex<BTreeMap<u16, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -96,7 +100,12 @@ pub async fn run(scenario: Scenario, opts: RunOptions) -> anyhow::Result<Report>
         NetworkMode::Netns => Some(crate::netns::Topology::create(scenario.nodes)?),
         NetworkMode::Loopback => None,
     };
-    let limits = crate::node_limits(&scenario);
+    let settings = crate::cluster::NodeSettings {
+        limits: crate::node_limits(&scenario),
+        store: scenario.node_store.clone(),
+        protect_honest_authors: scenario.protect_honest_authors,
+        data_tmpfs_mib: scenario.data_tmpfs_mib,
+    };
     // Fault proxies: link k listens on 127.0.0.(100 + k) and forwards to its `to` node.
     let mut links = Vec::new();
     let mut link_addrs = Vec::new();
@@ -124,7 +133,7 @@ pub async fn run(scenario: Scenario, opts: RunOptions) -> anyhow::Result<Report>
         root.path(),
         scenario.network,
         &ips,
-        &limits,
+        &settings,
         &link_addrs,
     )?;
     for i in 0..scenario.nodes {
@@ -147,6 +156,7 @@ pub async fn run(scenario: Scenario, opts: RunOptions) -> anyhow::Result<Report>
         windows: Arc::default(),
         durability: Arc::default(),
         rss_peak_kib: Arc::default(),
+        refused_submissions: Mutex::default(),
     });
     let result = run_inner(run.clone(), wall, root.path()).await;
     let exits = lock(&run.cluster).stop_all();
@@ -234,6 +244,7 @@ impl TempRoot {
 impl Drop for TempRoot {
     fn drop(&mut self) {
         if std::env::var_os("PALISADE_CHAOS_KEEP").is_none() {
+            crate::cluster::unmount_tmpfs(&self.0);
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
@@ -403,6 +414,9 @@ async fn run_inner(run: Arc<Run>, wall: Instant, _root: &Path) -> anyhow::Result
     if s.checks.check_gossip_send_failures {
         checks.push(check_gossip_send_failures(&run).await);
     }
+    if s.checks.check_store_quota {
+        checks.push(check_store_quota(&run).await);
+    }
     let passed = checks.iter().all(|c| c.passed);
     if !passed {
         post_mortem_dumps(&run).await;
@@ -466,9 +480,14 @@ async fn workload(run: Arc<Run>) {
         let Some(i) = target else { continue };
         let st = statement(&mut lock(&run.rng), &s.workload.kinds, n);
         // Bounded: a stuck node must not stall the workload.
-        if let Ok(Ok((id, seq))) = tokio::time::timeout(Duration::from_secs(5), run.apis[i].submit(&st)).await
-        {
-            lock(&run.acks).push(Ack { id, node: i, seq, at: Instant::now() });
+        match tokio::time::timeout(Duration::from_secs(5), run.apis[i].submit(&st)).await {
+            Ok(Ok((id, seq))) => lock(&run.acks).push(Ack { id, node: i, seq, at: Instant::now() }),
+            Ok(Err(e)) => {
+                if let Some(palisade_api::ClientError::Api { status, .. }) = e.downcast_ref() {
+                    *lock(&run.refused_submissions).entry(*status).or_default() += 1;
+                }
+            }
+            Err(_) => {}
         }
     }
 }

@@ -53,8 +53,8 @@ pub use disk::{
 pub use error::{Result, StoreError};
 pub use query::{Cursor, Page, Query, QUERY_LIMIT_MAX, QUERY_SCAN_BUDGET};
 pub use retention::{
-    StoreUsage, DEFAULT_MAX_STORE_BYTES, EVICTION_BATCH_RECORDS, EVICTION_SCAN_BUDGET, MIN_MAX_STORE_BYTES,
-    RETENTION_INTERVAL,
+    StoreUsage, DEFAULT_MAX_STORE_BYTES, EVICTION_BATCH_RECORDS, EVICTION_LOG_INTERVAL, EVICTION_SCAN_BUDGET,
+    MIN_MAX_STORE_BYTES, RETENTION_INTERVAL,
 };
 pub use signing_history::{Signed, SigningHistory, SigningHistoryError, SIGNING_HISTORY_FILE};
 pub use state_writer::{

@@ -31,7 +31,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use palisade_types::{AnomalyState, AuthorKey, RecordKind, Statement, VerifiedRecord};
 use tracing::{info, warn};
@@ -117,9 +117,34 @@ pub(crate) struct Retention {
     evicted_bytes: AtomicU64,
     refused_quota_full: AtomicU64,
     refused_evicted: AtomicU64,
+    /// Evictions not yet logged: (last log line, records, bytes). Under a steady flood every
+    /// write evicts; one line per [`EVICTION_LOG_INTERVAL`] says what went.
+    unlogged: Mutex<(Option<Instant>, u64, u64)>,
 }
 
+/// How often evictions are summarised in the log.
+pub const EVICTION_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 impl Retention {
+    fn log_evictions(&self, records: u64, bytes: u64) {
+        let mut u = lock(&self.unlogged);
+        u.1 += records;
+        u.2 += bytes;
+        // The first eviction is logged at once, then a summary per interval.
+        let due = u.0.is_none_or(|last| last.elapsed() >= EVICTION_LOG_INTERVAL);
+        if due {
+            info!(
+                records = u.1,
+                bytes = u.2,
+                since_last_secs = u.0.map_or(0, |last| last.elapsed().as_secs()),
+                bytes_used = self.bytes(),
+                max_bytes = self.max_bytes,
+                "store quota: evicted the oldest records of unprotected authors"
+            );
+            *u = (Some(Instant::now()), 0, 0);
+        }
+    }
+
     pub(crate) fn new(max_bytes: u64, bytes: u64) -> Retention {
         Retention {
             max_bytes,
@@ -131,6 +156,7 @@ impl Retention {
             evicted_bytes: AtomicU64::new(0),
             refused_quota_full: AtomicU64::new(0),
             refused_evicted: AtomicU64::new(0),
+            unlogged: Mutex::new((None, 0, 0)),
         }
     }
 
@@ -224,13 +250,7 @@ impl Store {
         if pass.evicted > 0 {
             r.evicted_records.fetch_add(pass.evicted, Ordering::Relaxed);
             r.evicted_bytes.fetch_add(pass.freed, Ordering::Relaxed);
-            info!(
-                records = pass.evicted,
-                bytes = pass.freed,
-                bytes_used = r.bytes(),
-                max_bytes = r.max_bytes,
-                "store quota: evicted the oldest records of unprotected authors"
-            );
+            r.log_evictions(pass.evicted, pass.freed);
         }
         let full = r.over_quota() && pass.evicted == 0 && pass.reached_end;
         if full && !r.quota_full.swap(true, Ordering::Relaxed) {
