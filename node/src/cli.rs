@@ -20,8 +20,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags every subcommand shares.
+/// Flags every subcommand shares (listed apart in each subcommand's help).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Data directory (key, database, admin socket). Default: ~/.local/share/palisade.
     #[arg(long, global = true, env = "PALISADE_DATA_DIR", value_name = "DIR")]
@@ -198,7 +199,7 @@ pub enum AttestCommand {
     /// Query attestations.
     ///
     /// Example: palisade attest query --subject sha256:9f86… --limit 20
-    Query(QueryArgs),
+    Query(AttestQueryArgs),
     /// Verdict on a subject under a k-of-n trust policy ([admin.trust.<name>]).
     ///
     /// Example: palisade attest verdict sha256:9f86… --trusted <author>,<author> --threshold 2 --check
@@ -240,27 +241,12 @@ pub struct AttestSubmitArgs {
     pub expires_in: Option<String>,
 }
 
-/// Filters shared by the query commands.
+/// Filters every query command takes.
 #[derive(Debug, Clone, Default, Args)]
-pub struct QueryArgs {
-    /// Subject digest <alg>:<hex> (attestations).
-    #[arg(long, value_name = "ALG:HEX")]
-    pub subject: Option<String>,
+pub struct CommonFilters {
     /// Author key (64 hex).
     #[arg(long)]
     pub author: Option<String>,
-    /// Anomaly source URI.
-    #[arg(long)]
-    pub source: Option<String>,
-    /// Anomaly fingerprint (64 hex).
-    #[arg(long)]
-    pub fingerprint: Option<String>,
-    /// Anomalies with severity number at least this (1-24).
-    #[arg(long, value_name = "N")]
-    pub min_severity: Option<u8>,
-    /// Anomalies currently in this state (open, acknowledged, resolved, suppressed).
-    #[arg(long)]
-    pub state: Option<String>,
     /// Issued at or after: ms since the epoch, or an age such as 2h.
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
@@ -276,6 +262,60 @@ pub struct QueryArgs {
     /// Continue from the previous page's next_cursor.
     #[arg(long)]
     pub cursor: Option<String>,
+}
+
+/// Filters of attestations.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AttestationFilters {
+    /// Subject digest <alg>:<hex>.
+    #[arg(long, value_name = "ALG:HEX")]
+    pub subject: Option<String>,
+}
+
+/// Filters of anomaly reports.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AnomalyFilters {
+    /// Anomaly source URI.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Anomaly fingerprint (64 hex).
+    #[arg(long)]
+    pub fingerprint: Option<String>,
+    /// Anomalies with severity number at least this (1-24).
+    #[arg(long, value_name = "N")]
+    pub min_severity: Option<u8>,
+    /// Anomalies currently in this state (open, acknowledged, resolved, suppressed).
+    #[arg(long)]
+    pub state: Option<String>,
+}
+
+/// `attest query`: attestation filters only.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AttestQueryArgs {
+    #[command(flatten)]
+    pub attestation: AttestationFilters,
+    #[command(flatten)]
+    pub common: CommonFilters,
+}
+
+/// `anomaly query`: anomaly filters only.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AnomalyQueryArgs {
+    #[command(flatten)]
+    pub anomaly: AnomalyFilters,
+    #[command(flatten)]
+    pub common: CommonFilters,
+}
+
+/// `records query` and `records export`: every filter.
+#[derive(Debug, Clone, Default, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub attestation: AttestationFilters,
+    #[command(flatten)]
+    pub anomaly: AnomalyFilters,
+    #[command(flatten)]
+    pub common: CommonFilters,
 }
 
 /// `attest verdict`.
@@ -320,7 +360,7 @@ pub enum AnomalyCommand {
     /// Query anomaly reports.
     ///
     /// Example: palisade anomaly query --min-severity 17 --since 1h
-    Query(QueryArgs),
+    Query(AnomalyQueryArgs),
     /// List open anomalies (or another state with --state, `all` for every state).
     ///
     /// Example: palisade anomaly open

@@ -96,12 +96,14 @@ impl Ctx {
             } else {
                 let mut t = Table::new(&["SEQ", "TIME", "ACTION", "REASON", "COUNT", "PEER", "IP", "DETAIL"]);
                 ledger_rows(&mut t, &page.entries);
-                if first || !page.entries.is_empty() {
-                    let text = t.render();
-                    // Following: the header once, then rows only.
-                    let body =
-                        if first { text } else { text.lines().skip(1).map(|l| format!("{l}\n")).collect() };
-                    out!("{body}");
+                if !a.follow {
+                    t.print();
+                } else {
+                    // Following: the header first, even before any entry, then rows as they come.
+                    if first {
+                        out!("{}", t.header());
+                    }
+                    out!("{}", t.render_rows());
                     std::io::stdout().flush()?;
                 }
             }

@@ -25,7 +25,7 @@ use serde_json::json;
 use self::output::{ago, print_json, short, time, Table};
 use self::statement::{now_ms, parse_time};
 use crate::cli::{
-    AnomalyCommand, AttestCommand, Command, GlobalArgs, LedgerArgs, LimitsCommand, PeersCommand, QueryArgs,
+    AnomalyCommand, AttestCommand, Command, GlobalArgs, LedgerArgs, LimitsCommand, PeersCommand,
     RecordsCommand, StoreCommand, WatchArgs,
 };
 

@@ -53,6 +53,18 @@ impl Table {
         out
     }
 
+    /// The rows alone, aligned among themselves (no header, nothing when empty): what a
+    /// command that follows a stream prints after the header.
+    pub fn render_rows(&self) -> String {
+        let text = if self.rows.is_empty() { String::new() } else { self.render() };
+        text.lines().skip(1).map(|l| format!("{l}\n")).collect()
+    }
+
+    /// The header line alone.
+    pub fn header(&self) -> String {
+        format!("{}\n", self.headers.join("  "))
+    }
+
     /// Prints the table to stdout.
     pub fn print(&self) {
         out!("{}", self.render());

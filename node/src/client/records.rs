@@ -1,16 +1,24 @@
 //! `attest`, `anomaly` and `records`: submit, read, query, export and import.
 
 use super::*;
+use crate::cli::{AnomalyFilters, AttestationFilters, CommonFilters};
 
-pub(super) fn filter_from(kind: Option<&str>, q: &QueryArgs) -> anyhow::Result<RecordFilter> {
+/// The API filter of a query command: `kind`, and the attestation and anomaly filters the
+/// command offers (none for a command that does not).
+pub(super) fn filter_from(
+    kind: Option<&str>,
+    q: &CommonFilters,
+    attestation: &AttestationFilters,
+    anomaly: &AnomalyFilters,
+) -> anyhow::Result<RecordFilter> {
     Ok(RecordFilter {
         kind: kind.map(str::to_string),
         author: q.author.clone(),
-        subject: q.subject.clone(),
-        fingerprint: q.fingerprint.clone(),
-        source: q.source.clone(),
-        min_severity: q.min_severity,
-        state: q.state.clone(),
+        subject: attestation.subject.clone(),
+        fingerprint: anomaly.fingerprint.clone(),
+        source: anomaly.source.clone(),
+        min_severity: anomaly.min_severity,
+        state: anomaly.state.clone(),
         since_ms: q.since.as_deref().map(parse_time).transpose()?,
         until_ms: q.until.as_deref().map(parse_time).transpose()?,
         exclude_revoked: q.exclude_revoked.then_some(true),
@@ -168,7 +176,8 @@ impl Ctx {
             AttestCommand::Submit(a) => self.submit(statement::attestation(&a)?).await,
             AttestCommand::Get { id } => self.get(&id).await,
             AttestCommand::Query(q) => {
-                let filter = filter_from(Some("attestation"), &q)?;
+                let filter =
+                    filter_from(Some("attestation"), &q.common, &q.attestation, &AnomalyFilters::default())?;
                 if self.json {
                     return self.query(filter).await;
                 }
@@ -255,7 +264,8 @@ impl Ctx {
                 .await
             }
             AnomalyCommand::Query(q) => {
-                let filter = filter_from(Some("anomaly"), &q)?;
+                let filter =
+                    filter_from(Some("anomaly"), &q.common, &AttestationFilters::default(), &q.anomaly)?;
                 if self.json {
                     return self.query(filter).await;
                 }
@@ -331,7 +341,13 @@ impl Ctx {
         match c {
             RecordsCommand::Get { id } => self.get(&id).await,
             RecordsCommand::Query { kind, filters } => {
-                self.query(filter_from(kind.as_deref(), &filters)?).await
+                self.query(filter_from(
+                    kind.as_deref(),
+                    &filters.common,
+                    &filters.attestation,
+                    &filters.anomaly,
+                )?)
+                .await
             }
             RecordsCommand::Revoke { id, reason } => {
                 self.submit(json!({"kind": "revocation", "target": id, "reason": reason.unwrap_or_default()}))

@@ -274,3 +274,30 @@ fn log_file_receives_the_logs() {
     assert_eq!(bad.status.code(), Some(78), "{}", String::from_utf8_lossy(&bad.stderr));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("log.file"));
 }
+
+/// Each query command offers the filters of its kind only, and every subcommand's help lists
+/// the shared flags under their own heading (issue 20, CLI consistency).
+#[test]
+fn query_commands_offer_their_own_filters_and_global_flags_stand_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = |args: &[&str]| {
+        let out = palisade(dir.path()).args(args).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let attest = help(&["attest", "query"]);
+    assert!(
+        attest.contains("--subject")
+            && !attest.contains("--min-severity")
+            && !attest.contains("--fingerprint"),
+        "{attest}"
+    );
+    let anomaly = help(&["anomaly", "query"]);
+    assert!(anomaly.contains("--min-severity") && !anomaly.contains("--subject"), "{anomaly}");
+    let records = help(&["records", "query"]);
+    assert!(records.contains("--subject") && records.contains("--min-severity"), "{records}");
+    for text in [&attest, &anomaly, &records] {
+        let (own, global) = text.split_once("Global options:").expect("a Global options heading");
+        assert!(global.contains("--data-dir") && !own.contains("--data-dir"), "{text}");
+    }
+}

@@ -4,6 +4,7 @@ mod admin_fds;
 mod cli;
 mod client;
 mod disk;
+mod ledger;
 mod metrics;
 mod process;
 mod quota;
