@@ -316,6 +316,9 @@ pub struct Checks {
     pub attackers_contained_within_secs: u64,
     /// Check goodput and latency ratios (off for scenarios whose faults stop the workload).
     pub check_goodput: bool,
+    /// With `check_goodput`, also judge the stress p99 against the baseline's (off where
+    /// faults delay records by design; `converged_within` judges them per fault window).
+    pub check_latency: bool,
     /// `converged_within`: how long after the longest fault it overlapped a record may take
     /// to reach every node (s). The default, 30 s, is the bound docs/protocol.md derives for
     /// the harness's 3-s sync interval and 5 nodes, with a margin for a loaded machine.
@@ -337,6 +340,7 @@ impl Default for Checks {
             max_p99_latency_ratio: 3.0,
             attackers_contained_within_secs: 30,
             check_goodput: false,
+            check_latency: true,
             converge_bound_secs: 30,
             check_gossip_send_failures: false,
             check_store_quota: false,

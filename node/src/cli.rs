@@ -126,6 +126,12 @@ pub enum StoreCommand {
     ///
     /// Example: palisade store usage
     Usage,
+    /// Give back the disk space sled keeps after records are deleted or evicted: copy every
+    /// tree into a fresh database beside the store, check it, swap it in. Needs free space
+    /// for the copy (about what the records take); the node must be stopped.
+    ///
+    /// Example: palisade --data-dir /var/lib/palisade store compact
+    Compact,
 }
 
 /// `peers …`.

@@ -38,6 +38,8 @@ pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload) -> anyhow
     // default action of killing the process.
     let mut signals = Signals::install()?;
     paths.ensure_data_dir()?;
+    palisade_store::recover_interrupted_compaction(&paths.db_dir())
+        .context("putting back the store of an interrupted `palisade store compact`")?;
     let store = Store::open(&StoreConfig {
         path: paths.db_dir(),
         cache_capacity_bytes: config.store.cache_capacity_bytes,

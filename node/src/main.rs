@@ -185,6 +185,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("config OK ({})", paths.config_source());
             Ok(())
         }
+        Command::Store(StoreCommand::Compact) => {
+            let paths = paths::Paths::resolve(g)?;
+            store_check::compact(&paths, g.json)
+        }
         Command::Store(StoreCommand::Check) => {
             let paths = paths::Paths::resolve(g)?;
             let sound = store_check::run(&paths, g.json)?;

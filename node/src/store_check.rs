@@ -1,5 +1,6 @@
 //! `palisade store check`: the store's own check ([`palisade_store::Store::check`]) plus the
-//! own feed against the signing history, printed for an operator (or as JSON).
+//! own feed against the signing history, printed for an operator (or as JSON); and
+//! `palisade store compact` ([`palisade_store::compact`]).
 
 use anyhow::Context;
 use palisade_store::{SigningHistory, Store, StoreConfig, StoreError};
@@ -65,4 +66,29 @@ pub fn run(paths: &Paths, json: bool) -> anyhow::Result<bool> {
         }
     }
     Ok(report.problems == 0)
+}
+
+/// `palisade store compact`: the store copied into a fresh database and swapped in.
+pub fn compact(paths: &Paths, json: bool) -> anyhow::Result<()> {
+    if !json {
+        eprintln!("compacting {} (copying every tree, then swapping it in)", paths.db_dir().display());
+    }
+    let report = match palisade_store::compact(&StoreConfig::new(paths.db_dir())) {
+        Ok(r) => r,
+        Err(e @ StoreError::Locked { .. }) => {
+            return Err(ConfigError(format!("{e}; stop the node before `palisade store compact`")).into())
+        }
+        Err(e) => {
+            return Err(e).context("compacting the store (the store is unchanged unless it says otherwise)")
+        }
+    };
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        outln!("entries: {}", report.entries);
+        outln!("before:  {:.1} MiB", mib(report.before_bytes));
+        outln!("after:   {:.1} MiB", mib(report.after_bytes));
+    }
+    Ok(())
 }

@@ -111,6 +111,8 @@ impl Store {
                 None => report.problem(format!("author {author}: records stored but no feed head")),
             }
         }
+        let markers = self.inner.data.scan_prefix([keys::SPACE_EVICTED]).count() as u64;
+        bytes = bytes.saturating_add(markers.saturating_mul(crate::retention::MARKER_COST));
         let counted_bytes = self.usage().bytes_used;
         if counted_bytes != bytes {
             report

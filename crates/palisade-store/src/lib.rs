@@ -23,6 +23,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 mod check;
+mod compact;
 mod disk;
 mod error;
 mod keys;
@@ -46,6 +47,7 @@ use palisade_types::{
 use sled::Tree;
 
 pub use check::{CheckReport, MAX_REPORTED_PROBLEMS};
+pub use compact::{compact, compact_old_dir, compacting_dir, recover_interrupted_compaction, CompactReport};
 pub use disk::{
     free_bytes, DiskLevel, DiskWatermarks, DEFAULT_MIN_FREE_DISK_BYTES, DEFAULT_WARN_FREE_DISK_BYTES,
     DISK_SAMPLE_INTERVAL, MAX_RELEASE_MARGIN_BYTES,
@@ -54,7 +56,7 @@ pub use error::{Result, StoreError};
 pub use query::{Cursor, Page, Query, QUERY_LIMIT_MAX, QUERY_SCAN_BUDGET};
 pub use retention::{
     StoreUsage, DEFAULT_MAX_STORE_BYTES, EVICTION_BATCH_RECORDS, EVICTION_LOG_INTERVAL, EVICTION_SCAN_BUDGET,
-    MIN_MAX_STORE_BYTES, RETENTION_INTERVAL,
+    MARKER_COST, MIN_MAX_STORE_BYTES, RETENTION_INTERVAL,
 };
 pub use signing_history::{Signed, SigningHistory, SigningHistoryError, SIGNING_HISTORY_FILE};
 pub use state_writer::{
@@ -116,6 +118,8 @@ fn rebuild_quota_accounting(inner: &Inner) -> std::result::Result<u64, sled::Err
         }
         inner.data.apply_batch(batch)?;
     }
+    let markers = inner.data.scan_prefix([keys::SPACE_EVICTED]).count() as u64;
+    total = total.saturating_add(markers.saturating_mul(retention::MARKER_COST));
     inner.data.insert(retention::bytes_key(), &total.to_be_bytes())?;
     Ok(total)
 }

@@ -19,7 +19,8 @@
 //! write group whenever something is evictable.
 //!
 //! **Markers.** Each author with evicted records keeps an [`EvictionMarker`] (the highest
-//! evicted seq and totals) and its feed head unchanged, so anti-entropy sync does not ask for
+//! evicted seq and totals; [`MARKER_COST`] bytes against the quota, for good) and its feed
+//! head unchanged, so anti-entropy sync does not ask for
 //! the range again, and a record at an evicted seq is refused ([`Refusal::Evicted`]) rather than
 //! stored again. Equivocation detection keeps working for every seq still stored; at an
 //! evicted seq there is no first record left to prove a fork with.
@@ -69,6 +70,13 @@ pub(crate) fn cost_of(index_entries: &[(Vec<u8>, Vec<u8>)], wire_len: usize) -> 
     let own = 1 + 32 + RECORD_META_LEN + wire_len + keys::RECEIVED_KEY_LEN;
     (indexes + own) as u64
 }
+
+/// What an eviction marker costs against the quota, for good: its entry and the feed head it
+/// keeps (key and value of each, rounded up). Markers are never removed (removing one would
+/// let sync fetch the range again), so they are counted: a flood of fresh Sybil authors, each
+/// evicted whole, fills the quota with markers at about a quarter of the rate its records
+/// would, and then meets the full quota (`Refusal::QuotaFull`) instead of an unbounded disk.
+pub const MARKER_COST: u64 = 128;
 
 /// The quota's low mark: eviction frees down to it, so it does not run for every group.
 pub(crate) fn low_mark(max_bytes: u64) -> u64 {
@@ -192,6 +200,8 @@ struct Pass {
     freed: u64,
     /// The scan reached the newest record.
     reached_end: bool,
+    /// Bytes of the markers this pass created (see [`MARKER_COST`]).
+    marker_bytes: u64,
 }
 
 impl Store {
@@ -315,7 +325,14 @@ impl Store {
             head.records = head.records.saturating_sub(1);
             let marker = match markers.get_mut(&author) {
                 Some(m) => m,
-                None => markers.entry(author).or_insert(self.eviction_marker(&author)?.unwrap_or_default()),
+                None => {
+                    let stored = self.eviction_marker(&author)?;
+                    if stored.is_none() {
+                        // A new marker stays for good: it is paid for against the quota.
+                        pass.marker_bytes = pass.marker_bytes.saturating_add(MARKER_COST);
+                    }
+                    markers.entry(author).or_insert(stored.unwrap_or_default())
+                }
             };
             marker.through_seq = marker.through_seq.max(record.record().position.seq);
             marker.records = marker.records.saturating_add(1);
@@ -323,7 +340,7 @@ impl Store {
             *counts.entry(record.kind()).or_default() += 1;
             pass.evicted += 1;
             pass.freed = pass.freed.saturating_add(cost);
-            if r.bytes().saturating_sub(pass.freed) <= target
+            if r.bytes().saturating_sub(pass.freed).saturating_add(pass.marker_bytes) <= target
                 || pass.evicted as usize >= max_records
                 || scanned >= EVICTION_SCAN_BUDGET
             {
@@ -350,7 +367,7 @@ impl Store {
             let now = self.get_raw(&key)?.map(|v| u64_value(&v)).unwrap_or(0);
             batch.insert(key, &now.saturating_sub(*n).to_be_bytes());
         }
-        let bytes = r.bytes().saturating_sub(pass.freed);
+        let bytes = r.bytes().saturating_sub(pass.freed).saturating_add(pass.marker_bytes);
         batch.insert(bytes_key(), &bytes.to_be_bytes());
         self.inner.data.apply_batch(batch).map_err(|e| self.io(e))?;
         r.set_bytes(bytes);

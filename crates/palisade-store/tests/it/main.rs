@@ -1,6 +1,7 @@
 //! Integration tests of the store on real sled databases in temp directories.
 
 mod check;
+mod compact;
 mod crash;
 mod disk;
 mod feeds;

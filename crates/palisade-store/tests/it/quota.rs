@@ -278,3 +278,27 @@ fn a_store_keeps_the_compression_it_was_created_with() {
     assert!(store.usage().compressed);
     assert!(records.iter().all(|r| stored(&store, r)));
 }
+
+#[test]
+fn markers_of_evicted_authors_count_against_the_quota() {
+    // A Sybil author per record, each evicted whole: what stays is a marker per author, and
+    // the markers fill the quota instead of the disk.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_quota(&dir.path().join("db"), QUOTA);
+    let mut n = 0u64;
+    while !store.usage().quota_full {
+        n += 1;
+        assert!(n < 5_000, "markers never filled the quota: {:?}", store.usage());
+        let mut seed = [9u8; 32];
+        seed[..8].copy_from_slice(&n.to_be_bytes());
+        let r = FeedWriter::new(palisade_types::ed25519_dalek::SigningKey::from_bytes(&seed))
+            .sign_next(attestation(n), FIXED_NOW_MS)
+            .unwrap();
+        store.insert(&r, at(FIXED_NOW_MS + n, Source::Gossip)).unwrap();
+    }
+    let usage = store.usage();
+    assert!(usage.bytes_used <= QUOTA + palisade_store::MARKER_COST * 64, "{usage:?}");
+    assert!(usage.evicted_records * palisade_store::MARKER_COST >= QUOTA / 2, "{usage:?}");
+    let report = store.check(|_| {}).unwrap();
+    assert_eq!(report.problems, 0, "{:?}", report.examples);
+}
