@@ -113,6 +113,12 @@ impl Ctx {
         outln!("evicted:       {} records, {}", u.evicted_records, output::bytes(u.evicted_bytes));
         outln!("refused:       {} (quota full), {} (evicted seq)", u.refused_quota_full, u.refused_evicted);
         outln!("protected:     {} authors (and this node's own)", u.protected_authors);
+        if u.size_on_disk_bytes > u.bytes_used.saturating_mul(10) && u.size_on_disk_bytes > 64 * 1024 * 1024 {
+            outln!(
+                "sled keeps the space of deleted and evicted records: `palisade store compact` \
+                 (node stopped) gives it back."
+            );
+        }
         if u.quota_full {
             outln!(
                 "QUOTA FULL: nothing left to evict; records of unprotected authors are refused. \
