@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::client::LiveNode;
-use crate::{spawn_run, wait_for_line};
+use crate::start_in;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -81,14 +81,8 @@ fn a_node_below_its_flood_stage_refuses_writes_keeps_reads_and_resumes_by_itself
         dir.path().display()
     );
     let min_free = free - 256 * MIB;
-    std::fs::write(
-        dir.path().join("palisade.toml"),
-        format!("[store]\nmin_free_disk_bytes = {min_free}\nwarn_free_disk_bytes = {min_free}\n"),
-    )
-    .unwrap();
-    let mut child = spawn_run(dir.path(), &[]);
-    wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
-    let node = LiveNode { child, dir };
+    let config = format!("[store]\nmin_free_disk_bytes = {min_free}\nwarn_free_disk_bytes = {min_free}\n");
+    let node = start_in(dir, Some(&config));
 
     let first = submit(&node, 1);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));

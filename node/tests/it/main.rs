@@ -95,3 +95,14 @@ pub(crate) fn spawn_run(dir: &std::path::Path, extra: &[&str]) -> Child {
         .spawn()
         .expect("palisade starts")
 }
+
+/// `palisade run` on `dir` with `config` as its palisade.toml (when given), once it says it
+/// is running.
+pub(crate) fn start_in(dir: tempfile::TempDir, config: Option<&str>) -> client::LiveNode {
+    if let Some(config) = config {
+        std::fs::write(dir.path().join("palisade.toml"), config).unwrap();
+    }
+    let mut child = spawn_run(dir.path(), &[]);
+    wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
+    client::LiveNode { child, dir }
+}

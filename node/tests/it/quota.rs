@@ -5,7 +5,6 @@
 //! evicted record is not taken back, and the byte count survives a restart.
 
 use std::io::Write;
-use std::time::Duration;
 
 use base64::Engine;
 use palisade_types::fixtures::{attestation, key, FIXED_NOW_MS};
@@ -13,7 +12,7 @@ use palisade_types::{AuthorKey, FeedWriter, VerifiedRecord};
 use serde_json::Value;
 
 use crate::client::LiveNode;
-use crate::{spawn_run, wait_for_line};
+use crate::start_in;
 
 const QUOTA: u64 = 1024 * 1024;
 
@@ -52,14 +51,8 @@ fn a_node_over_its_quota_evicts_sybil_records_and_keeps_retained_and_own_ones() 
     let dir = tempfile::tempdir().unwrap();
     let mut retained = FeedWriter::new(key(1));
     let retained_author = AuthorKey(key(1).verifying_key().to_bytes());
-    std::fs::write(
-        dir.path().join("palisade.toml"),
-        format!("[store]\nmax_bytes = {QUOTA}\nretain_authors = [\"{retained_author}\"]\n"),
-    )
-    .unwrap();
-    let mut child = spawn_run(dir.path(), &[]);
-    wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
-    let node = LiveNode { child, dir };
+    let config = format!("[store]\nmax_bytes = {QUOTA}\nretain_authors = [\"{retained_author}\"]\n");
+    let node = start_in(dir, Some(&config));
 
     let mut sybils: Vec<FeedWriter> = (10..50).map(|s| FeedWriter::new(key(s))).collect();
     let mut kept_ids = Vec::new();
@@ -122,10 +115,7 @@ fn a_node_over_its_quota_evicts_sybil_records_and_keeps_retained_and_own_ones() 
 
     // The byte count is stored with the records.
     let used = field(&after, "bytes_used");
-    let dir = node.stop_keeping_data();
-    let mut child = spawn_run(dir.path(), &[]);
-    wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
-    let node = LiveNode { child, dir };
+    let node = start_in(node.stop_keeping_data(), None);
     assert_eq!(field(&usage(&node), "bytes_used"), used);
     node.stop();
 }
