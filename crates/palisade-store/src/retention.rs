@@ -180,6 +180,11 @@ impl Retention {
         self.bytes() > self.max_bytes
     }
 
+    /// The last eviction pass found nothing to evict while over the quota.
+    pub(crate) fn known_full(&self) -> bool {
+        self.quota_full.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn protected(&self) -> Arc<HashSet<AuthorKey>> {
         self.protected.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -258,6 +263,7 @@ impl Store {
         }
         let pass = self.evict_pass(max_records)?;
         if pass.evicted > 0 {
+            r.quota_full.store(false, Ordering::Relaxed);
             r.evicted_records.fetch_add(pass.evicted, Ordering::Relaxed);
             r.evicted_bytes.fetch_add(pass.freed, Ordering::Relaxed);
             r.log_evictions(pass.evicted, pass.freed);

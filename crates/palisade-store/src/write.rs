@@ -76,9 +76,11 @@ impl Store {
             }
             cache.extend(ov.heads);
         }
-        if self.inner.retention.over_quota() {
+        if self.inner.retention.over_quota() && !self.inner.retention.known_full() {
             // The group is stored whatever eviction does; its failure is retried by the next
-            // writer and the retention thread.
+            // writer and the retention thread. A quota known to be full (the last pass found
+            // nothing to evict) is left to the retention thread's timer, so writers of
+            // protected records do not each pay a scan that finds nothing.
             let budget = items.len().saturating_mul(2).saturating_add(retention::EVICTION_BATCH_RECORDS);
             if let Err(e) = self.evict_locked(budget) {
                 tracing::warn!(error = %e, "store quota: eviction failed; retried on the next write");
