@@ -12,7 +12,8 @@
 //! checked (same entries in every tree) before anything is renamed. The swap is two renames:
 //! `db` → `db.compact-old`, `db.compacting` → `db`; then `db.compact-old` is deleted. A crash
 //! between the renames leaves no `db` but a complete `db.compact-old`:
-//! [`recover_interrupted_compaction`] puts it back (the daemon and this command call it first).
+//! [`recover_interrupted_compaction`] puts it back, and `Store::open` calls it before anything
+//! else, so no command can create an empty store in its place.
 
 use std::path::{Path, PathBuf};
 

@@ -301,6 +301,8 @@ impl Store {
         // a migration, a test) can find it still held. Another process holding it keeps it:
         // the error then surfaces after the wait.
         disk::remove_unfinished_snapshots(&config.path);
+        // Before anything could create an empty store where a compaction's swap was cut short.
+        compact::recover_interrupted_compaction(&config.path).map_err(|e| io(sled::Error::Io(e)))?;
         let lock_deadline = std::time::Instant::now() + LOCK_WAIT;
         let db = loop {
             match sled_config.open().map_err(io) {
