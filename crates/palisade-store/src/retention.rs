@@ -207,6 +207,8 @@ struct Pass {
     reached_end: bool,
     /// Bytes of the markers this pass created (see [`MARKER_COST`]).
     marker_bytes: u64,
+    /// The pass started at the cursor, not at the oldest record.
+    started_mid: bool,
 }
 
 impl Store {
@@ -261,7 +263,12 @@ impl Store {
             r.quota_full.store(false, Ordering::Relaxed);
             return Ok(0);
         }
-        let pass = self.evict_pass(max_records)?;
+        let mut pass = self.evict_pass(max_records)?;
+        if pass.evicted == 0 && pass.reached_end && pass.started_mid {
+            // Nothing after the cursor: look again from the oldest record before calling the
+            // quota full (what the cursor skipped may be evictable now).
+            pass = self.evict_pass(max_records)?;
+        }
         if pass.evicted > 0 {
             r.quota_full.store(false, Ordering::Relaxed);
             r.evicted_records.fetch_add(pass.evicted, Ordering::Relaxed);
@@ -291,7 +298,7 @@ impl Store {
         let start = cursor.clone().unwrap_or_else(keys::received_prefix);
         let end = keys::prefix_successor(&keys::received_prefix()).unwrap_or_default();
         let mut batch = sled::Batch::default();
-        let mut pass = Pass::default();
+        let mut pass = Pass { started_mid: cursor.is_some(), ..Pass::default() };
         let mut heads: HashMap<AuthorKey, FeedHead> = HashMap::new();
         let mut markers: HashMap<AuthorKey, EvictionMarker> = HashMap::new();
         let mut counts: HashMap<RecordKind, u64> = HashMap::new();

@@ -302,3 +302,19 @@ fn markers_of_evicted_authors_count_against_the_quota() {
     let report = store.check(|_| {}).unwrap();
     assert_eq!(report.problems, 0, "{:?}", report.examples);
 }
+
+#[test]
+fn a_store_of_evictable_records_never_calls_its_quota_full() {
+    // Whatever the cursor's position, a store whose records are all evictable is never called
+    // full and never refuses one (a full quota refuses unprotected authors).
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_quota(&dir.path().join("db"), QUOTA);
+    let mut feeds = Feeds::new(10..14);
+    for n in 1..=600u64 {
+        let r = feeds.next((n % 4) as usize, n.div_ceil(4));
+        let outcome = store.insert(&r, at(FIXED_NOW_MS + n, Source::Sync)).unwrap();
+        assert!(matches!(outcome, InsertOutcome::Inserted(_)), "record {n}: {outcome:?}");
+        let usage = store.usage();
+        assert!(usage.bytes_used <= QUOTA && !usage.quota_full, "record {n}: {usage:?}");
+    }
+}
