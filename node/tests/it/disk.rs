@@ -52,23 +52,7 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 fn submit(node: &LiveNode, n: u32) -> std::process::Output {
-    node.cli(&[
-        "--json",
-        "attest",
-        "submit",
-        "--subject",
-        &format!("pkg:cargo/disk@1.0.{n}"),
-        "--digest",
-        &format!("sha256:{}", "ab".repeat(32)),
-        "--verdict",
-        "pass",
-        "--scanner",
-        "trivy",
-        "--scanner-version",
-        "0.56.1",
-        "--score",
-        "8.5",
-    ])
+    crate::submit_attestation(node, &format!("pkg:cargo/disk@1.0.{n}"))
 }
 
 #[test]

@@ -106,3 +106,24 @@ pub(crate) fn start_in(dir: tempfile::TempDir, config: Option<&str>) -> client::
     wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
     client::LiveNode { child, dir }
 }
+
+/// `palisade --json attest submit` of a passing trivy attestation of `subject`.
+pub(crate) fn submit_attestation(node: &client::LiveNode, subject: &str) -> std::process::Output {
+    node.cli(&[
+        "--json",
+        "attest",
+        "submit",
+        "--subject",
+        subject,
+        "--digest",
+        &format!("sha256:{}", "ab".repeat(32)),
+        "--verdict",
+        "pass",
+        "--scanner",
+        "trivy",
+        "--scanner-version",
+        "0.56.1",
+        "--score",
+        "8.5",
+    ])
+}

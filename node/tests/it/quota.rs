@@ -58,22 +58,9 @@ fn a_node_over_its_quota_evicts_sybil_records_and_keeps_retained_and_own_ones() 
     let mut kept_ids = Vec::new();
     let mut first_batch = Vec::new();
     for round in 0..12u64 {
-        let own = node.json(&[
-            "attest",
-            "submit",
-            "--subject",
-            &format!("pkg:cargo/own@1.0.{round}"),
-            "--digest",
-            &format!("sha256:{}", "cd".repeat(32)),
-            "--verdict",
-            "pass",
-            "--scanner",
-            "trivy",
-            "--scanner-version",
-            "0.56.1",
-            "--score",
-            "8.5",
-        ]);
+        let own = crate::submit_attestation(&node, &format!("pkg:cargo/own@1.0.{round}"));
+        assert!(own.status.success(), "{}", String::from_utf8_lossy(&own.stderr));
+        let own: Value = serde_json::from_slice(&own.stdout).unwrap();
         kept_ids.push(own.get("id").and_then(Value::as_str).unwrap().to_string());
         let mut batch = Vec::new();
         for n in 0..10 {

@@ -390,19 +390,25 @@ impl ApiClient {
         self.get_json(&format!("/v1/anomalies{}", query_string(params)?)).await
     }
 
-    /// `GET /v1/export`: the NDJSON body as a byte stream.
-    pub async fn export(&self, filter: &RecordFilter) -> Result<ByteStream, ClientError> {
-        let path = format!("/v1/export{}", query_string(filter)?);
+    /// A GET whose answer body is streamed: the body once the status says success (the
+    /// deadline covers the answer's head, not the stream).
+    async fn get_streamed(&self, path: &str) -> Result<Incoming, ClientError> {
         let resp = tokio::time::timeout(
             self.timeout,
-            self.send_with(Method::GET, &path, Self::full(Vec::new()), None),
+            self.send_with(Method::GET, path, Self::full(Vec::new()), None),
         )
         .await
         .map_err(|_| ClientError::Timeout(self.timeout))??;
         if !resp.status().is_success() {
             return Err(error_of(resp).await);
         }
-        Ok(ByteStream::new(resp.into_body()))
+        Ok(resp.into_body())
+    }
+
+    /// `GET /v1/export`: the NDJSON body as a byte stream.
+    pub async fn export(&self, filter: &RecordFilter) -> Result<ByteStream, ClientError> {
+        let path = format!("/v1/export{}", query_string(filter)?);
+        Ok(ByteStream::new(self.get_streamed(&path).await?))
     }
 
     /// `GET /v1/export`, collected into lines (checks the body was complete).
@@ -490,16 +496,7 @@ impl ApiClient {
     /// events after this call are delivered).
     pub async fn events(&self, params: &EventParams) -> Result<EventStream, ClientError> {
         let path = format!("/v1/events{}", query_string(params)?);
-        let resp = tokio::time::timeout(
-            self.timeout,
-            self.send_with(Method::GET, &path, Self::full(Vec::new()), None),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout(self.timeout))??;
-        if !resp.status().is_success() {
-            return Err(error_of(resp).await);
-        }
-        Ok(EventStream::new(resp.into_body()))
+        Ok(EventStream::new(self.get_streamed(&path).await?))
     }
 }
 
