@@ -301,3 +301,33 @@ fn query_commands_offer_their_own_filters_and_global_flags_stand_apart() {
         assert!(global.contains("--data-dir") && !own.contains("--data-dir"), "{text}");
     }
 }
+
+/// A bootstrap peer named by DNS (`/dns4/localhost/...`), as a Kubernetes StatefulSet names its
+/// pods (issue 20): the node resolves it and connects.
+#[test]
+fn a_bootstrap_peer_named_by_dns_is_resolved_and_dialled() {
+    let first = crate::client::LiveNode::start(&[]);
+    let status = first.json(&["status"]);
+    let peer_id = status["peer_id"].as_str().unwrap().to_string();
+    let port = status["listen_addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .find_map(|a| a.strip_prefix("/ip4/127.0.0.1/tcp/"))
+        .map(|p| p.split('/').next().unwrap().to_string())
+        .expect("a TCP listen address on 127.0.0.1");
+    let bootstrap = format!("/dns4/localhost/tcp/{port}/p2p/{peer_id}");
+    let second = crate::client::LiveNode::start(&["--bootstrap", &bootstrap]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let peers = second.json(&["peers", "list"]);
+        if peers["peers"].as_array().is_some_and(|p| p.iter().any(|p| p["peer_id"] == peer_id.as_str())) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{bootstrap} was not dialled: {peers}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    second.stop();
+    first.stop();
+}
