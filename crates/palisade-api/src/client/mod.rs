@@ -140,24 +140,10 @@ impl ApiClient {
         let connect_err = |error| ClientError::Connect { target: target.clone(), error };
         let sender = match &self.transport {
             Transport::Unix(p) => {
-                let s = tokio::net::UnixStream::connect(p).await.map_err(connect_err)?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
-                    .await
-                    .map_err(|e| ClientError::Http(e.to_string()))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                sender
+                http1(tokio::net::UnixStream::connect(p).await.map_err(connect_err)?).await?
             }
             Transport::Tcp { addr, .. } => {
-                let s = tokio::net::TcpStream::connect(addr).await.map_err(connect_err)?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
-                    .await
-                    .map_err(|e| ClientError::Http(e.to_string()))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                sender
+                http1(tokio::net::TcpStream::connect(addr).await.map_err(connect_err)?).await?
             }
         };
         Ok(sender)
@@ -498,6 +484,20 @@ impl ApiClient {
         let path = format!("/v1/events{}", query_string(params)?);
         Ok(EventStream::new(self.get_streamed(&path).await?))
     }
+}
+
+/// An HTTP/1.1 client connection over `stream`, its connection task spawned.
+async fn http1<S>(stream: S) -> Result<hyper::client::conn::http1::SendRequest<ReqBody>, ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 fn decode<T: DeserializeOwned>(raw: RawResponse) -> Result<T, ClientError> {
