@@ -68,38 +68,63 @@ pub fn compact(config: &StoreConfig) -> Result<CompactReport> {
     let store = Store::open(config)?;
     let before_bytes = store.size_on_disk()?;
     let compressed = store.inner.compressed;
-    let entries = {
-        let fresh = sled::Config::new()
-            .path(&copy)
-            .use_compression(compressed)
-            .compression_factor(crate::COMPRESSION_LEVEL)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| store.io_err(e))?;
-        fresh.import(store.inner.db.export());
-        fresh.flush().map_err(|e| store.io_err(e))?;
-        let mut entries = 0u64;
-        for name in store.inner.db.tree_names() {
-            let (from, to) = (
-                store.inner.db.open_tree(&name).map_err(|e| store.io_err(e))?,
-                fresh.open_tree(&name).map_err(|e| store.io_err(e))?,
-            );
-            if from.len() != to.len() {
-                return Err(StoreError::corrupt(
-                    "compaction",
-                    &name,
-                    format!("the copy has {} entries, the store {}", to.len(), from.len()),
-                ));
-            }
-            entries += from.len() as u64;
-        }
-        entries
-    };
+    let copied = copy_into(&store, &copy, compressed);
     drop(store);
+    let entries = match copied {
+        Ok(entries) => entries,
+        Err(e) => {
+            // A half-written copy (a full disk, most likely) must not keep the space it took.
+            let _ = std::fs::remove_dir_all(&copy);
+            return Err(e);
+        }
+    };
     std::fs::rename(&db, compact_old_dir(&db)).map_err(io(&db))?;
     std::fs::rename(&copy, &db).map_err(io(&copy))?;
     std::fs::remove_dir_all(compact_old_dir(&db)).map_err(io(&db))?;
     disk::remove_unfinished_snapshots(&db);
     let after_bytes = Store::open(config)?.size_on_disk()?;
     Ok(CompactReport { before_bytes, after_bytes, entries })
+}
+
+/// Entries written per batch into the copy.
+const COPY_BATCH: usize = 10_000;
+
+/// Copies every tree of `store` into a fresh database at `copy` (in bounded batches, every
+/// error returned: sled's own `import` panics on an I/O error such as a full disk) and
+/// checks the entry counts. Returns the entries copied.
+fn copy_into(store: &Store, copy: &Path, compressed: bool) -> Result<u64> {
+    let fresh = sled::Config::new()
+        .path(copy)
+        .use_compression(compressed)
+        .compression_factor(crate::COMPRESSION_LEVEL)
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| store.io_err(e))?;
+    let mut entries = 0u64;
+    for name in store.inner.db.tree_names() {
+        let from = store.inner.db.open_tree(&name).map_err(|e| store.io_err(e))?;
+        let to = fresh.open_tree(&name).map_err(|e| store.io_err(e))?;
+        let mut batch = sled::Batch::default();
+        let mut pending = 0usize;
+        for item in from.iter() {
+            let (k, v) = item.map_err(|e| store.io_err(e))?;
+            batch.insert(k, v);
+            pending += 1;
+            if pending == COPY_BATCH {
+                to.apply_batch(std::mem::take(&mut batch)).map_err(|e| store.io_err(e))?;
+                pending = 0;
+            }
+        }
+        to.apply_batch(batch).map_err(|e| store.io_err(e))?;
+        if from.len() != to.len() {
+            return Err(StoreError::corrupt(
+                "compaction",
+                &name,
+                format!("the copy has {} entries, the store {}", to.len(), from.len()),
+            ));
+        }
+        entries += from.len() as u64;
+    }
+    fresh.flush().map_err(|e| store.io_err(e))?;
+    Ok(entries)
 }

@@ -432,6 +432,21 @@ impl Store {
         self.inner.data.get(key).map_err(|e| self.io(e))
     }
 
+    /// The value at `key` of the `data` tree, decoded; a value that does not decode is
+    /// reported as damage (`what` names it).
+    pub(crate) fn get_decoded<T: bincode::Decode<()>>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<T>> {
+        match self.get_raw(key)? {
+            Some(v) => {
+                decode_exact(&v, what).map(Some).map_err(|e| StoreError::corrupt("data", key, e.to_string()))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Makes every write so far durable (fsync). Returns when it is on disk.
     pub fn flush(&self) -> Result<()> {
         self.inner.db.flush().map(|_| ()).map_err(|e| self.io(e))

@@ -55,13 +55,7 @@ impl Store {
         if let Some(c) = self.cached_head(author) {
             return Ok(Some(c.head));
         }
-        let key = keys::feed_key(author);
-        match self.get_raw(&key)? {
-            Some(v) => decode_exact(&v, "feed head")
-                .map(Some)
-                .map_err(|e| StoreError::corrupt("data", &key, e.to_string())),
-            None => Ok(None),
-        }
+        self.get_decoded(&keys::feed_key(author), "feed head")
     }
 
     /// Entries of one key space after `after` (a key suffix), at most `limit`.
@@ -202,13 +196,7 @@ impl Store {
 
     /// The folded state of one anomaly.
     pub fn anomaly_status(&self, fingerprint: &Fingerprint) -> Result<Option<AnomalyStatus>> {
-        let key = keys::anomaly_key(fingerprint);
-        match self.get_raw(&key)? {
-            Some(v) => decode_exact(&v, "anomaly status")
-                .map(Some)
-                .map_err(|e| StoreError::corrupt("data", &key, e.to_string())),
-            None => Ok(None),
-        }
+        self.get_decoded(&keys::anomaly_key(fingerprint), "anomaly status")
     }
 
     /// Anomaly states in fingerprint order after `after`, optionally only those in `state`,

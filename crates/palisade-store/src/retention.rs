@@ -241,13 +241,7 @@ impl Store {
 
     /// What the quota evicted of `author`'s feed, if anything.
     pub fn eviction_marker(&self, author: &AuthorKey) -> Result<Option<EvictionMarker>> {
-        let key = keys::evicted_key(author);
-        match self.get_raw(&key)? {
-            Some(v) => decode_exact(&v, "eviction marker")
-                .map(Some)
-                .map_err(|e| StoreError::corrupt("data", &key, e.to_string())),
-            None => Ok(None),
-        }
+        self.get_decoded(&keys::evicted_key(author), "eviction marker")
     }
 
     /// Whether the quota keeps every record of `author` (own author or protected).
@@ -325,8 +319,9 @@ impl Store {
                 continue;
             }
             let author = record.author();
-            let cost = record_cost(&record);
-            for (k, _) in crate::write::index_entries(&record) {
+            let entries = crate::write::index_entries(&record);
+            let cost = cost_of(&entries, record.wire_bytes().len());
+            for (k, _) in entries {
                 batch.remove(k);
             }
             batch.remove(keys::record_key(&id));
