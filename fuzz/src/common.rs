@@ -121,7 +121,23 @@ fn author_keys() -> &'static [palisade_types::ed25519_dalek::SigningKey] {
     KEYS.get_or_init(|| (1..=FRESH_AUTHORS as u8).map(fixtures::key).collect())
 }
 
-/// Signs `statement` as author `author % FRESH_AUTHORS` (fixture key seed `1 + that`).
+/// The record author `author % FRESH_AUTHORS` (fixture key seed `1 + that`) would sign.
+fn record_of(
+    author: u8,
+    seq: u64,
+    prev: Option<RecordId>,
+    statement: Statement,
+    issued_at_ms: u64,
+) -> (&'static palisade_types::ed25519_dalek::SigningKey, palisade_types::Record) {
+    let keys = author_keys();
+    let key = &keys[usize::from(author) % keys.len()];
+    let author = palisade_types::AuthorKey(key.verifying_key().to_bytes());
+    let position = palisade_types::FeedPosition { author, seq, prev, issued_at_ms };
+    (key, palisade_types::Record { position, statement })
+}
+
+/// Signs a valid `statement` as author `author % FRESH_AUTHORS` (panics on an invalid one:
+/// the signer holds records to the static rules).
 pub fn sign(
     author: u8,
     seq: u64,
@@ -129,20 +145,20 @@ pub fn sign(
     statement: Statement,
     issued_at_ms: u64,
 ) -> VerifiedRecord {
-    let keys = author_keys();
-    let key = &keys[usize::from(author) % keys.len()];
-    let record = palisade_types::Record {
-        position: palisade_types::FeedPosition {
-            author: palisade_types::AuthorKey(key.verifying_key().to_bytes()),
-            seq,
-            prev,
-            issued_at_ms,
-        },
-        statement,
-    };
+    let (key, record) = record_of(author, seq, prev, statement, issued_at_ms);
     match VerifiedRecord::sign(record, key) {
         Ok(r) => r,
         Err(e) => panic!("fixture record does not sign: {e}"),
+    }
+}
+
+/// Signs `statement` without the static rules and returns the envelope bytes: valid or not,
+/// what a peer can send.
+pub fn sign_wire(author: u8, seq: u64, prev: Option<RecordId>, statement: Statement, issued_at_ms: u64) -> Vec<u8> {
+    let (key, record) = record_of(author, seq, prev, statement, issued_at_ms);
+    match palisade_types::sign_envelope(&record, key) {
+        Ok((_, wire)) => wire,
+        Err(e) => panic!("record does not fit an envelope: {e}"),
     }
 }
 

@@ -136,7 +136,7 @@ fn materialize(p: &Payload) -> Vec<u8> {
                 Prev::Id(b) => Some(RecordId(*b)),
             };
             let issued = NOW_MS.saturating_add_signed(-(i64::from(*age_secs)) * 1000);
-            common::sign(a, seq, prev, common::statement(*kind, *n), issued).wire_bytes().to_vec()
+            common::sign_wire(a, seq, prev, common::statement(*kind, *n), issued)
         }
         Payload::Mutated { base, at, xor } => {
             let mut b = common::pool_record(*base).wire_bytes().to_vec();
@@ -181,15 +181,15 @@ fn classify(bytes: &[u8], topic: Option<TopicKind>) -> Class {
         Err(_) => return invalid("malformed_payload", id, None),
     };
     let issued = Some(unverified.record().position.issued_at_ms);
-    match unverified.validate(NOW_MS) {
-        Ok(()) => {}
+    let validated = match unverified.validate(NOW_MS) {
+        Ok(v) => v,
         Err(ValidationError::InFuture { .. }) => return invalid("future_timestamp", id, issued),
         Err(_) => return invalid("invalid", id, issued),
-    }
-    if topic.is_some_and(|t| TopicKind::for_record(unverified.record().kind()) != t) {
+    };
+    if topic.is_some_and(|t| TopicKind::for_record(validated.record().kind()) != t) {
         return invalid("wrong_topic", id, issued);
     }
-    match unverified.verify() {
+    match validated.verify() {
         Ok(v) => Class::Valid(Box::new(v)),
         Err(VerifyError::BadAuthorKey) => invalid("bad_author_key", id, issued),
         Err(_) => invalid("bad_signature", id, issued),
@@ -357,8 +357,9 @@ impl Harness {
         if copies.is_empty() {
             self.pending.remove(&d.id);
         }
-        let pen = penalizable.get(&d.peer).copied().unwrap_or(true);
-        self.decided(&d.peer, &d.outcome, &p.class, p.topic, pen);
+        let Some(peer) = d.peer else { panic!("a decision without the peer it was admitted from") };
+        let pen = penalizable.get(&peer).copied().unwrap_or(true);
+        self.decided(&peer, &d.outcome, &p.class, p.topic, pen);
     }
 
     fn penalizable_now(&self) -> HashMap<PeerId, bool> {

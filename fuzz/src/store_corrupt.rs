@@ -98,7 +98,7 @@ fn template() -> &'static Path {
         // An equivocation (second record at author 0, seq 2) and an out-of-order anomaly update.
         let first = common::pool()[0][0].id();
         records.push(common::sign(0, 2, Some(first), common::statement(0, 99), NOW_MS - 30_000));
-        records.push(common::sign(1, 5, None, common::statement(2, 44), NOW_MS - 3_600_000));
+        records.push(common::sign(1, 5, Some(RecordId([5; 32])), common::statement(2, 44), NOW_MS - 3_600_000));
         for r in &records {
             if let Err(e) = store.insert(r, meta) {
                 panic!("template insert failed: {e}");
@@ -360,7 +360,9 @@ fn writes(store: &Store, input: &Input) {
     let (seq, kind, n) = input.insert_fresh;
     for author in 0..common::FRESH_AUTHORS as u8 {
         let statement = common::statement(kind.wrapping_add(author), n);
-        let fresh = common::sign(author, u64::from(seq % 8) + 1, None, statement, NOW_MS - 1000);
+        let seq = u64::from(seq % 8) + 1;
+        let prev = (seq > 1).then_some(RecordId([seq as u8; 32]));
+        let fresh = common::sign(author, seq, prev, statement, NOW_MS - 1000);
         let _ = store.insert(&fresh, meta);
     }
     let _ = store.insert(common::pool_record(n), meta);

@@ -187,8 +187,11 @@ fn start_ingestor(cfg: PipelineConfig, guard: GuardConfig) -> anyhow::Result<Sta
 /// `verify_batch_with_keys` in batches of 64 on one thread, keys decoded beforehand: the
 /// physical limit of signature checking per core for these records.
 pub fn verify_bound(wire: &[Vec<u8>]) -> f64 {
-    let unverified: Vec<_> =
-        wire.iter().filter_map(|w| ParsedEnvelope::parse(w.clone()).ok()?.decode().ok()).collect();
+    let now = palisade_net::now_ms();
+    let unverified: Vec<_> = wire
+        .iter()
+        .filter_map(|w| ParsedEnvelope::parse(w.clone()).ok()?.decode().ok()?.validate(now).ok())
+        .collect();
     let mut keys = HashMap::new();
     for u in &unverified {
         let a = u.record().position.author;
@@ -672,7 +675,7 @@ struct PhaseState {
 
 impl PhaseState {
     fn decided(&mut self, d: palisade_net::Decision) {
-        if !self.honest.contains(&d.peer) {
+        if !d.peer.is_some_and(|p| self.honest.contains(&p)) {
             *self.attack_outcomes.entry(label(&d.outcome)).or_default() += 1;
             return;
         }

@@ -26,7 +26,10 @@ use libp2p::{gossipsub, Multiaddr, PeerId, Swarm};
 use palisade_net::topics::TopicKind;
 use palisade_types::ed25519_dalek::SigningKey;
 use palisade_types::limits::{MAX_ENVELOPE_BYTES, MAX_SCORE};
-use palisade_types::{fixtures, BoundedBytes, FeedWriter, RecordId, Score, Statement, VerifiedRecord};
+use palisade_types::{
+    fixtures, sign_envelope, AuthorKey, BoundedBytes, FeedPosition, Record, RecordId, RecordKind, Score,
+    Statement,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
@@ -53,10 +56,40 @@ pub(crate) enum Variant {
 pub(crate) const VARIANTS: [Variant; 3] =
     [Variant::ValidProof, Variant::InvalidHalfProof, Variant::SplitHalves];
 
+/// One signed half: valid or not, what any key holder can send.
+pub(crate) struct Half {
+    id: RecordId,
+    record: Record,
+    wire: Vec<u8>,
+}
+
+impl Half {
+    pub(crate) fn id(&self) -> RecordId {
+        self.id
+    }
+
+    #[cfg(test)]
+    pub(crate) fn record(&self) -> &Record {
+        &self.record
+    }
+
+    pub(crate) fn kind(&self) -> RecordKind {
+        self.record.kind()
+    }
+
+    pub(crate) fn wire_bytes(&self) -> &[u8] {
+        &self.wire
+    }
+
+    pub(crate) fn into_wire_bytes(self) -> Vec<u8> {
+        self.wire
+    }
+}
+
 /// Two records by one fresh author at seq 1, and which one (if any) fails static validation.
 pub(crate) struct Pair {
-    pub(crate) first: VerifiedRecord,
-    pub(crate) second: VerifiedRecord,
+    pub(crate) first: Half,
+    pub(crate) second: Half,
     pub(crate) invalid: Option<RecordId>,
 }
 
@@ -65,8 +98,13 @@ pub(crate) struct Pair {
 /// and the second, and between a timestamp in the future and an out-of-range score.
 pub(crate) fn sign_pair(rng: &mut StdRng, n: u64, variant: Variant, now_ms: u64) -> Option<Pair> {
     let key = SigningKey::from_bytes(&rng.gen::<[u8; 32]>());
+    let author = AuthorKey(key.verifying_key().to_bytes());
+    // Signed without the static rules (a node's own signer refuses invalid records).
     let sign = |statement: Statement, issued_at_ms: u64| {
-        FeedWriter::new(key.clone()).sign_next(statement, issued_at_ms).ok()
+        let position = FeedPosition { author, seq: 1, prev: None, issued_at_ms };
+        let record = Record { position, statement };
+        let (id, wire) = sign_envelope(&record, &key).ok()?;
+        Some(Half { id, record, wire })
     };
     let a = fixtures::attestation(n.wrapping_mul(2));
     let b = fixtures::attestation(n.wrapping_mul(2).wrapping_add(1));
@@ -293,11 +331,16 @@ mod tests {
 
     const NOW: u64 = fixtures::FIXED_NOW_MS;
 
+    /// Whether the signature checks, whatever the static rules say (an invalid half is
+    /// correctly signed on purpose).
     fn verifies(wire: &[u8]) -> bool {
-        ParsedEnvelope::parse(wire.to_vec())
-            .ok()
-            .and_then(|p| p.decode().ok())
-            .is_some_and(|u| u.verify().is_ok())
+        use palisade_types::ed25519_dalek::Signature;
+        let env = palisade_types::Envelope::decode(wire).expect("an envelope");
+        let parsed = ParsedEnvelope::parse(wire.to_vec()).expect("parses");
+        let author = parsed.decode().expect("decodes").record().position.author;
+        let key = palisade_types::verifying_key(&author).expect("a key");
+        let signed = palisade_types::pae(&env.payload_type, &env.payload);
+        key.verify_strict(&signed, &Signature::from_bytes(&env.signature)).is_ok()
     }
 
     #[test]

@@ -122,6 +122,14 @@ impl From<NetError> for ApiError {
             NetError::OwnFeedBehind { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "own_feed_behind", e.to_string())
             }
+            // The pipeline refused a record this node signed: the disk filled or the pipeline
+            // stayed full in the moment between the checks and the write.
+            NetError::Refused(palisade_net::Reason::DiskLow | palisade_net::Reason::StoreQuotaFull) => {
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", e.to_string())
+            }
+            NetError::Refused(palisade_net::Reason::VerifyQueueFull) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", format!("{e}; retry shortly"))
+            }
             other => ApiError::internal(other.to_string()),
         }
     }

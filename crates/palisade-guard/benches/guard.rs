@@ -55,8 +55,8 @@ fn signed_record() -> Vec<u8> {
 fn verify_record(wire: &[u8]) {
     let parsed = ParsedEnvelope::parse(wire.to_vec()).unwrap();
     let unverified = parsed.decode().unwrap();
-    unverified.validate(palisade_types::fixtures::FIXED_NOW_MS).unwrap();
-    black_box(unverified.verify().unwrap());
+    let validated = unverified.validate(palisade_types::fixtures::FIXED_NOW_MS).unwrap();
+    black_box(validated.verify().unwrap());
 }
 
 fn criterion_benches(c: &mut Criterion, dir: &std::path::Path) {

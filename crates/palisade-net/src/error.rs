@@ -46,6 +46,9 @@ pub enum NetError {
         /// The highest seq ever signed (signing history).
         signed: u64,
     },
+    /// The ingest pipeline did not store a record handed in through the admin API.
+    #[error("the record was not stored: {}: {}", .0.label(), .0.info().doc)]
+    Refused(crate::Reason),
     /// The signing history could not be written; the record is stored but not acknowledged.
     #[error("{0}; the record was stored but is not acknowledged")]
     SigningHistory(#[from] palisade_store::SigningHistoryError),

@@ -1,16 +1,19 @@
 //! The cloneable handle through which everything else talks to the network task.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use libp2p::{Multiaddr, PeerId};
 use palisade_guard::Guard;
-use palisade_store::{SigningHistory, Source, Store, StoredMeta};
-use palisade_types::{AuthorKey, FeedWriter, RecordId, RecordKind, Statement, VerifiedRecord};
+use palisade_store::{SigningHistory, Source, Store};
+use palisade_types::{AuthorKey, FeedWriter, RecordId, RecordKind, SignError, Statement, VerifiedRecord};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
 
 use crate::error::NetError;
+use crate::event_loop::{ApiRecord, ApiSource, MAX_API_BATCH_RECORDS};
 use crate::metrics::{IngestStats, NetMetrics};
+use crate::reason::Reason;
 
 /// Something that happened in the network task, for subscribers (SSE, tests).
 #[derive(Debug, Clone, Serialize)]
@@ -118,12 +121,21 @@ pub(crate) enum Command {
         peer: Option<PeerId>,
         reply: oneshot::Sender<usize>,
     },
-    /// Gossip an equivocation proof found outside the loop (import).
-    PublishProof {
-        first: Vec<u8>,
-        second: Vec<u8>,
+    /// Records handed in through the admin API, for the ingest pipeline.
+    Ingest {
+        source: ApiSource,
+        records: Vec<ApiRecord>,
+        reply: oneshot::Sender<Vec<Reason>>,
     },
 }
+
+/// How long [`Handle::ingest`] keeps offering records the pipeline shed (`verify_queue_full`)
+/// before it reports them as shed.
+pub const API_INGEST_PATIENCE: Duration = Duration::from_secs(10);
+/// The first pause before shed records are offered again; it doubles up to
+/// [`API_INGEST_RETRY_MAX`].
+const API_INGEST_RETRY_MIN: Duration = Duration::from_millis(5);
+const API_INGEST_RETRY_MAX: Duration = Duration::from_millis(200);
 
 /// Capacity of the command channel: enough for bursts of API calls; when full, callers wait
 /// (backpressure on the API, never on peers).
@@ -193,7 +205,10 @@ impl Handle {
         self.shared.live_threads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NetError> {
+    pub(crate) async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
         let (tx, rx) = oneshot::channel();
         self.shared.commands.send(make(tx)).await.map_err(|_| NetError::Stopped)?;
         rx.await.map_err(|_| NetError::Stopped)
@@ -213,31 +228,42 @@ impl Handle {
             .map_err(|_| NetError::Stopped)?
     }
 
-    /// Announces a record stored outside the network task (NDJSON import) to subscribers.
-    pub fn notify_stored(&self, record: &VerifiedRecord, source: Source) {
-        let _ = self.shared.events.send(NetEvent::RecordStored {
-            id: record.id(),
-            kind: record.kind(),
-            author: record.author(),
-            seq: record.record().position.seq,
-            source,
-        });
-    }
-
-    /// Announces an equivocation found outside the network task (NDJSON import: the store
-    /// flagged the author while inserting `second`): counted, announced to subscribers and
-    /// gossiped as a proof, exactly as when gossip or sync finds one. `first` is the wire
-    /// encoding of the record stored before. The proof is queued without waiting: when the
-    /// command queue is full it is not gossiped now (peers still get both records by sync).
-    pub fn notify_equivocation(&self, first: Vec<u8>, second: &VerifiedRecord) {
-        self.shared.metrics.equivocations.inc();
-        let position = &second.record().position;
-        let _ =
-            self.shared.events.send(NetEvent::Equivocation { author: position.author, seq: position.seq });
-        let command = Command::PublishProof { first, second: second.wire_bytes().to_vec() };
-        if self.shared.commands.try_send(command).is_err() {
-            tracing::debug!("command queue full: equivocation proof not gossiped now");
+    /// Hands records to the ingest pipeline through an admin API door and waits for every
+    /// decision, in input order. They pass the same checks, verify workers and store thread
+    /// as records from peers (no peer budgets: no peer sent them); a stored record is announced
+    /// ([`NetEvent::RecordStored`]) and an equivocation counted, announced and gossiped as a
+    /// proof, as for any other origin. Records the pipeline sheds (`verify_queue_full`) are
+    /// offered again with backoff for up to [`API_INGEST_PATIENCE`]. Stored records are not
+    /// flushed yet: call [`Store::flush`] before acknowledging them. At most
+    /// [`MAX_API_BATCH_RECORDS`] per call (more are refused as shed).
+    pub async fn ingest(&self, source: ApiSource, records: Vec<ApiRecord>) -> Result<Vec<Reason>, NetError> {
+        if records.len() > MAX_API_BATCH_RECORDS {
+            return Ok(vec![Reason::VerifyQueueFull; records.len()]);
         }
+        let mut reasons = vec![Reason::VerifyQueueFull; records.len()];
+        let mut todo: Vec<usize> = (0..records.len()).collect();
+        let give_up = Instant::now() + API_INGEST_PATIENCE;
+        let mut pause = API_INGEST_RETRY_MIN;
+        while !todo.is_empty() {
+            let offered = todo.iter().filter_map(|&i| records.get(i).cloned()).collect();
+            let decided = self.request(|reply| Command::Ingest { source, records: offered, reply }).await?;
+            let mut shed = Vec::new();
+            for (&i, reason) in todo.iter().zip(decided) {
+                if let Some(slot) = reasons.get_mut(i) {
+                    *slot = reason;
+                }
+                if reason == Reason::VerifyQueueFull {
+                    shed.push(i);
+                }
+            }
+            if shed.is_empty() || Instant::now() + pause > give_up {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(API_INGEST_RETRY_MAX);
+            todo = shed;
+        }
+        Ok(reasons)
     }
 
     /// Protects this node's feed against signing a seq twice: from now on every local record
@@ -289,29 +315,36 @@ impl Handle {
             if let Some(h) = &history {
                 self.check_signing_history(&mut writer, h).await?;
             }
-            let record = writer.sign_candidate(statement, now).map_err(NetError::Sign)?;
-            palisade_types::validate::validate_record(record.record(), now).map_err(NetError::Invalid)?;
+            // The flood stage refuses with its numbers before anything is signed.
+            self.shared.store.check_disk_room()?;
+            // Signing holds the record to the static rules receivers check.
+            let record = writer.sign_candidate(statement, now).map_err(|e| match e {
+                SignError::Invalid(v) => NetError::Invalid(v),
+                other => NetError::Sign(other),
+            })?;
+            // The same road as every other record: front checks, verify worker, store thread.
+            let own = ApiRecord { wire: record.wire_bytes().to_vec(), expected_id: Some(record.id()) };
+            let decided = self.ingest(ApiSource::Local, vec![own]).await?;
+            match decided.first().copied() {
+                Some(Reason::Stored | Reason::Duplicate) => {}
+                Some(reason) => return Err(NetError::Refused(reason)),
+                None => return Err(NetError::Refused(Reason::StoreError)),
+            }
             let store = self.shared.store.clone();
-            let to_store = record.clone();
-            let stored = tokio::task::spawn_blocking(move || -> Result<(), NetError> {
-                store.insert(
-                    &to_store,
-                    StoredMeta { received_at_ms: crate::now_ms(), source: Source::Local },
-                )?;
+            let (seq, id) = (record.record().position.seq, record.id());
+            let durable = tokio::task::spawn_blocking(move || -> Result<(), NetError> {
                 store.flush()?;
                 // After the flush: the history never runs ahead of a durable record, so a
                 // crash between the two cannot leave the node refusing to sign for a record
                 // that no one has.
                 if let Some(h) = history {
-                    let signed =
-                        palisade_store::Signed { seq: to_store.record().position.seq, id: to_store.id() };
-                    h.record(signed)?;
+                    h.record(palisade_store::Signed { seq, id })?;
                 }
                 Ok(())
             })
             .await
             .map_err(|_| NetError::Stopped)?;
-            match stored {
+            match durable {
                 Ok(()) => writer.commit(&record),
                 // Stored and flushed, but the history is not advanced: the seq is used all the
                 // same, so the writer moves past it.
@@ -319,25 +352,16 @@ impl Handle {
                     writer.commit(&record);
                     return Err(e);
                 }
-                Err(e) => return Err(e),
+                // Stored (the store thread wrote it) but maybe not durable: the seq may be
+                // used, so the writer moves past it rather than sign another record there.
+                Err(e) => {
+                    writer.commit(&record);
+                    return Err(e);
+                }
             }
             record
         };
-        let seq = record.record().position.seq;
-        let id = record.id();
-        self.shared
-            .metrics
-            .stored
-            .get_or_create(&crate::metrics::KindLabels { kind: record.kind().as_str() })
-            .inc();
-        self.shared.metrics.count("local", crate::Reason::Stored);
-        let _ = self.shared.events.send(NetEvent::RecordStored {
-            id,
-            kind: record.kind(),
-            author: record.author(),
-            seq,
-            source: Source::Local,
-        });
+        let (id, seq) = (record.id(), record.record().position.seq);
         let gossiped = self.request(|reply| Command::Publish { record: Box::new(record), reply }).await?;
         Ok(SubmitReceipt { id, seq, gossiped })
     }

@@ -47,11 +47,10 @@ use tracing::info;
 pub use behaviour::{IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 pub use config::NetConfig;
 pub use error::NetError;
-pub use handle::{Handle, NetEvent, NetInfo, PeerInfo, SubmitReceipt};
+pub use event_loop::{ApiRecord, ApiSource, MAX_API_BATCH_RECORDS};
+pub use handle::{Handle, NetEvent, NetInfo, PeerInfo, SubmitReceipt, API_INGEST_PATIENCE};
 pub use metrics::{IngestStats, NetMetrics};
-pub use pipeline::{
-    ingest_blocking, Decision, IngestError, Ingestor, PipelineConfig, MAX_COPIES_IN_FLIGHT_PER_RECORD,
-};
+pub use pipeline::{Decision, Ingestor, PipelineConfig, MAX_COPIES_IN_FLIGHT_PER_RECORD};
 pub use reason::{Acceptance, Reason};
 
 /// Milliseconds since the Unix epoch, from the system clock.

@@ -65,13 +65,15 @@ impl Store {
             };
             // A damaged record still takes its bytes.
             bytes = bytes.saturating_add(crate::retention::record_cost(&record));
-            // The signature is verified again: the stored bytes are not taken on trust here.
+            // The record is walked through the ingest type states again (static rules as of
+            // its arrival, then the signature): the stored bytes are not taken on trust here.
             let verified = ParsedEnvelope::parse(record.wire_bytes().to_vec())
                 .map_err(|e| e.to_string())
                 .and_then(|p| p.decode().map_err(|e| e.to_string()))
-                .and_then(|u| u.verify().map_err(|e| e.to_string()));
+                .and_then(|u| u.validate(meta.received_at_ms).map_err(|e| e.to_string()))
+                .and_then(|v| v.verify().map_err(|e| e.to_string()));
             if let Err(e) = verified {
-                report.problem(format!("record {id}: its signature or encoding no longer checks: {e}"));
+                report.problem(format!("record {id}: its encoding, rules or signature no longer check: {e}"));
                 continue;
             }
             let position = &record.record().position;

@@ -31,8 +31,13 @@ fn codec(c: &mut Criterion) {
 
 fn verify(c: &mut Criterion) {
     let rs = records(64);
-    let unverified = || -> Vec<UnverifiedRecord> {
-        rs.iter().map(|r| ParsedEnvelope::parse(r.wire_bytes().to_vec()).unwrap().decode().unwrap()).collect()
+    let unverified = || -> Vec<ValidatedRecord> {
+        rs.iter()
+            .map(|r| {
+                let u = ParsedEnvelope::parse(r.wire_bytes().to_vec()).unwrap().decode().unwrap();
+                u.validate(fixtures::FIXED_NOW_MS).unwrap()
+            })
+            .collect()
     };
     let key = verifying_key(&rs[0].author()).unwrap();
     let mut g = c.benchmark_group("verify");

@@ -65,6 +65,9 @@ pub enum SignError {
         /// Public key of the signing key.
         key: crate::AuthorKey,
     },
+    /// The record breaks a static rule; it would be rejected by every receiver.
+    #[error("record is invalid: {0}")]
+    Invalid(crate::ValidationError),
     /// The encoded envelope would exceed the size cap.
     #[error("encoded record is {len} bytes; the maximum is {max}")]
     TooLarge {

@@ -28,8 +28,8 @@
 //! let parsed = ParsedEnvelope::parse(signed.wire_bytes().to_vec()).unwrap();
 //! assert_eq!(parsed.id(), signed.id());
 //! let unverified = parsed.decode().unwrap();
-//! unverified.validate(1_750_000_000_000).unwrap();
-//! let verified = unverified.verify().unwrap();
+//! let validated = unverified.validate(1_750_000_000_000).unwrap();
+//! let verified = validated.verify().unwrap();
 //! assert_eq!(verified, signed);
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
@@ -53,8 +53,8 @@ pub use ids::{AuthorKey, Fingerprint, ParseIdError, RecordId};
 pub use record::*;
 pub use setting::InvalidSetting;
 pub use signed::{
-    pae, record_id, verify_batch, verify_batch_with_keys, verifying_key, BatchOutcome, FeedWriter,
-    ParsedEnvelope, UnverifiedRecord, VerifiedRecord, RECORD_ID_CONTEXT,
+    pae, record_id, sign_envelope, verify_batch, verify_batch_with_keys, verifying_key, BatchOutcome,
+    FeedWriter, ParsedEnvelope, UnverifiedRecord, ValidatedRecord, VerifiedRecord, RECORD_ID_CONTEXT,
 };
 
 /// Re-export so dependants name the same ed25519 types.

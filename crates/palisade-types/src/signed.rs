@@ -3,10 +3,17 @@
 //! ```text
 //! wire bytes ─ParsedEnvelope::parse─► ParsedEnvelope (size cap, envelope decoded, known type, id)
 //!            ─.decode()────────────► UnverifiedRecord (payload decoded canonically)
-//!            ─.validate(now)───────► (static rules)
+//!            ─.validate(now)───────► ValidatedRecord (static rules held)
 //!            ─verify_batch / verify─► VerifiedRecord (signature checked; the only type the
 //!                                      store accepts)
 //! ```
+//!
+//! Each step consumes the previous state, so the order cannot be skipped: only a
+//! [`ValidatedRecord`] can be verified, and a [`VerifiedRecord`] is minted only by
+//! verification, by [`VerifiedRecord::sign`] (which holds a record this node signs to the same
+//! static rules) and by the store reading back what it stored (`from_trusted_bytes`, which
+//! `clippy.toml` forbids everywhere else). [`sign_envelope`] signs without the rules and
+//! gives bytes only: what any key holder, hostile ones included, can send.
 //!
 //! ## Signature rule
 //! A record is valid when the author key decodes to a point that is not of small order and
@@ -147,30 +154,61 @@ impl UnverifiedRecord {
         &self.parsed.envelope.signature
     }
 
-    /// Static rules of the record's kind; `now_ms` is this node's clock.
-    pub fn validate(&self, now_ms: u64) -> Result<(), ValidationError> {
-        crate::validate::validate_record(&self.record, now_ms)
+    /// Checks the static rules of the record's kind (`now_ms` is this node's clock); only a
+    /// record that holds them can go on to signature verification.
+    pub fn validate(self, now_ms: u64) -> Result<ValidatedRecord, ValidationError> {
+        crate::validate::validate_record(&self.record, now_ms)?;
+        Ok(ValidatedRecord(self))
+    }
+}
+
+/// A decoded record that holds every static rule; its signature is not checked yet.
+#[derive(Debug, Clone)]
+pub struct ValidatedRecord(UnverifiedRecord);
+
+impl ValidatedRecord {
+    /// The record id.
+    pub fn id(&self) -> RecordId {
+        self.0.id()
+    }
+
+    /// The decoded record (not yet authenticated!).
+    pub fn record(&self) -> &Record {
+        &self.0.record
+    }
+
+    /// The received bytes.
+    pub fn wire_bytes(&self) -> &[u8] {
+        self.0.wire_bytes()
+    }
+
+    /// The signature as received (not yet checked).
+    pub fn signature(&self) -> &[u8; crate::limits::SIGNATURE_BYTES] {
+        self.0.signature()
     }
 
     /// Verifies the signature alone (a batch of one: see the module docs for the rule).
     pub fn verify(self) -> Result<VerifiedRecord, VerifyError> {
-        let key = verifying_key(&self.record.position.author)?;
+        let key = verifying_key(&self.record().position.author)?;
         self.verify_with_key(&key)
     }
 
     /// Like [`verify`](Self::verify) with an already decoded key (callers cache keys per
     /// author: decompressing one costs about a tenth of a verification).
     pub fn verify_with_key(self, key: &VerifyingKey) -> Result<VerifiedRecord, VerifyError> {
-        if key.as_bytes() != self.record.position.author.as_bytes() {
+        if key.as_bytes() != self.record().position.author.as_bytes() {
             return Err(VerifyError::BadAuthorKey);
         }
-        let sig = Signature::from_bytes(&self.parsed.envelope.signature);
-        match ed25519_dalek::verify_batch(&[&self.parsed.signed_bytes], &[sig], &[*key]) {
-            Ok(()) => Ok(self.into_verified()),
+        let sig = Signature::from_bytes(&self.0.parsed.envelope.signature);
+        match ed25519_dalek::verify_batch(&[&self.0.parsed.signed_bytes], &[sig], &[*key]) {
+            Ok(()) => Ok(self.0.into_verified()),
             Err(_) => Err(VerifyError::BadSignature),
         }
     }
+}
 
+impl UnverifiedRecord {
+    /// Private: reached only through verification and the store's trusted read-back.
     fn into_verified(self) -> VerifiedRecord {
         VerifiedRecord { id: self.parsed.id, record: self.record, wire: self.parsed.wire }
     }
@@ -182,17 +220,17 @@ pub type BatchOutcome = Result<VerifiedRecord, (RecordId, VerifyError)>;
 /// Verifies many records at once, with decoded keys supplied by the caller (`None` = the
 /// author key is bad). One batch equation for the whole set; if it fails, each record is
 /// checked alone to find the culprits. Outcomes are in input order.
-pub fn verify_batch_with_keys(items: Vec<(UnverifiedRecord, Option<VerifyingKey>)>) -> Vec<BatchOutcome> {
+pub fn verify_batch_with_keys(items: Vec<(ValidatedRecord, Option<VerifyingKey>)>) -> Vec<BatchOutcome> {
     let all_keys_ok = items
         .iter()
-        .all(|(r, k)| k.as_ref().is_some_and(|k| k.as_bytes() == r.record.position.author.as_bytes()));
+        .all(|(r, k)| k.as_ref().is_some_and(|k| k.as_bytes() == r.record().position.author.as_bytes()));
     if all_keys_ok && !items.is_empty() {
-        let messages: Vec<&[u8]> = items.iter().map(|(r, _)| r.parsed.signed_bytes.as_slice()).collect();
+        let messages: Vec<&[u8]> = items.iter().map(|(r, _)| r.0.parsed.signed_bytes.as_slice()).collect();
         let signatures: Vec<Signature> =
-            items.iter().map(|(r, _)| Signature::from_bytes(&r.parsed.envelope.signature)).collect();
+            items.iter().map(|(r, _)| Signature::from_bytes(&r.0.parsed.envelope.signature)).collect();
         let keys: Vec<VerifyingKey> = items.iter().filter_map(|(_, k)| *k).collect();
         if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
-            return items.into_iter().map(|(r, _)| Ok(r.into_verified())).collect();
+            return items.into_iter().map(|(r, _)| Ok(r.0.into_verified())).collect();
         }
     }
     items
@@ -208,15 +246,42 @@ pub fn verify_batch_with_keys(items: Vec<(UnverifiedRecord, Option<VerifyingKey>
 }
 
 /// [`verify_batch_with_keys`], decoding each author key.
-pub fn verify_batch(records: Vec<UnverifiedRecord>) -> Vec<BatchOutcome> {
+pub fn verify_batch(records: Vec<ValidatedRecord>) -> Vec<BatchOutcome> {
     let items = records
         .into_iter()
         .map(|r| {
-            let k = verifying_key(&r.record.position.author).ok();
+            let k = verifying_key(&r.record().position.author).ok();
             (r, k)
         })
         .collect();
     verify_batch_with_keys(items)
+}
+
+/// Signs `record` with `key` (which must be its author) without checking any static rule,
+/// and returns its id and envelope bytes. Valid or not, these are bytes any key holder can
+/// send: tests and attack simulations build invalid signed records with it. Nothing it
+/// returns can be stored; a receiver walks the bytes through the type states like any others.
+pub fn sign_envelope(record: &Record, key: &SigningKey) -> Result<(RecordId, Vec<u8>), SignError> {
+    let key_author = AuthorKey(key.verifying_key().to_bytes());
+    if key_author != record.position.author {
+        return Err(SignError::AuthorMismatch { record: record.position.author, key: key_author });
+    }
+    let payload = encode_payload(record);
+    let payload_type = record.kind().payload_type();
+    let signed_bytes = pae(payload_type, &payload);
+    let id = record_id(&signed_bytes);
+    let signature = key.sign(&signed_bytes).to_bytes();
+    let too_large = |len| SignError::TooLarge { len, max: MAX_ENVELOPE_BYTES };
+    let envelope = Envelope {
+        payload_type: BoundedString::new(payload_type).map_err(|e| too_large(e.len))?,
+        payload: BoundedBytes::new(payload).map_err(|e| too_large(e.len))?,
+        signature,
+    };
+    let wire = envelope.encode();
+    if wire.is_empty() || wire.len() > MAX_ENVELOPE_BYTES {
+        return Err(too_large(wire.len()));
+    }
+    Ok((id, wire))
 }
 
 /// A record whose signature verified (or that this node signed itself). The only form the
@@ -229,33 +294,20 @@ pub struct VerifiedRecord {
 }
 
 impl VerifiedRecord {
-    /// Signs `record` with `key`, which must be the record's author.
+    /// Signs `record` with `key`, which must be the record's author. The record is held to
+    /// the static rules a receiver checks (its clock rules judged at its own issue time), so
+    /// this node never signs, stores or sends a record its peers would reject.
     pub fn sign(record: Record, key: &SigningKey) -> Result<VerifiedRecord, SignError> {
-        let key_author = AuthorKey(key.verifying_key().to_bytes());
-        if key_author != record.position.author {
-            return Err(SignError::AuthorMismatch { record: record.position.author, key: key_author });
-        }
-        let payload = encode_payload(&record);
-        let payload_type = record.kind().payload_type();
-        let signed_bytes = pae(payload_type, &payload);
-        let id = record_id(&signed_bytes);
-        let signature = key.sign(&signed_bytes).to_bytes();
-        let too_large = |len| SignError::TooLarge { len, max: MAX_ENVELOPE_BYTES };
-        let envelope = Envelope {
-            payload_type: BoundedString::new(payload_type).map_err(|e| too_large(e.len))?,
-            payload: BoundedBytes::new(payload).map_err(|e| too_large(e.len))?,
-            signature,
-        };
-        let wire = envelope.encode();
-        if wire.is_empty() || wire.len() > MAX_ENVELOPE_BYTES {
-            return Err(too_large(wire.len()));
-        }
+        crate::validate::validate_record(&record, record.position.issued_at_ms)
+            .map_err(SignError::Invalid)?;
+        let (id, wire) = sign_envelope(&record, key)?;
         Ok(VerifiedRecord { id, record, wire })
     }
 
     /// Rebuilds a record from bytes this node verified before it stored them. Decodes and
     /// checks the envelope but not the signature: the store is trusted local state. A
-    /// corrupted value gives an error, never a panic.
+    /// corrupted value gives an error, never a panic. For the store's read path only
+    /// (`clippy.toml` forbids it elsewhere): anything else must validate and verify.
     pub fn from_trusted_bytes(wire: Vec<u8>) -> Result<VerifiedRecord, DecodeError> {
         let parsed = ParsedEnvelope::parse(wire)?;
         let unverified = parsed.decode()?;

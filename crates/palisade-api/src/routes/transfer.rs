@@ -8,8 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
 use futures::StreamExt;
-use palisade_net::{NetMetrics, Reason};
-use palisade_store::{InsertOutcome, Source, Store};
+use palisade_net::{ApiRecord, ApiSource, NetMetrics, Reason, MAX_API_BATCH_RECORDS};
 
 use crate::config::MAX_IMPORT_LINE_BYTES;
 use crate::error::ApiError;
@@ -20,8 +19,8 @@ use crate::server::AppState;
 
 /// Most rejections listed in an import report (all are counted).
 pub(crate) const MAX_LISTED_REJECTIONS: usize = 1000;
-/// Lines handed to one blocking ingest task.
-const IMPORT_BATCH_LINES: usize = 256;
+/// Lines handed to the ingest pipeline at once.
+const IMPORT_BATCH_LINES: usize = MAX_API_BATCH_RECORDS;
 
 /// Export records as NDJSON.
 ///
@@ -91,17 +90,6 @@ pub(crate) async fn export(
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(pages)).into_response())
 }
 
-/// What happened to one line.
-enum LineResult {
-    Accepted {
-        record: Box<palisade_types::VerifiedRecord>,
-        /// The wire bytes of the record this one equivocates with, if it does.
-        conflicting: Option<Vec<u8>>,
-    },
-    Duplicate,
-    Rejected(String),
-}
-
 fn count(metrics: &NetMetrics, reason: Reason) {
     metrics
         .ingest
@@ -113,65 +101,39 @@ fn count(metrics: &NetMetrics, reason: Reason) {
         .inc();
 }
 
-/// Decodes and ingests one line (blocking: signature check and store write).
-fn ingest_line(store: &Store, metrics: &NetMetrics, line: &[u8], now_ms: u64) -> LineResult {
-    let parsed: ExportLine = match serde_json::from_slice(line) {
-        Ok(l) => l,
-        Err(e) => {
-            count(metrics, Reason::MalformedEnvelope);
-            return LineResult::Rejected(format!("not an export line ({{\"envelope\": \"<base64>\"}}): {e}"));
-        }
+/// Decodes one export line into the record it carries (the envelope bytes and the id it
+/// claims). The record itself is judged by the ingest pipeline.
+fn decode_line(line: &[u8]) -> Result<ApiRecord, String> {
+    let parsed: ExportLine = serde_json::from_slice(line)
+        .map_err(|e| format!("not an export line ({{\"envelope\": \"<base64>\"}}): {e}"))?;
+    let wire = base64::engine::general_purpose::STANDARD
+        .decode(parsed.envelope.trim())
+        .map_err(|e| format!("`envelope` is not standard base64: {e}"))?;
+    Ok(ApiRecord { wire, expected_id: parsed.id })
+}
+
+/// Why the pipeline refused an import line, as precisely as the line allows. The pipeline
+/// parses each record once and answers with a [`Reason`]; for a line refused for its
+/// content the refusal is worked out again here (refused lines only), so the report names
+/// the field.
+fn explain(reason: Reason, record: &ApiRecord, now_ms: u64) -> String {
+    let generic = format!("{}: {}", reason.label(), reason.info().doc);
+    let parsed = match palisade_types::ParsedEnvelope::parse(record.wire.clone()) {
+        Ok(p) => p,
+        Err(e) => return format!("{}: not a valid record encoding: {e}", reason.label()),
     };
-    let wire = match base64::engine::general_purpose::STANDARD.decode(parsed.envelope.trim()) {
-        Ok(w) => w,
-        Err(e) => {
-            count(metrics, Reason::MalformedEnvelope);
-            return LineResult::Rejected(format!("`envelope` is not standard base64: {e}"));
-        }
-    };
-    if let Some(claimed) = parsed.id {
-        match palisade_types::ParsedEnvelope::parse(wire.clone()) {
-            Ok(env) if env.id() != claimed => {
-                count(metrics, Reason::MalformedEnvelope);
-                return LineResult::Rejected(format!(
-                    "`id` {claimed} does not match the envelope, whose id is {}",
-                    env.id()
-                ));
-            }
-            // A bad envelope is reported by the full ingest below.
-            _ => {}
-        }
+    if let Some(claimed) = record.expected_id.filter(|c| *c != parsed.id()) {
+        return format!("`id` {claimed} does not match the envelope, whose id is {}", parsed.id());
     }
-    match palisade_net::ingest_blocking(store, wire, Source::Import, now_ms) {
-        Ok((record, outcome)) => match outcome {
-            InsertOutcome::Inserted(inserted) => {
-                count(metrics, Reason::Stored);
-                metrics
-                    .stored
-                    .get_or_create(&palisade_net::metrics::KindLabels { kind: record.kind().as_str() })
-                    .inc();
-                // The first half of an equivocation is read here, off the event loop, so the
-                // network can gossip the proof.
-                let conflicting = inserted
-                    .equivocation
-                    .and_then(|proof| store.get(&proof.first).ok().flatten())
-                    .map(|first| first.record.wire_bytes().to_vec());
-                LineResult::Accepted { record: Box::new(record), conflicting }
-            }
-            InsertOutcome::Duplicate => {
-                count(metrics, Reason::Duplicate);
-                LineResult::Duplicate
-            }
-            InsertOutcome::Refused(why) => {
-                let reason = Reason::refused(why);
-                count(metrics, reason);
-                LineResult::Rejected(format!("{}: {}", reason.label(), reason.info().doc))
-            }
+    match reason {
+        Reason::MalformedPayload | Reason::Invalid | Reason::FutureTimestamp => match parsed.decode() {
+            Err(e) => format!("{}: not a valid record encoding: {e}", reason.label()),
+            Ok(u) => match u.validate(now_ms) {
+                Err(e) => format!("{}: record is invalid: {e}", reason.label()),
+                Ok(_) => generic,
+            },
         },
-        Err(e) => {
-            count(metrics, e.reason());
-            LineResult::Rejected(e.to_string())
-        }
+        _ => generic,
     }
 }
 
@@ -203,32 +165,35 @@ impl Importer {
         self.batch.push((self.line_no, line));
     }
 
+    /// Hands the queued lines to the ingest pipeline (as `import`) and reports each.
     async fn flush_batch(&mut self, s: &AppState) -> Result<(), ApiError> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
-        let store = s.store().clone();
         let metrics = s.handle().metrics().clone();
-        let results = tokio::task::spawn_blocking(move || {
-            let now = palisade_net::now_ms();
-            batch.into_iter().map(|(n, l)| (n, ingest_line(&store, &metrics, &l, now))).collect::<Vec<_>>()
-        })
-        .await?;
-        for (n, r) in results {
-            match r {
-                LineResult::Accepted { record, conflicting } => {
-                    self.report.accepted += 1;
-                    // Subscribers (SSE, chaos, dashboards) see imported records like any other,
-                    // and an equivocation is announced and gossiped as gossip would.
-                    s.handle().notify_stored(&record, Source::Import);
-                    if let Some(first) = conflicting {
-                        s.handle().notify_equivocation(first, &record);
-                    }
+        let mut lines = Vec::with_capacity(batch.len());
+        let mut records = Vec::with_capacity(batch.len());
+        for (n, line) in batch {
+            match decode_line(&line) {
+                Ok(record) => {
+                    lines.push(n);
+                    records.push(record);
                 }
-                LineResult::Duplicate => self.report.duplicate += 1,
-                LineResult::Rejected(e) => self.reject(n, e),
+                Err(e) => {
+                    count(&metrics, Reason::MalformedEnvelope);
+                    self.reject(n, e);
+                }
+            }
+        }
+        for (lines, records) in lines.chunks(MAX_API_BATCH_RECORDS).zip(records.chunks(MAX_API_BATCH_RECORDS))
+        {
+            let decided = s.handle().ingest(ApiSource::Import, records.to_vec()).await?;
+            let now = palisade_net::now_ms();
+            for ((&n, record), reason) in lines.iter().zip(records).zip(decided) {
+                match reason {
+                    Reason::Stored => self.report.accepted += 1,
+                    Reason::Duplicate => self.report.duplicate += 1,
+                    other => self.reject(n, explain(other, record, now)),
+                }
             }
         }
         Ok(())

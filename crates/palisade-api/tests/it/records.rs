@@ -31,7 +31,7 @@ async fn submit_get_and_query_every_kind() {
     let wire = base64::engine::general_purpose::STANDARD.decode(got.envelope.unwrap()).unwrap();
     let parsed = palisade_types::ParsedEnvelope::parse(wire).unwrap();
     assert_eq!(parsed.id(), a.id);
-    parsed.decode().unwrap().verify().unwrap();
+    parsed.decode().unwrap().validate(palisade_net::now_ms()).unwrap().verify().unwrap();
 
     // The anomaly's state, then an update and its fold.
     let got = api.record(&an.id.to_hex()).await.unwrap();

@@ -23,8 +23,8 @@ impl EventLoop {
         if let Origin::Gossip { message_id, source } = origin {
             self.validate_gossip(message_id, source, reason);
         }
-        if let Some(penalty) = origin.penalty(reason) {
-            self.penalize(origin.peer(), penalty);
+        if let (Some(penalty), Some(peer)) = (origin.penalty(reason), origin.peer()) {
+            self.penalize(peer, penalty);
         }
     }
 
@@ -69,6 +69,9 @@ impl EventLoop {
         }
         if let Some(stored) = f.stored {
             self.on_stored(&f.origin, stored);
+        }
+        if let Some((batch, index)) = f.origin.api_ticket() {
+            self.api_record_decided(batch, index, f.reason);
         }
     }
 

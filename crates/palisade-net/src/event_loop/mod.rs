@@ -6,6 +6,7 @@
 //! flooding source (a peer spamming gossip, a burst of API calls) cannot starve the others;
 //! the waiting `select!` is `biased` with shutdown first.
 
+mod api_ingest;
 mod dials;
 mod ingest;
 mod liveness;
@@ -34,6 +35,7 @@ use crate::sync::client::SyncClient;
 use crate::sync::SyncResponse;
 use crate::topics::TopicKind;
 use crate::{now_ms, NetConfig};
+pub use api_ingest::{ApiRecord, ApiSource, MAX_API_BATCH_RECORDS};
 use dials::{BootstrapPeer, BOOTSTRAP_RETRY_MIN};
 
 /// Handles up to [`SOURCE_BUDGET`] items already waiting on the channel `$rx`, each with
@@ -101,6 +103,8 @@ pub(crate) struct EventLoop {
     liveness: liveness::GossipLiveness,
     /// Equivocation proofs whose halves are in the pipeline.
     proofs: PendingProofs,
+    /// Admin API batches (import, local submit) whose records are in the pipeline.
+    api_batches: api_ingest::ApiBatches,
     /// Admin dials waiting for their outcome (bounded).
     dials: dials::PendingDials,
     /// Bootstrap peers and when each may be dialled again: a bootstrap peer that is down (or
@@ -165,6 +169,7 @@ impl EventLoop {
             serving: HashMap::new(),
             liveness: liveness::GossipLiveness::default(),
             proofs: PendingProofs::default(),
+            api_batches: api_ingest::ApiBatches::default(),
             dials: dials::PendingDials::default(),
             bootstrap,
             tasks: tokio_util::task::TaskTracker::new(),
@@ -328,7 +333,7 @@ impl EventLoop {
             Command::SyncNow { peer, reply } => {
                 let _ = reply.send(self.sync_round(peer));
             }
-            Command::PublishProof { first, second } => self.publish_proof(&first, &second),
+            Command::Ingest { source, records, reply } => self.on_api_ingest(source, records, reply),
         }
     }
 

@@ -1,12 +1,12 @@
-//! [`Ingestor`]: the pipeline without a swarm, and [`ingest_blocking`] for import.
+//! [`Ingestor`]: the pipeline without a swarm.
 
 use std::thread::JoinHandle;
 
 use libp2p::gossipsub::MessageId;
 use libp2p::PeerId;
 use palisade_guard::Guard;
-use palisade_store::{InsertOutcome, Source, Store, StoredMeta};
-use palisade_types::{DecodeError, ParsedEnvelope, RecordId, ValidationError, VerifiedRecord, VerifyError};
+use palisade_store::Store;
+use palisade_types::RecordId;
 use tokio::sync::mpsc;
 use tracing::error;
 
@@ -20,8 +20,8 @@ use crate::topics::TopicKind;
 pub struct Decision {
     /// The record id.
     pub id: RecordId,
-    /// The peer the record was admitted from.
-    pub peer: PeerId,
+    /// The peer the record was admitted from (always set for what an `Ingestor` admits).
+    pub peer: Option<PeerId>,
     /// What happened to it.
     pub outcome: Reason,
 }
@@ -127,8 +127,8 @@ impl Ingestor {
     /// Counts a decision and penalises the sender, as the event loop does.
     fn report(&self, origin: &Origin, reason: Reason) {
         self.metrics.count(origin.source_label(), reason);
-        if let Some(penalty) = origin.penalty(reason) {
-            let _ = self.guard.penalize(&origin.peer(), None, penalty);
+        if let (Some(penalty), Some(peer)) = (origin.penalty(reason), origin.peer()) {
+            let _ = self.guard.penalize(&peer, None, penalty);
         }
     }
 
@@ -208,51 +208,4 @@ impl Ingestor {
         }
         out
     }
-}
-
-/// Runs every check and stores one record synchronously (import and tests). Verifies the
-/// signature alone. Blocking: call from a blocking context.
-pub fn ingest_blocking(
-    store: &Store,
-    wire: Vec<u8>,
-    source: Source,
-    now_ms: u64,
-) -> Result<(VerifiedRecord, InsertOutcome), IngestError> {
-    let parsed = ParsedEnvelope::parse(wire).map_err(IngestError::Decode)?;
-    let unverified = parsed.decode().map_err(IngestError::Decode)?;
-    unverified.validate(now_ms).map_err(IngestError::Invalid)?;
-    let verified = unverified.verify().map_err(IngestError::Signature)?;
-    let outcome =
-        store.insert(&verified, StoredMeta { received_at_ms: now_ms, source }).map_err(IngestError::Store)?;
-    Ok((verified, outcome))
-}
-
-impl IngestError {
-    /// The ingest reason of this refusal (the same table gossip and sync use).
-    pub fn reason(&self) -> Reason {
-        match self {
-            IngestError::Decode(e) => super::decode_reason(e),
-            IngestError::Invalid(e) => super::validation_reason(e),
-            IngestError::Signature(VerifyError::BadAuthorKey) => Reason::BadAuthorKey,
-            IngestError::Signature(_) => Reason::BadSignature,
-            IngestError::Store(_) => Reason::StoreError,
-        }
-    }
-}
-
-/// Why [`ingest_blocking`] refused a record.
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    /// Bytes are not a record.
-    #[error("not a valid record encoding: {0}")]
-    Decode(DecodeError),
-    /// A static rule is broken.
-    #[error("record is invalid: {0}")]
-    Invalid(ValidationError),
-    /// The signature does not verify.
-    #[error("signature check failed: {0}")]
-    Signature(VerifyError),
-    /// Storage failed.
-    #[error("storing the record failed: {0}")]
-    Store(palisade_store::StoreError),
 }

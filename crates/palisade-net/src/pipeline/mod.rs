@@ -21,24 +21,29 @@
 
 mod config;
 mod ingestor;
+mod origin;
+mod seen;
+#[cfg(test)]
+mod tests;
 mod workers;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError};
-use libp2p::gossipsub::MessageId;
-use libp2p::PeerId;
-use palisade_guard::{Admission, DropReason, Guard, PenaltyReason};
-use palisade_store::{Source, Store};
+use palisade_guard::{Admission, DropReason, Guard};
+use palisade_store::Store;
 use palisade_types::{
-    AuthorKey, DecodeError, ParsedEnvelope, RecordId, UnverifiedRecord, ValidationError, VerifiedRecord,
+    AuthorKey, DecodeError, ParsedEnvelope, RecordId, UnverifiedRecord, ValidatedRecord, ValidationError,
+    VerifiedRecord,
 };
 use tokio::sync::mpsc;
 use tracing::error;
 
 pub use config::PipelineConfig;
-pub use ingestor::{ingest_blocking, Decision, IngestError, Ingestor};
+pub use ingestor::{Decision, Ingestor};
+pub(crate) use origin::Origin;
+use seen::SeenCache;
 
 use crate::metrics::NetMetrics;
 use crate::reason::Reason;
@@ -81,61 +86,6 @@ pub(crate) fn validation_reason(e: &ValidationError) -> Reason {
     }
 }
 
-/// Where a record came from: decides which rules apply and how its outcome is reported.
-#[derive(Debug, Clone)]
-pub(crate) enum Origin {
-    /// A gossipsub message awaiting our validation result.
-    Gossip { message_id: MessageId, source: PeerId },
-    /// A record in a sync response.
-    Sync { peer: PeerId },
-    /// One half of the equivocation proof gossiped as `message_id` (the proof's validation
-    /// result is reported once both halves are decided).
-    Proof { message_id: MessageId, source: PeerId },
-}
-
-impl Origin {
-    pub(crate) fn peer(&self) -> PeerId {
-        match self {
-            Origin::Gossip { source, .. } | Origin::Proof { source, .. } => *source,
-            Origin::Sync { peer } => *peer,
-        }
-    }
-
-    /// The `source` label of `palisade_ingest_total`.
-    pub(crate) fn source_label(&self) -> &'static str {
-        match self {
-            Origin::Gossip { .. } => "gossip",
-            Origin::Sync { .. } => "sync",
-            Origin::Proof { .. } => "proof",
-        }
-    }
-
-    /// The guard penalty `reason` earns the sender (malformed sync data counts as sync abuse).
-    /// None for a proof's half: the proof's sender is penalised once, when the whole proof is
-    /// decided ([`Reason::penalty`] of the proof's reason).
-    pub(crate) fn penalty(&self, reason: Reason) -> Option<PenaltyReason> {
-        let penalty = reason.penalty()?;
-        match self {
-            Origin::Proof { .. } => None,
-            Origin::Sync { .. } if penalty == PenaltyReason::Malformed => Some(PenaltyReason::SyncAbuse),
-            _ => Some(penalty),
-        }
-    }
-
-    /// Whether the gossip budgets (peer record rate, verification cost, new authors) and the
-    /// over-rate strike apply: everything a peer pushes unasked.
-    fn pushed(&self) -> bool {
-        !matches!(self, Origin::Sync { .. })
-    }
-
-    pub(crate) fn store_source(&self) -> Source {
-        match self {
-            Origin::Gossip { .. } | Origin::Proof { .. } => Source::Gossip,
-            Origin::Sync { .. } => Source::Sync,
-        }
-    }
-}
-
 /// Facts about a record the store just accepted.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredInfo {
@@ -158,7 +108,7 @@ pub(crate) struct Finished {
 }
 
 struct VerifyJob {
-    record: UnverifiedRecord,
+    record: ValidatedRecord,
     origin: Origin,
 }
 
@@ -169,34 +119,6 @@ pub(crate) enum ProofAdmission {
     Decided(Reason),
     /// This many halves were queued; their [`Finished`] decide the proof.
     Queued(usize),
-}
-
-/// A bounded FIFO set of ids known to be stored.
-struct SeenCache {
-    set: HashSet<RecordId>,
-    order: VecDeque<RecordId>,
-    capacity: usize,
-}
-
-impl SeenCache {
-    fn new(capacity: usize) -> SeenCache {
-        SeenCache { set: HashSet::with_capacity(capacity.min(1 << 16)), order: VecDeque::new(), capacity }
-    }
-
-    fn contains(&self, id: &RecordId) -> bool {
-        self.set.contains(id)
-    }
-
-    fn insert(&mut self, id: RecordId) {
-        if self.set.insert(id) {
-            self.order.push_back(id);
-            while self.order.len() > self.capacity {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
-            }
-        }
-    }
 }
 
 /// The front of the pipeline (lives on the event loop) plus its worker threads.
@@ -324,11 +246,10 @@ impl Pipeline {
         topic: Option<TopicKind>,
         now_ms: u64,
     ) -> Option<Reason> {
-        let peer = origin.peer();
         // 1. Size cap: no work at all for oversized input (counted with the guard's drops too,
         // so `palisade_guard_drops_total{reason="oversized"}` sees every oversized message).
         if bytes.len() > palisade_types::limits::MAX_ENVELOPE_BYTES {
-            self.guard.record_drop(Some(&peer), None, DropReason::Oversized);
+            self.guard.record_drop(origin.peer().as_ref(), None, DropReason::Oversized);
             return Some(Reason::Oversized);
         }
         // 1b. No disk room for new records (issue 16): drop before any other work.
@@ -337,7 +258,7 @@ impl Pipeline {
         }
         // 2. Per-peer message and byte rate, before any decoding. Not for sync: a sync
         // record came in a response we asked for, paced by our own requests.
-        if origin.pushed() {
+        if let Some(peer) = origin.pushed_by() {
             if let Admission::Deny(reason) = self.guard.admit_message(&peer, bytes.len()) {
                 self.guard.over_rate(&peer, reason);
                 return Some(Reason::RateLimited);
@@ -348,17 +269,23 @@ impl Pipeline {
             Ok(p) => p,
             Err(e) => return Some(decode_reason(&e)),
         };
+        // An import line that names an id must carry that record.
+        if let Origin::Import { expected_id: Some(expected), .. } = &origin {
+            if *expected != parsed.id() {
+                return Some(Reason::MalformedEnvelope);
+            }
+        }
         // 4. Dedup in memory before the payload is even decoded.
-        if let Err(reason) = self.check_copy(&parsed.id(), &parsed.envelope().signature) {
+        if let Err(reason) = self.check_copy(&parsed.id(), &parsed.envelope().signature, &origin) {
             return Some(reason);
         }
         // 5. Payload decode (canonical).
         let Ok(record) = parsed.decode() else { return Some(Reason::MalformedPayload) };
         // 6.–9. The record checks every origin shares, then the queue.
-        if let Err(reason) = self.check_record(&record, &origin, topic, now_ms) {
-            return Some(reason);
+        match self.check_record(record, &origin, topic, now_ms) {
+            Ok(validated) => self.enqueue(validated, origin).err(),
+            Err(reason) => Some(reason),
         }
-        self.enqueue(record, origin).err()
     }
 
     /// Admits a sync record its caller already decoded (to check it is the one it asked
@@ -371,10 +298,10 @@ impl Pipeline {
         now_ms: u64,
     ) -> Option<Reason> {
         let checked = self
-            .check_copy(&record.id(), record.signature())
-            .and_then(|()| self.check_record(&record, &origin, None, now_ms));
+            .check_copy(&record.id(), record.signature(), &origin)
+            .and_then(|()| self.check_record(record, &origin, None, now_ms));
         match checked {
-            Ok(()) => self.enqueue(record, origin).err(),
+            Ok(validated) => self.enqueue(validated, origin).err(),
             Err(reason) => Some(reason),
         }
     }
@@ -384,7 +311,9 @@ impl Pipeline {
     /// author and seq, different ids), then both halves through the same record checks and
     /// queue as gossip. Stored halves count as present; both stored = `Duplicate`.
     pub(crate) fn admit_proof(&mut self, data: &[u8], origin: &Origin, now_ms: u64) -> ProofAdmission {
-        let peer = origin.peer();
+        let Some(peer) = origin.pushed_by() else {
+            return ProofAdmission::Decided(Reason::Invalid);
+        };
         if data.len() > crate::proof::MAX_PROOF_BYTES {
             self.guard.record_drop(Some(&peer), None, DropReason::Oversized);
             return ProofAdmission::Decided(Reason::Oversized);
@@ -425,9 +354,8 @@ impl Pipeline {
             if self.in_flight.get(&id).is_some_and(|sigs| sigs.len() >= MAX_COPIES_IN_FLIGHT_PER_RECORD) {
                 return ProofAdmission::Decided(Reason::CopiesInFlight);
             }
-            let checked = self.check_record(&half, origin, None, now_ms);
-            match checked {
-                Ok(()) => ready.push(half),
+            match self.check_record(half, origin, None, now_ms) {
+                Ok(validated) => ready.push(validated),
                 Err(Reason::Duplicate) => {}
                 Err(reason) => return ProofAdmission::Decided(reason),
             }
@@ -437,7 +365,7 @@ impl Pipeline {
         }
         // Both halves or neither: half a proof in the queue proves nothing.
         if self.gossip_room() < ready.len() {
-            self.guard.record_drop(Some(&origin.peer()), None, DropReason::VerifyQueueFull);
+            self.guard.record_drop(origin.peer().as_ref(), None, DropReason::VerifyQueueFull);
             return ProofAdmission::Decided(Reason::VerifyQueueFull);
         }
         let mut queued = 0;
@@ -454,9 +382,15 @@ impl Pipeline {
 
     /// Whether this very copy (id and signature) is already decided or queued, and whether
     /// there is room for another copy of the id.
-    fn check_copy(&self, id: &RecordId, signature: &Signature) -> Result<(), Reason> {
+    ///
+    /// The seen cache may still hold an id the store has since evicted (it is a cache of what
+    /// was stored); for a record from a peer that makes no difference (both answers are
+    /// Ignore), but the admin API's records ask the store, so an import reports `evicted`,
+    /// not `duplicate`, for a record the node no longer holds.
+    fn check_copy(&self, id: &RecordId, signature: &Signature, origin: &Origin) -> Result<(), Reason> {
         let copies = self.in_flight.get(id);
-        if self.seen.contains(id) || copies.is_some_and(|sigs| sigs.contains(signature)) {
+        let seen = origin.api_ticket().is_none() && self.seen.contains(id);
+        if seen || copies.is_some_and(|sigs| sigs.contains(signature)) {
             self.metrics.duplicates_before_verify.inc();
             return Err(Reason::Duplicate);
         }
@@ -470,18 +404,18 @@ impl Pipeline {
     /// already, static rules, gossip topic and age (`topic` set), then the budgets.
     fn check_record(
         &mut self,
-        record: &UnverifiedRecord,
+        record: UnverifiedRecord,
         origin: &Origin,
         topic: Option<TopicKind>,
         now_ms: u64,
-    ) -> Result<(), Reason> {
+    ) -> Result<ValidatedRecord, Reason> {
         // Every origin (gossip checks it earlier too, before the decode): no disk room, no
         // new records.
         if self.store.disk_low() {
             return Err(Reason::DiskLow);
         }
-        self.check_not_stored(record)?;
-        record.validate(now_ms).map_err(|e| validation_reason(&e))?;
+        self.check_not_stored(&record)?;
+        let record = record.validate(now_ms).map_err(|e| validation_reason(&e))?;
         if let Some(t) = topic {
             if TopicKind::for_record(record.record().kind()) != t {
                 return Err(Reason::WrongTopic);
@@ -491,7 +425,8 @@ impl Pipeline {
                 return Err(Reason::TooOld);
             }
         }
-        self.charge_budgets(&record.record().position.author, origin)
+        self.charge_budgets(&record.record().position.author, origin)?;
+        Ok(record)
     }
 
     /// The store lookup by id, which needs no I/O when the author's feed head is in memory
@@ -519,9 +454,11 @@ impl Pipeline {
     /// missed part of feeds we know, and throttling them would only stall catching up (the
     /// pages come back in the next round). Sync records of unknown authors pay like gossip,
     /// so a peer that advertises invented authors cannot make us verify at will.
+    /// Records handed in through the admin API (import, this node's own) pay none of these:
+    /// no peer sent them, and an administrator's file is not a flood.
     fn charge_budgets(&mut self, author: &AuthorKey, origin: &Origin) -> Result<(), Reason> {
-        let peer = origin.peer();
-        let pushed = origin.pushed();
+        let Some(peer) = origin.peer() else { return Ok(()) };
+        let pushed = origin.pushed_by().is_some();
         let known_author = self.is_known_author(author);
         if pushed && !known_author && self.new_authors.check().is_err() {
             self.guard.record_drop(Some(&peer), None, DropReason::NewAuthorBudget);
@@ -552,20 +489,20 @@ impl Pipeline {
         }
     }
 
-    /// Room left in the verify queue for records peers pushed (gossip, proofs): everything
-    /// but the share kept for sync.
+    /// Room left in the verify queue for records peers pushed (gossip, proofs) and imports:
+    /// everything but the share kept for sync.
     fn gossip_room(&self) -> usize {
         let room = self.cfg.verify_queue_records - sync_reserved_records(self.cfg.verify_queue_records);
         room.saturating_sub(self.in_flight_copies.saturating_sub(self.in_flight_sync))
     }
 
-    /// Hands a checked record to the verify workers, or sheds it. Pushed records never take
-    /// the share of the queue kept for the pages sync asked for.
-    fn enqueue(&mut self, record: UnverifiedRecord, origin: Origin) -> Result<(), Reason> {
+    /// Hands a checked record to the verify workers, or sheds it. Pushed records and imports
+    /// never take the share of the queue kept for the pages sync asked for.
+    fn enqueue(&mut self, record: ValidatedRecord, origin: Origin) -> Result<(), Reason> {
         let peer = origin.peer();
-        let sync = !origin.pushed();
-        if !sync && self.gossip_room() == 0 {
-            self.guard.record_drop(Some(&peer), None, DropReason::VerifyQueueFull);
+        let sync = origin.is_sync();
+        if !origin.may_use_reserved_share() && self.gossip_room() == 0 {
+            self.guard.record_drop(peer.as_ref(), None, DropReason::VerifyQueueFull);
             return Err(Reason::VerifyQueueFull);
         }
         let Some(tx) = &self.verify_tx else { return Err(Reason::VerifyQueueFull) };
@@ -579,7 +516,7 @@ impl Pipeline {
                 Ok(())
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.guard.record_drop(Some(&peer), None, DropReason::VerifyQueueFull);
+                self.guard.record_drop(peer.as_ref(), None, DropReason::VerifyQueueFull);
                 Err(Reason::VerifyQueueFull)
             }
         }
@@ -613,7 +550,7 @@ impl Pipeline {
             if let Some(at) = sigs.iter().position(|s| *s == f.signature) {
                 sigs.swap_remove(at);
                 self.in_flight_copies = self.in_flight_copies.saturating_sub(1);
-                if !f.origin.pushed() {
+                if f.origin.is_sync() {
                     self.in_flight_sync = self.in_flight_sync.saturating_sub(1);
                 }
                 self.metrics.queue_add(-1);

@@ -51,7 +51,7 @@ fn stores_valid_records_and_refuses_the_rest() {
             Reason::BadSignature => rejected += 1,
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(d.peer, peer);
+        assert_eq!(d.peer, Some(peer));
     }
     assert_eq!((accepted, rejected), (100, 1));
     assert_eq!(ingest.in_flight(), 0);
@@ -96,7 +96,7 @@ fn a_corrupted_copy_in_flight_does_not_shadow_the_valid_copy() {
     assert_eq!(ingest.in_flight(), 4);
     let mut decisions = Vec::new();
     while let Some(d) = ingest.next_blocking() {
-        decisions.push((d.peer, d.outcome));
+        decisions.push((d.peer.expect("a peer"), d.outcome));
     }
     decisions.sort_by_key(|(p, _)| *p == honest);
     let bad = (attacker, Reason::BadSignature);

@@ -96,8 +96,7 @@ fn golden_envelopes_decode_verify_and_reencode() {
         let parsed = ParsedEnvelope::parse(wire.clone()).unwrap();
         assert_eq!(parsed.id().to_hex(), v.id, "{}", v.name);
         let unverified = parsed.decode().unwrap();
-        unverified.validate(FIXED_NOW_MS).unwrap();
-        let verified = unverified.verify().unwrap();
+        let verified = unverified.validate(FIXED_NOW_MS).unwrap().verify().unwrap();
         assert_eq!(verified.wire_bytes(), wire.as_slice());
         assert_eq!(serde_json::to_value(verified.record()).unwrap(), v.record, "{}", v.name);
         // The JSON form decodes back to the same record (the admin API relies on this).

@@ -52,8 +52,8 @@ fn bad_signature_is_rejected() {
     let mut wire = signed_attestation().into_wire_bytes();
     let n = wire.len();
     wire[n - 10] ^= 0x40; // inside the signature
-    let unverified = ParsedEnvelope::parse(wire).unwrap().decode().unwrap();
-    assert_eq!(unverified.verify().unwrap_err(), VerifyError::BadSignature);
+    let validated = ParsedEnvelope::parse(wire).unwrap().decode().unwrap().validate(FIXED_NOW_MS).unwrap();
+    assert_eq!(validated.verify().unwrap_err(), VerifyError::BadSignature);
 }
 
 #[test]
@@ -62,8 +62,9 @@ fn signature_by_another_key_is_rejected() {
     let other = FeedWriter::new(key(2)).sign_next(attestation(1), FIXED_NOW_MS).unwrap();
     let mut env = signed.envelope().unwrap();
     env.signature = other.envelope().unwrap().signature;
-    let unverified = ParsedEnvelope::parse(env.encode()).unwrap().decode().unwrap();
-    assert_eq!(unverified.verify().unwrap_err(), VerifyError::BadSignature);
+    let validated =
+        ParsedEnvelope::parse(env.encode()).unwrap().decode().unwrap().validate(FIXED_NOW_MS).unwrap();
+    assert_eq!(validated.verify().unwrap_err(), VerifyError::BadSignature);
 }
 
 #[test]
@@ -79,7 +80,9 @@ fn wrong_payload_type_never_verifies() {
         match parsed.decode() {
             Err(DecodeError::Malformed { .. } | DecodeError::TrailingBytes { .. }) => {}
             Err(e) => panic!("unexpected error {e}"),
-            Ok(u) => assert_eq!(u.verify().unwrap_err(), VerifyError::BadSignature),
+            Ok(u) => {
+                assert_eq!(u.validate(FIXED_NOW_MS).unwrap().verify().unwrap_err(), VerifyError::BadSignature)
+            }
         }
     }
 }
@@ -106,9 +109,11 @@ fn future_timestamp_is_rejected() {
 
 #[test]
 fn timestamps_in_seconds_are_rejected() {
-    let r = FeedWriter::new(key(1)).sign_next(attestation(1), FIXED_NOW_MS / 1000).unwrap();
+    // Refused by the signer and by every receiver alike.
+    let refused = FeedWriter::new(key(1)).sign_next(attestation(1), FIXED_NOW_MS / 1000).unwrap_err();
+    assert!(matches!(refused, SignError::Invalid(ValidationError::OutOfRange { field: "issued_at_ms", .. })));
     assert!(matches!(
-        validate::validate_record(r.record(), FIXED_NOW_MS).unwrap_err(),
+        validate::validate_record(&unsigned(attestation(1), FIXED_NOW_MS / 1000), FIXED_NOW_MS).unwrap_err(),
         ValidationError::OutOfRange { field: "issued_at_ms", .. }
     ));
 }
@@ -153,8 +158,13 @@ fn over_long_strings_are_refused_when_built() {
 }
 
 fn validate_statement(statement: Statement) -> Result<(), ValidationError> {
-    let r = FeedWriter::new(key(1)).sign_next(statement, FIXED_NOW_MS).unwrap();
-    validate::validate_record(r.record(), FIXED_NOW_MS)
+    validate::validate_record(&unsigned(statement, FIXED_NOW_MS), FIXED_NOW_MS)
+}
+
+/// The first record of `key(1)`'s feed, not signed (signing would refuse an invalid one).
+fn unsigned(statement: Statement, issued_at_ms: u64) -> Record {
+    let author = AuthorKey(key(1).verifying_key().to_bytes());
+    Record { position: FeedPosition { author, seq: 1, prev: None, issued_at_ms }, statement }
 }
 
 #[test]

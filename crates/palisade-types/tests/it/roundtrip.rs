@@ -28,17 +28,27 @@ proptest! {
 
     #[test]
     fn signed_records_roundtrip_through_the_ingest_states(statement in strategies::statement(), seq in 1u64..5) {
-        let k = key(3);
+        let at = limits::MIN_ISSUED_AT_MS + 1;
         let prev = (seq > 1).then_some(RecordId([seq as u8; 32]));
         let last = prev.map(|p| (seq - 1, p));
-        let mut writer = FeedWriter::resume(k, last);
-        let signed = writer.sign_next(statement, limits::MIN_ISSUED_AT_MS + 1).unwrap();
-        let parsed = ParsedEnvelope::parse(signed.wire_bytes().to_vec()).unwrap();
-        prop_assert_eq!(parsed.id(), signed.id());
-        let verified = parsed.decode().unwrap().verify().unwrap();
-        prop_assert_eq!(&verified, &signed);
-        let env = Envelope::decode(signed.wire_bytes()).unwrap();
-        prop_assert_eq!(env.encode(), signed.wire_bytes().to_vec());
+        let mut writer = FeedWriter::resume(key(3), last);
+        match writer.sign_next(statement.clone(), at) {
+            Ok(signed) => {
+                let parsed = ParsedEnvelope::parse(signed.wire_bytes().to_vec()).unwrap();
+                prop_assert_eq!(parsed.id(), signed.id());
+                let verified = parsed.decode().unwrap().validate(at).unwrap().verify().unwrap();
+                prop_assert_eq!(&verified, &signed);
+                let env = Envelope::decode(signed.wire_bytes()).unwrap();
+                prop_assert_eq!(env.encode(), signed.wire_bytes().to_vec());
+            }
+            // What signing refuses, every receiver refuses, for the same reason.
+            Err(SignError::Invalid(refused)) => {
+                let (_, wire) = sign_envelope(&record_at(&key(3), statement, seq, prev, at), &key(3)).unwrap();
+                let received = ParsedEnvelope::parse(wire).unwrap().decode().unwrap().validate(at);
+                prop_assert_eq!(received.unwrap_err(), refused);
+            }
+            Err(e) => prop_assert!(false, "signing failed: {e}"),
+        }
     }
 
     #[test]
@@ -56,14 +66,14 @@ proptest! {
 
     #[test]
     fn mutated_envelopes_never_verify_as_something_else(statement in strategies::statement(), flip in 0usize..4096, bit in 0u8..8) {
-        let signed = FeedWriter::new(key(5)).sign_next(statement, limits::MIN_ISSUED_AT_MS + 1).unwrap();
-        let mut wire = signed.wire_bytes().to_vec();
+        let record = record_at(&key(5), statement, 1, None, limits::MIN_ISSUED_AT_MS + 1);
+        let (_, mut wire) = sign_envelope(&record, &key(5)).unwrap();
         let i = flip % wire.len();
         wire[i] ^= 1 << bit;
         if let Ok(parsed) = ParsedEnvelope::parse(wire) {
-            if let Ok(unverified) = parsed.decode() {
-                // Any change to a signed byte or the signature must fail verification.
-                prop_assert!(unverified.verify().is_err());
+            // Any change to a signed byte or the signature must fail validation or verification.
+            if let Some(validated) = parsed.decode().ok().and_then(|u| u.validate(limits::MIN_ISSUED_AT_MS + 1).ok()) {
+                prop_assert!(validated.verify().is_err());
             }
         }
     }
@@ -75,18 +85,32 @@ proptest! {
     }
 }
 
+/// The record `key` would sign at this position, checked or not.
+fn record_at(
+    key: &ed25519_dalek::SigningKey,
+    statement: Statement,
+    seq: u64,
+    prev: Option<RecordId>,
+    at: u64,
+) -> Record {
+    let author = AuthorKey(key.verifying_key().to_bytes());
+    Record { position: FeedPosition { author, seq, prev, issued_at_ms: at }, statement }
+}
+
+fn validated(wire: Vec<u8>) -> ValidatedRecord {
+    ParsedEnvelope::parse(wire).unwrap().decode().unwrap().validate(fixtures::FIXED_NOW_MS).unwrap()
+}
+
 #[test]
 fn batch_verification_finds_the_bad_signature() {
-    let mut records: Vec<UnverifiedRecord> = fixtures::feed(9, 64)
-        .into_iter()
-        .map(|r| ParsedEnvelope::parse(r.into_wire_bytes()).unwrap().decode().unwrap())
-        .collect();
+    let mut records: Vec<ValidatedRecord> =
+        fixtures::feed(9, 64).into_iter().map(|r| validated(r.into_wire_bytes())).collect();
     // Replace record 17 with one whose signature is corrupted.
     let mut wire = records[17].wire_bytes().to_vec();
     let last = wire.len() - 1;
     wire[last] ^= 0x01;
     let bad_id = records[17].id();
-    records[17] = ParsedEnvelope::parse(wire).unwrap().decode().unwrap();
+    records[17] = validated(wire);
     let outcomes = verify_batch(records);
     assert_eq!(outcomes.len(), 64);
     for (i, o) in outcomes.iter().enumerate() {
@@ -100,10 +124,8 @@ fn batch_verification_finds_the_bad_signature() {
 
 #[test]
 fn batch_of_valid_records_verifies() {
-    let records: Vec<UnverifiedRecord> = fixtures::feed(10, 32)
-        .into_iter()
-        .map(|r| ParsedEnvelope::parse(r.into_wire_bytes()).unwrap().decode().unwrap())
-        .collect();
+    let records: Vec<ValidatedRecord> =
+        fixtures::feed(10, 32).into_iter().map(|r| validated(r.into_wire_bytes())).collect();
     assert!(verify_batch(records).iter().all(|o| o.is_ok()));
 }
 
