@@ -19,6 +19,7 @@
 //! | `memory` | 8, 10 | a store of N records written directly, a `palisade` process on it, 100 peers, a connection flood |
 //! | `catchup` | 9 | a `palisade` process syncing N missed records from another |
 //! | `connections` | 9b | one `palisade` process, 10 vs 1000 connections from 127.0.0.x |
+//! | `loop` | 14 | one `palisade` process: its event-loop wake-up p99 during a storm of 1000 fresh identities, each a peer-book write and a ban, vs calm ([`storm`]) |
 //!
 //! Output: a table on stdout, `bench-results.json` (format in [`Results`]) and
 //! `bench-results.svg` in `--out`. `--quick` shrinks every size (CI runs it to keep the tool
@@ -31,6 +32,7 @@ mod pipeline;
 mod plot;
 mod procs;
 mod stores;
+mod storm;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -68,7 +70,8 @@ pub struct BenchArgs {
 }
 
 /// All parts, in run order.
-pub const PARTS: [&str; 7] = ["pipeline", "flood", "network", "latency", "connections", "memory", "catchup"];
+pub const PARTS: [&str; 8] =
+    ["pipeline", "flood", "network", "latency", "connections", "loop", "memory", "catchup"];
 
 /// Sizes of one run.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -97,8 +100,10 @@ pub struct Sizes {
     pub catchup_records: usize,
     /// Connections held in the connection-load test (and the small comparison).
     pub load_connections: usize,
-    /// Records published during each connection-load phase.
+    /// Records published during each connection-load phase (and each window of `loop`).
     pub load_records: usize,
+    /// Fresh identities of the ban storm (`loop`).
+    pub storm_peers: usize,
 }
 
 impl Sizes {
@@ -117,6 +122,7 @@ impl Sizes {
             catchup_records: 100_000,
             load_connections: 1000,
             load_records: 20_000,
+            storm_peers: 1000,
         }
     }
 
@@ -135,6 +141,7 @@ impl Sizes {
             catchup_records: 3_000,
             load_connections: 100,
             load_records: 2_000,
+            storm_peers: 100,
         }
     }
 }
@@ -427,6 +434,7 @@ fn run(args: &BenchArgs) -> anyhow::Result<Results> {
             "memory" => rt.block_on(stores::run_memory_part(&ctx, &mut rec)),
             "catchup" => rt.block_on(stores::run_catchup_part(&ctx, &mut rec)),
             "connections" => rt.block_on(net::run_connections_part(&ctx, &mut rec)),
+            "loop" => rt.block_on(storm::run_loop_part(&ctx, &mut rec)),
             _ => Ok(()),
         };
         eprintln!("bench: {part} done in {:.1} s", started.elapsed().as_secs_f64());

@@ -454,7 +454,7 @@ fn on_pub_event(event: SwarmEvent<gossipsub::Event>, st: &PubState, target: Peer
 /// Publishes `payloads[from..to]` keeping at most `window` records not yet delivered to
 /// every node; returns the seconds from the first publish until every node had them all.
 /// Counts on the nodes are cumulative: `base` is what each node had before.
-async fn closed_loop(
+pub(crate) async fn closed_loop(
     net: &TestNet,
     publisher: &Publisher,
     from: usize,
@@ -482,7 +482,7 @@ async fn closed_loop(
 
 /// Records for a network test: `count` from `authors` authors, plus the first record of
 /// every author first (the warm-up), as envelopes.
-fn net_payloads(seed: u64, authors: usize, count: usize) -> Vec<Vec<u8>> {
+pub(crate) fn net_payloads(seed: u64, authors: usize, count: usize) -> Vec<Vec<u8>> {
     workload::wire(&workload::records(seed, authors, count + authors, palisade_net::now_ms()))
 }
 

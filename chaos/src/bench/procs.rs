@@ -12,6 +12,8 @@ use palisade_api::ApiClient;
 
 /// TCP port every benchmark node listens on (each has its own loopback IP).
 pub const PORT: u16 = 7400;
+/// Metrics port of a bench node (on its own IP).
+pub const METRICS_PORT: u16 = 9740;
 
 /// Loopback IP of benchmark node `i` (127.0.2.x: apart from the chaos scenarios' 127.0.0.x).
 pub fn node_ip(i: usize) -> Ipv4Addr {
@@ -64,8 +66,14 @@ impl NodeProc {
         self.dir.join("db")
     }
 
+    /// Where the node serves `/metrics` (its own IP, so nodes never share a port).
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.ip.into(), METRICS_PORT)
+    }
+
     /// Writes `palisade.toml`: TCP on the node's IP, the given bootstrap peers, `[limits]`
-    /// overrides, extra `[network]` keys, no metrics listener, warnings-only JSON log.
+    /// overrides, extra `[network]` keys, metrics on [`metrics_addr`](Self::metrics_addr),
+    /// warnings-only JSON log.
     pub fn configure(
         &self,
         bootstrap: &[String],
@@ -82,7 +90,7 @@ impl NodeProc {
         config.insert("network".into(), net.into());
         config.insert("limits".into(), limits.into());
         let mut metrics = toml::Table::new();
-        metrics.insert("listen".into(), "off".into());
+        metrics.insert("listen".into(), self.metrics_addr().to_string().into());
         config.insert("metrics".into(), metrics.into());
         let mut log = toml::Table::new();
         log.insert("format".into(), "json".into());

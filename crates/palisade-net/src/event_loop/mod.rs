@@ -10,6 +10,7 @@ mod api_ingest;
 mod dials;
 mod ingest;
 mod liveness;
+mod peers;
 mod sync;
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use libp2p::gossipsub;
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
-use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
 use palisade_guard::{Guard, PenaltyReason};
 use palisade_store::Store;
@@ -28,13 +29,13 @@ use tracing::{debug, info, warn};
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::handle::{Command, NetEvent, NetInfo, PeerInfo};
-use crate::metrics::{DirectionLabels, GossipDeadLabels, NetMetrics, SendFailureLabels};
+use crate::metrics::NetMetrics;
 use crate::pipeline::{Finished, Pipeline};
 use crate::proof::PendingProofs;
 use crate::sync::client::SyncClient;
 use crate::sync::SyncResponse;
 use crate::topics::TopicKind;
-use crate::{now_ms, NetConfig};
+use crate::NetConfig;
 pub use api_ingest::{ApiRecord, ApiSource, MAX_API_BATCH_RECORDS};
 use dials::{BootstrapPeer, BOOTSTRAP_RETRY_MIN};
 
@@ -381,62 +382,18 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
                 peer_id,
                 failed_messages,
-            })) if self.connected.contains_key(&peer_id) => {
-                for (queue, n) in
-                    [("priority", failed_messages.priority), ("non_priority", failed_messages.non_priority)]
-                {
-                    self.metrics
-                        .gossip_send_failures
-                        .get_or_create(&SendFailureLabels { queue })
-                        .inc_by(n as u64);
-                }
-                if let Some(reason) = self.liveness.on_slow(peer_id, std::time::Instant::now()) {
-                    self.recycle(peer_id, reason);
-                }
-            }
+            })) if self.connected.contains_key(&peer_id) => self.on_slow_peer(peer_id, failed_messages),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::GossipsubNotSupported {
                 peer_id,
-            })) => {
-                let speaks_gossip = self.connected.get(&peer_id).is_some_and(|c| c.speaks_gossip);
-                if let Some(reason) =
-                    self.liveness.on_not_supported(peer_id, speaks_gossip, std::time::Instant::now())
-                {
-                    self.recycle(peer_id, reason);
-                }
-            }
+            })) => self.on_gossip_not_supported(peer_id),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
                 ..
-            })) => {
-                if let Some(c) = self.connected.get_mut(&peer_id) {
-                    c.agent = Some(info.agent_version.chars().take(128).collect());
-                    c.speaks_gossip = info.protocols.iter().any(|p| p.as_ref().starts_with("/meshsub/"));
-                    c.listen_addrs = info.listen_addrs.iter().take(LISTEN_ADDRS_KEPT).cloned().collect();
-                }
-                // Only a bounded number of a peer's advertised addresses go into the DHT and the
-                // peer book (announced listen addresses: what a restart can dial).
-                let book: Vec<String> = info
-                    .listen_addrs
-                    .iter()
-                    .take(crate::PEER_BOOK_ADDRS_PER_PEER)
-                    .map(|a| a.to_string())
-                    .collect();
-                for addr in info.listen_addrs.into_iter().take(8) {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                }
-                if self.connected.contains_key(&peer_id) && !book.is_empty() {
-                    self.remember_peer(peer_id, book);
-                }
-            }
+            })) => self.on_identified(peer_id, info),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
-                for (peer, addr) in found.into_iter().take(32) {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-                    if !self.connected.contains_key(&peer) {
-                        let _ = self.swarm.dial(addr);
-                    }
-                }
+                self.on_mdns_discovered(found)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })) => {
                 debug!(%peer, "kademlia routing updated");
@@ -448,22 +405,7 @@ impl EventLoop {
                 self.on_connected(peer_id, connection_id, &endpoint, num_established.get() as usize);
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                if num_established == 0 {
-                    if let Some(c) = self.connected.remove(&peer_id) {
-                        self.metrics.peers.get_or_create(&DirectionLabels { direction: c.direction }).dec();
-                    }
-                    // Releases the record budget of every request still pending to the peer.
-                    self.sync.disconnected(&peer_id);
-                    self.serving.remove(&peer_id);
-                    self.resume_sync();
-                    if let Some(addrs) = self.liveness.disconnected(&peer_id) {
-                        self.redial_recycled(peer_id, addrs);
-                    }
-                    debug!(peer = %peer_id, "peer disconnected");
-                    self.emit(NetEvent::PeerDisconnected { peer: peer_id.to_string() });
-                } else if let Some(c) = self.connected.get_mut(&peer_id) {
-                    c.connections = num_established as usize;
-                }
+                self.on_connection_closed(peer_id, num_established as usize)
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
@@ -474,87 +416,6 @@ impl EventLoop {
             SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
             _ => {}
         }
-    }
-
-    /// Closes the connection to `peer`, on which gossip is dead, and dials it again once it
-    /// is closed (see [`liveness`]).
-    fn recycle(&mut self, peer: PeerId, reason: liveness::DeadGossip) {
-        let Some(c) = self.connected.get(&peer) else { return };
-        let addrs = if c.direction == "outbound" { vec![c.addr.clone()] } else { c.listen_addrs.clone() };
-        warn!(%peer, reason = reason.as_str(), "gossip to this peer is dead on its connection; reconnecting");
-        self.metrics
-            .gossip_dead_connections
-            .get_or_create(&GossipDeadLabels { reason: reason.as_str() })
-            .inc();
-        self.liveness.recycling(peer, addrs, std::time::Instant::now());
-        let _ = self.swarm.disconnect_peer_id(peer);
-    }
-
-    fn redial_recycled(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        if addrs.is_empty() {
-            // An inbound peer that announced no address: it dials us again itself.
-            return;
-        }
-        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer).addresses(addrs).build();
-        if let Err(e) = self.swarm.dial(opts) {
-            debug!(%peer, error = %e, "redial after recycling failed");
-        }
-    }
-
-    /// Queues a peer-book update for the node-state writer (no store I/O on the loop).
-    fn remember_peer(&self, peer: PeerId, addrs: Vec<String>) {
-        let entry =
-            palisade_store::PeerBookEntry { peer_id: peer.to_string(), addrs, last_seen_ms: now_ms() };
-        if let Err(e) = self.guard.state_writer().upsert_peer(entry) {
-            debug!(error = %e, "peer book update not queued");
-        }
-    }
-
-    fn on_connected(
-        &mut self,
-        peer: PeerId,
-        _connection: ConnectionId,
-        endpoint: &libp2p::core::ConnectedPoint,
-        established: usize,
-    ) {
-        let (addr, direction) = match endpoint {
-            libp2p::core::ConnectedPoint::Dialer { address, .. } => (address.clone(), "outbound"),
-            libp2p::core::ConnectedPoint::Listener { send_back_addr, .. } => {
-                (send_back_addr.clone(), "inbound")
-            }
-        };
-        if let Some(c) = self.connected.get_mut(&peer) {
-            c.connections = established;
-            return;
-        }
-        debug!(%peer, %addr, direction, "peer connected");
-        self.metrics.peers.get_or_create(&DirectionLabels { direction }).inc();
-        self.connected.insert(
-            peer,
-            Connected {
-                addr: addr.clone(),
-                direction,
-                since_ms: now_ms(),
-                connections: established,
-                agent: None,
-                speaks_gossip: false,
-                listen_addrs: Vec::new(),
-            },
-        );
-        if direction == "outbound" {
-            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-        }
-        // The peer book keeps addresses we can dial again after a restart: the one we dialled
-        // (an inbound connection's address is the peer's ephemeral port, useless for that;
-        // its listen addresses arrive with identify).
-        if direction == "outbound" {
-            self.remember_peer(peer, vec![addr.to_string()]);
-        }
-        self.emit(NetEvent::PeerConnected { peer: peer.to_string(), addr: addr.to_string(), direction });
-        // Catch up with every new peer right away: this is how a restarted or newly joined
-        // node gets what it missed.
-        self.sync.connected(peer);
-        self.sync_round(Some(peer));
     }
 
     fn libp2p_metrics_record(&self, event: &SwarmEvent<BehaviourEvent>) {
