@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::values::Refusal;
+use palisade_types::FeedPosition;
 
 /// State read and written while one group of records is inserted: reads see the group's own
 /// earlier writes before they hit the tree.
@@ -115,13 +116,7 @@ impl Store {
         // The author's head (staged, cached or stored) decides how much must be looked up:
         // a record beyond the highest stored seq cannot be stored yet and has no rival at
         // its seq, and its `prev` is checked against the cached tip.
-        let current = match ov.heads.get(&author) {
-            Some(c) => Some(*c),
-            None => match self.cached_head(&author) {
-                Some(c) => Some(c),
-                None => self.feed_head(&author)?.map(|head| CachedHead { head, tip: None }),
-            },
-        };
+        let current = self.current_head(ov, &author)?;
         let beyond = current.is_none_or(|c| pos.seq > c.head.max_seq);
         if !beyond && (ov.new_ids.contains(&id) || self.contains(&id)?) {
             return Ok(InsertOutcome::Duplicate);
@@ -146,26 +141,67 @@ impl Store {
             detected_at_ms: meta.received_at_ms,
         });
         if let Some(proof) = &equivocation {
-            let key = keys::equivocation_key(&author, pos.seq);
-            if !ov.proofs.contains(&(author, pos.seq)) && self.get_raw(&key)?.is_none() {
-                batch.insert(key, encode(proof));
-                ov.proofs.insert((author, pos.seq));
-            }
+            self.stage_proof(ov, batch, proof)?;
         }
-        let prev_mismatch = match (pos.seq.checked_sub(1), pos.prev) {
-            (Some(prev_seq), Some(prev)) if prev_seq >= 1 => match current {
-                Some(CachedHead { head, tip: Some(tip) }) if head.max_seq == prev_seq => tip != prev,
-                _ => {
-                    let stored = self.staged_ids_at(ov, &author, prev_seq)?;
-                    !stored.is_empty() && !stored.contains(&prev)
-                }
-            },
-            _ => false,
-        };
+        let prev_mismatch = self.prev_mismatch(ov, current, pos)?;
         ov.at.entry((author, pos.seq)).or_insert(same_seq).push(id);
         ov.new_ids.insert(id);
+        let feed_head = self.advance_head(ov, current, pos, id)?;
+        batch.insert(keys::feed_key(&author), encode(&feed_head));
+        self.stage_record(ov, batch, record, meta)?;
+        Ok(InsertOutcome::Inserted(Inserted { feed_head, equivocation, prev_mismatch }))
+    }
 
-        // Feed head: advance the contiguous prefix through any records that were waiting.
+    /// The author's feed head as this group sees it: staged, cached or stored.
+    fn current_head(&self, ov: &Overlay, author: &AuthorKey) -> Result<Option<CachedHead>> {
+        if let Some(c) = ov.heads.get(author) {
+            return Ok(Some(*c));
+        }
+        if let Some(c) = self.cached_head(author) {
+            return Ok(Some(c));
+        }
+        Ok(self.feed_head(author)?.map(|head| CachedHead { head, tip: None }))
+    }
+
+    /// Stages the equivocation proof once per (author, seq).
+    fn stage_proof(
+        &self,
+        ov: &mut Overlay,
+        batch: &mut sled::Batch,
+        proof: &EquivocationProof,
+    ) -> Result<()> {
+        let key = keys::equivocation_key(&proof.author, proof.seq);
+        if !ov.proofs.contains(&(proof.author, proof.seq)) && self.get_raw(&key)?.is_none() {
+            batch.insert(key, encode(proof));
+            ov.proofs.insert((proof.author, proof.seq));
+        }
+        Ok(())
+    }
+
+    /// Whether the record's `prev` names another record than the one stored at seq − 1.
+    fn prev_mismatch(&self, ov: &Overlay, current: Option<CachedHead>, pos: &FeedPosition) -> Result<bool> {
+        let (Some(prev_seq), Some(prev)) = (pos.seq.checked_sub(1), pos.prev) else { return Ok(false) };
+        if prev_seq < 1 {
+            return Ok(false);
+        }
+        Ok(match current {
+            Some(CachedHead { head, tip: Some(tip) }) if head.max_seq == prev_seq => tip != prev,
+            _ => {
+                let stored = self.staged_ids_at(ov, &pos.author, prev_seq)?;
+                !stored.is_empty() && !stored.contains(&prev)
+            }
+        })
+    }
+
+    /// The author's feed head with the record `id` at `pos` added: the contiguous prefix
+    /// advances through any records that were waiting. Kept in the overlay for the group.
+    fn advance_head(
+        &self,
+        ov: &mut Overlay,
+        current: Option<CachedHead>,
+        pos: &FeedPosition,
+        id: RecordId,
+    ) -> Result<FeedHead> {
         let (mut head, old_tip) = match current {
             Some(c) => (c.head, c.tip),
             None => {
@@ -184,14 +220,23 @@ impl Store {
         if head.contiguous_seq.checked_add(1) == Some(pos.seq) {
             head.contiguous_seq = pos.seq;
             while head.contiguous_seq < head.max_seq
-                && !self.staged_ids_at(ov, &author, head.contiguous_seq + 1)?.is_empty()
+                && !self.staged_ids_at(ov, &pos.author, head.contiguous_seq + 1)?.is_empty()
             {
                 head.contiguous_seq += 1;
             }
         }
-        ov.heads.insert(author, CachedHead { head, tip });
-        batch.insert(keys::feed_key(&author), encode(&head));
+        ov.heads.insert(pos.author, CachedHead { head, tip });
+        Ok(head)
+    }
 
+    /// Stages the record itself, its index entries, its anomaly status and its counters.
+    fn stage_record(
+        &self,
+        ov: &mut Overlay,
+        batch: &mut sled::Batch,
+        record: &VerifiedRecord,
+        meta: StoredMeta,
+    ) -> Result<()> {
         if let Some(status) = self.next_anomaly_status(ov, record)? {
             batch.insert(keys::anomaly_key(&status.fingerprint), encode(&status));
             ov.anomalies.insert(status.fingerprint, status);
@@ -202,10 +247,11 @@ impl Store {
         for (k, v) in entries {
             batch.insert(k, v);
         }
+        let id = record.id();
         batch.insert(keys::received_key(meta.received_at_ms, &id), Vec::new());
         batch.insert(keys::record_key(&id), encode_record_value(meta, record.wire_bytes()));
         *ov.counts.entry(record.kind()).or_default() += 1;
-        Ok(InsertOutcome::Inserted(Inserted { feed_head: head, equivocation, prev_mismatch }))
+        Ok(())
     }
 
     fn staged_ids_at(&self, ov: &Overlay, author: &AuthorKey, seq: u64) -> Result<Vec<RecordId>> {
