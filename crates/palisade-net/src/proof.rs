@@ -57,6 +57,9 @@ pub fn decode_and_check(data: &[u8]) -> Result<[UnverifiedRecord; 2], Reason> {
 #[derive(Debug)]
 struct PendingProof {
     halves_left: usize,
+    /// Whether a half was stored now (a proof whose halves were all stored already is a
+    /// duplicate: not forwarded again).
+    stored_any: bool,
     /// The worst decision about a half so far (a rejection beats an ignore).
     failure: Option<Reason>,
 }
@@ -80,13 +83,16 @@ impl PendingProofs {
 
     /// `halves` of the proof `message_id` were queued.
     pub(crate) fn queued(&mut self, message_id: MessageId, halves: usize) {
-        self.proofs.insert(message_id, PendingProof { halves_left: halves, failure: None });
+        self.proofs
+            .insert(message_id, PendingProof { halves_left: halves, stored_any: false, failure: None });
     }
 
     /// One half was decided; returns the proof's decision once it is complete: `Stored` when
-    /// every queued half is stored (or was a duplicate), else the worst half's reason.
+    /// every queued half is stored (or was a duplicate) and one was new, `Duplicate` when all
+    /// were stored already, else the worst half's reason.
     pub(crate) fn half_decided(&mut self, message_id: &MessageId, reason: Reason) -> Option<Reason> {
         let proof = self.proofs.get_mut(message_id)?;
+        proof.stored_any |= reason == Reason::Stored;
         if !matches!(reason, Reason::Stored | Reason::Duplicate) {
             let worse = match proof.failure {
                 None => true,
@@ -101,7 +107,8 @@ impl PendingProofs {
             return None;
         }
         let done = self.proofs.remove(message_id)?;
-        Some(done.failure.unwrap_or(Reason::Stored))
+        let complete = if done.stored_any { Reason::Stored } else { Reason::Duplicate };
+        Some(done.failure.unwrap_or(complete))
     }
 }
 
@@ -121,6 +128,14 @@ mod tests {
         p.queued(id.clone(), 2);
         assert_eq!(p.half_decided(&id, Reason::StoreError), None);
         assert_eq!(p.half_decided(&id, Reason::BadSignature), Some(Reason::BadSignature), "a rejection wins");
+
+        p.queued(id.clone(), 2);
+        assert_eq!(p.half_decided(&id, Reason::Duplicate), None);
+        assert_eq!(
+            p.half_decided(&id, Reason::Duplicate),
+            Some(Reason::Duplicate),
+            "nothing new: not forwarded"
+        );
 
         p.queued(id.clone(), 1);
         assert_eq!(p.half_decided(&id, Reason::VerifyQueueFull), Some(Reason::VerifyQueueFull));

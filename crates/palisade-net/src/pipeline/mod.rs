@@ -1,24 +1,30 @@
-//! The ingest pipeline, cheapest checks first, one path for every record from a peer.
+//! The ingest pipeline, cheapest checks first, one path for every record whatever its origin.
 //!
 //! ```text
-//! event loop (front, cheap, synchronous):
-//!   size cap ─► per-peer rate + bytes (guard) ─► envelope decode + id ─► dedup (seen cache,
-//!   in-flight set) ─► payload decode ─► dedup (store, skipped when the cached feed head
-//!   shows the seq is new) ─► static validation ─► topic/age rules
-//!   ─► new-author budget ─► per-author quota (guard) ─► verification cost charge (guard)
+//! event loop (front, memory only, synchronous):
+//!   size cap ─► disk room (one atomic load) ─► per-peer message and byte rate (guard)
+//!   ─► envelope decode + id (one pass and one hash) ─► dedup in memory (seen cache,
+//!   in-flight set) ─► payload decode ─► static validation (type state) ─► topic/age rules
 //!   ─► verify queue (try_send)
-//! verify workers (N threads): batch up to `verify_batch_max_records` or the deadline,
-//!   `verify_batch_with_keys` with a per-worker key cache, fallback to singles
+//! verify workers (N threads), per batch of up to `verify_batch_max_records`:
+//!   stored already (a store lookup, skipped when the cached feed head shows the seq is new)
+//!   ─► new-author budget (whether the author has records: the feed-head cache or one read)
+//!   ─► per-peer record rate, per-author quota, verification cost (guard)
+//!   ─► `verify_batch_with_keys` with a per-worker key cache, fallback to singles
 //! store thread: insert (feed check, equivocation) with group commit (flush every N records
 //!   or T ms) ─► Finished back to the event loop ─► Accept/Reject/Ignore to gossipsub
 //! ```
 //!
-//! Gossip and sync records enter with `Pipeline::admit`; each half of an equivocation
-//! proof with `Pipeline::admit_proof`, after the proof budget, through the same record
-//! checks (`Pipeline::check_record`) and the same queue. A full verify queue sheds load
-//! (Ignore, counted, ledgered) and never blocks the event loop. Every outcome is a
-//! [`Reason`], which is both the metric label and the ledger reason.
+//! Nothing on the event loop touches the disk: what needs the store runs on the workers,
+//! still before any signature is checked (so a duplicate or a record over a budget costs no
+//! verification). Gossip and sync records enter with `Pipeline::admit`; each half of an
+//! equivocation proof with `Pipeline::admit_proof`, after the proof budget, through the same
+//! record checks (`Pipeline::check_record`) and the same queue; import lines and this node's
+//! own records with `Pipeline::admit` as `Origin::Import` / `Origin::Local` (no peer budgets).
+//! A full verify queue sheds load (Ignore, counted, ledgered) and never blocks the event loop.
+//! Every outcome is a [`Reason`], which is both the metric label and the ledger reason.
 
+mod budgets;
 mod config;
 mod ingestor;
 mod origin;
@@ -27,19 +33,19 @@ mod seen;
 mod tests;
 mod workers;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError};
 use palisade_guard::{Admission, DropReason, Guard};
 use palisade_store::Store;
 use palisade_types::{
-    AuthorKey, DecodeError, ParsedEnvelope, RecordId, UnverifiedRecord, ValidatedRecord, ValidationError,
-    VerifiedRecord,
+    DecodeError, ParsedEnvelope, RecordId, UnverifiedRecord, ValidatedRecord, ValidationError, VerifiedRecord,
 };
 use tokio::sync::mpsc;
 use tracing::error;
 
+use budgets::PreVerify;
 pub use config::PipelineConfig;
 pub use ingestor::{Decision, Ingestor};
 pub(crate) use origin::Origin;
@@ -59,9 +65,6 @@ type Signature = [u8; palisade_types::limits::SIGNATURE_BYTES];
 /// turning the in-flight lookup quadratic, while one or two corrupted copies still cannot
 /// shadow the valid one.
 pub const MAX_COPIES_IN_FLIGHT_PER_RECORD: usize = 4;
-
-/// Most authors remembered as known in memory (the store answers beyond it).
-const KNOWN_AUTHORS_ENTRIES: usize = 100_000;
 
 /// The share of the verify queue kept for records that sync asked for: gossip may fill the
 /// rest, never this, so pages pulled to catch up after a partition or a crash are not shed
@@ -136,10 +139,6 @@ pub(crate) struct Pipeline {
     in_flight_copies: usize,
     /// Of those, copies that came in sync responses (see [`sync_reserved_records`]).
     in_flight_sync: usize,
-    /// Authors known to have stored records (bounded; cleared when full, then refilled from
-    /// the store's feed heads).
-    known_authors: HashSet<AuthorKey>,
-    new_authors: governor::DefaultDirectRateLimiter,
     verify_tx: Option<Sender<VerifyJob>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -166,8 +165,10 @@ impl Pipeline {
             cfg.verify_workers
         };
         let mut threads = Vec::new();
+        let pre_verify = PreVerify::new(&cfg, store.clone(), guard.clone(), metrics.clone());
         for i in 0..workers {
             let rx = verify_rx.clone();
+            let pre_verify = pre_verify.clone();
             let store_tx = store_tx.clone();
             let finished_tx = finished_tx.clone();
             let metrics = metrics.clone();
@@ -177,7 +178,8 @@ impl Pipeline {
             threads.push(std::thread::Builder::new().name(format!("palisade-verify-{i}")).spawn(
                 move || {
                     let _alive = alive;
-                    workers::verify_worker(rx, store_tx, finished_tx, metrics, batch_max, deadline)
+                    let out = workers::WorkerOut { store_tx, finished_tx };
+                    workers::verify_worker(rx, pre_verify, out, metrics, batch_max, deadline)
                 },
             )?);
         }
@@ -197,11 +199,6 @@ impl Pipeline {
             worker.run()
         })?);
         let seen = SeenCache::new(cfg.seen_cache_records);
-        let quota = governor::Quota::per_second(
-            std::num::NonZeroU32::new(cfg.new_authors_per_sec).unwrap_or(std::num::NonZeroU32::MIN),
-        )
-        .allow_burst(std::num::NonZeroU32::new(cfg.new_authors_burst).unwrap_or(std::num::NonZeroU32::MIN));
-        let new_authors = governor::RateLimiter::direct(quota);
         Ok((
             Pipeline {
                 cfg,
@@ -212,8 +209,6 @@ impl Pipeline {
                 in_flight: HashMap::new(),
                 in_flight_copies: 0,
                 in_flight_sync: 0,
-                known_authors: HashSet::new(),
-                new_authors,
                 verify_tx: Some(verify_tx),
                 threads,
             },
@@ -282,7 +277,7 @@ impl Pipeline {
         // 5. Payload decode (canonical).
         let Ok(record) = parsed.decode() else { return Some(Reason::MalformedPayload) };
         // 6.–9. The record checks every origin shares, then the queue.
-        match self.check_record(record, &origin, topic, now_ms) {
+        match self.check_record(record, topic, now_ms) {
             Ok(validated) => self.enqueue(validated, origin).err(),
             Err(reason) => Some(reason),
         }
@@ -299,7 +294,7 @@ impl Pipeline {
     ) -> Option<Reason> {
         let checked = self
             .check_copy(&record.id(), record.signature(), &origin)
-            .and_then(|()| self.check_record(record, &origin, None, now_ms));
+            .and_then(|()| self.check_record(record, None, now_ms));
         match checked {
             Ok(validated) => self.enqueue(validated, origin).err(),
             Err(reason) => Some(reason),
@@ -354,7 +349,7 @@ impl Pipeline {
             if self.in_flight.get(&id).is_some_and(|sigs| sigs.len() >= MAX_COPIES_IN_FLIGHT_PER_RECORD) {
                 return ProofAdmission::Decided(Reason::CopiesInFlight);
             }
-            match self.check_record(half, origin, None, now_ms) {
+            match self.check_record(half, None, now_ms) {
                 Ok(validated) => ready.push(validated),
                 Err(Reason::Duplicate) => {}
                 Err(reason) => return ProofAdmission::Decided(reason),
@@ -400,12 +395,13 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The checks every decoded record passes, whatever its origin, cheapest first: stored
-    /// already, static rules, gossip topic and age (`topic` set), then the budgets.
+    /// The checks of a decoded record that need no I/O, whatever its origin: disk room, static
+    /// rules, gossip topic and age (`topic` set). What needs the store (stored already, known
+    /// author) and the budgets that depend on it run on the verify workers ([`PreVerify`]):
+    /// nothing here touches the disk.
     fn check_record(
         &mut self,
         record: UnverifiedRecord,
-        origin: &Origin,
         topic: Option<TopicKind>,
         now_ms: u64,
     ) -> Result<ValidatedRecord, Reason> {
@@ -414,7 +410,6 @@ impl Pipeline {
         if self.store.disk_low() {
             return Err(Reason::DiskLow);
         }
-        self.check_not_stored(&record)?;
         let record = record.validate(now_ms).map_err(|e| validation_reason(&e))?;
         if let Some(t) = topic {
             if TopicKind::for_record(record.record().kind()) != t {
@@ -425,68 +420,7 @@ impl Pipeline {
                 return Err(Reason::TooOld);
             }
         }
-        self.charge_budgets(&record.record().position.author, origin)?;
         Ok(record)
-    }
-
-    /// The store lookup by id, which needs no I/O when the author's feed head is in memory
-    /// and shows the seq as new (a stored id always decodes, so running it after the payload
-    /// decode changes no outcome, only what a new record costs).
-    fn check_not_stored(&mut self, record: &UnverifiedRecord) -> Result<(), Reason> {
-        let id = record.id();
-        let position = &record.record().position;
-        match self.store.contains_record(&id, &position.author, position.seq) {
-            Ok(true) => {
-                self.seen.insert(id);
-                self.metrics.duplicates_before_verify.inc();
-                Err(Reason::Duplicate)
-            }
-            Ok(false) => Ok(()),
-            Err(e) => {
-                error!(error = %e, "store lookup failed during ingest");
-                Err(Reason::StoreError)
-            }
-        }
-    }
-
-    /// The new-author budget, the peer's record rate, the author's quota and the cost of a
-    /// signature check. Sync records of authors we already hold are exempt: they are the
-    /// missed part of feeds we know, and throttling them would only stall catching up (the
-    /// pages come back in the next round). Sync records of unknown authors pay like gossip,
-    /// so a peer that advertises invented authors cannot make us verify at will.
-    /// Records handed in through the admin API (import, this node's own) pay none of these:
-    /// no peer sent them, and an administrator's file is not a flood.
-    fn charge_budgets(&mut self, author: &AuthorKey, origin: &Origin) -> Result<(), Reason> {
-        let Some(peer) = origin.peer() else { return Ok(()) };
-        let pushed = origin.pushed_by().is_some();
-        let known_author = self.is_known_author(author);
-        if pushed && !known_author && self.new_authors.check().is_err() {
-            self.guard.record_drop(Some(&peer), None, DropReason::NewAuthorBudget);
-            return Err(Reason::NewAuthorBudget);
-        }
-        if !pushed && known_author {
-            return Ok(());
-        }
-        // A rate refusal is shed without a penalty: honest relays burst over their per-peer
-        // budget after pauses and partitions, and the limit itself holds a flooder to its
-        // budget. Only a pushing peer that stays over for longer than the grace pays
-        // (`Guard::over_rate`): sync pages are what we asked for.
-        let over_rate = |reason| {
-            if pushed {
-                self.guard.over_rate(&peer, reason);
-            }
-            Err(Reason::RateLimited)
-        };
-        match self.guard.admit_author(&peer, author) {
-            Admission::Allow => {}
-            // The peer's own record rate, not the author's quota.
-            Admission::Deny(reason @ DropReason::PeerRecordRateExceeded) => return over_rate(reason),
-            Admission::Deny(_) => return Err(Reason::AuthorQuota),
-        }
-        match self.guard.charge_verification(&peer) {
-            Admission::Allow => Ok(()),
-            Admission::Deny(reason) => over_rate(reason),
-        }
     }
 
     /// Room left in the verify queue for records peers pushed (gossip, proofs) and imports:
@@ -522,30 +456,8 @@ impl Pipeline {
         }
     }
 
-    /// Whether `author` has records here (memory first, then one store lookup).
-    fn is_known_author(&mut self, author: &AuthorKey) -> bool {
-        if self.known_authors.contains(author) {
-            return true;
-        }
-        let known = matches!(self.store.feed_head(author), Ok(Some(_)));
-        if known {
-            self.remember_author(*author);
-        }
-        known
-    }
-
-    fn remember_author(&mut self, author: AuthorKey) {
-        if self.known_authors.len() >= KNOWN_AUTHORS_ENTRIES {
-            self.known_authors.clear();
-        }
-        self.known_authors.insert(author);
-    }
-
     /// Updates dedup state with a decision that came back from the workers.
     pub(crate) fn on_finished(&mut self, f: &Finished) {
-        if let Some(s) = &f.stored {
-            self.remember_author(s.record.author());
-        }
         if let Some(sigs) = self.in_flight.get_mut(&f.id) {
             if let Some(at) = sigs.iter().position(|s| *s == f.signature) {
                 sigs.swap_remove(at);

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use palisade_store::{InsertOutcome, Store, StoredMeta};
 use palisade_types::ed25519_dalek::VerifyingKey;
-use palisade_types::{verify_batch_with_keys, verifying_key, AuthorKey, VerifiedRecord, VerifyError};
+use palisade_types::{
+    verify_batch_with_keys, verifying_key, AuthorKey, ValidatedRecord, VerifiedRecord, VerifyError,
+};
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
-use super::{Finished, Origin, Signature, StoredInfo, VerifyJob};
+use super::{Finished, Origin, PreVerify, Signature, StoredInfo, VerifyJob};
 use crate::metrics::NetMetrics;
 use crate::reason::Reason;
 
@@ -83,10 +85,17 @@ fn fill_batch(
     }
 }
 
+/// Where a verify worker's results go: verified records to the store thread, decisions
+/// back to the event loop.
+pub(super) struct WorkerOut {
+    pub(super) store_tx: Sender<StoreJob>,
+    pub(super) finished_tx: mpsc::Sender<Finished>,
+}
+
 pub(super) fn verify_worker(
     rx: Receiver<VerifyJob>,
-    store_tx: Sender<StoreJob>,
-    finished_tx: mpsc::Sender<Finished>,
+    pre_verify: PreVerify,
+    out: WorkerOut,
     metrics: NetMetrics,
     batch_max: usize,
     deadline: Duration,
@@ -95,36 +104,63 @@ pub(super) fn verify_worker(
     let mut batch: Vec<VerifyJob> = Vec::with_capacity(batch_max);
     while let Ok(first) = rx.recv() {
         fill_batch(&rx, first, &mut batch, batch_max, deadline);
-        let started = Instant::now();
         let mut origins = Vec::with_capacity(batch.len());
         let mut items = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
+            let signature = *job.record.signature();
+            // Stored already or over a budget: decided here, no signature checked.
+            if let Err(reason) = pre_verify.check(&job.record, &job.origin) {
+                let id = job.record.id();
+                let decided = Finished { id, signature, origin: job.origin, reason, stored: None };
+                if out.finished_tx.blocking_send(decided).is_err() {
+                    return;
+                }
+                continue;
+            }
             let key = keys.get(&job.record.record().position.author);
-            origins.push((job.origin, *job.record.signature()));
+            origins.push((job.origin, signature));
             items.push((job.record, key));
         }
-        metrics.verify_batch_size.observe(items.len() as f64);
-        metrics.signatures_verified.inc_by(items.len() as u64);
-        let outcomes = verify_batch_with_keys(items);
-        metrics.verify_batch_seconds.observe(started.elapsed().as_secs_f64());
-        for (outcome, (origin, signature)) in outcomes.into_iter().zip(origins) {
-            let sent = match outcome {
-                Ok(record) => store_tx.send(StoreJob { record, signature, origin }).is_ok(),
-                Err((id, e)) => {
-                    let reason = match e {
-                        VerifyError::BadAuthorKey => Reason::BadAuthorKey,
-                        _ => Reason::BadSignature,
-                    };
-                    finished_tx
-                        .blocking_send(Finished { id, signature, origin, reason, stored: None })
-                        .is_ok()
-                }
-            };
-            if !sent {
-                return;
-            }
+        if items.is_empty() {
+            continue;
+        }
+        if !verify_and_pass_on(items, origins, &out, &metrics) {
+            return;
         }
     }
+}
+
+/// Verifies one batch; verified records go to the store thread, failures back to the loop.
+/// False when either is gone.
+fn verify_and_pass_on(
+    items: Vec<(ValidatedRecord, Option<VerifyingKey>)>,
+    origins: Vec<(Origin, Signature)>,
+    out: &WorkerOut,
+    metrics: &NetMetrics,
+) -> bool {
+    let started = Instant::now();
+    metrics.verify_batch_size.observe(items.len() as f64);
+    metrics.signatures_verified.inc_by(items.len() as u64);
+    let outcomes = verify_batch_with_keys(items);
+    metrics.verify_batch_seconds.observe(started.elapsed().as_secs_f64());
+    for (outcome, (origin, signature)) in outcomes.into_iter().zip(origins) {
+        let sent = match outcome {
+            Ok(record) => out.store_tx.send(StoreJob { record, signature, origin }).is_ok(),
+            Err((id, e)) => {
+                let reason = match e {
+                    VerifyError::BadAuthorKey => Reason::BadAuthorKey,
+                    _ => Reason::BadSignature,
+                };
+                out.finished_tx
+                    .blocking_send(Finished { id, signature, origin, reason, stored: None })
+                    .is_ok()
+            }
+        };
+        if !sent {
+            return false;
+        }
+    }
+    true
 }
 
 /// The store thread's group commit: what is written and not yet flushed.
