@@ -1,15 +1,17 @@
 //! Bench part `loop` (issue 14): what a ban storm costs the node's event loop.
 //!
 //! One `palisade run` process takes a steady closed-loop stream of honest records from the
-//! publisher. The loop's wake-up times come from its own histogram
-//! (`palisade_net_loop_iteration_seconds`, scraped before and after each window, p99
-//! interpolated within buckets as Prometheus's `histogram_quantile` does). The calm window is
-//! the honest stream alone; the storm window is the same stream while `storm_peers` fresh
-//! identities, each from a loopback address of its own, connect, announce a listen address
-//! (identify: a peer-book write on the node) and send one malformed gossip message (with
-//! `limits.ban_score_points = -10`, one malformed message is a ban: a ban-table write). So the
-//! storm puts a ban and a peer-book update per identity through the loop, as a Sybil swarm
-//! would. Target 14: storm p99 / calm p99 ≤ 2 (nothing on the loop waits for the disk).
+//! publisher, with `storm_peers` fresh identities connected to it, each from a loopback
+//! address of its own (connected before the measurement, so the noise handshakes of a
+//! thousand connections, CPU work on the node's runtime threads, stay out of it). The loop's
+//! wake-up times come from its own histogram (`palisade_net_loop_iteration_seconds`, scraped
+//! before and after each window, p99 interpolated within buckets as Prometheus's
+//! `histogram_quantile` does). The calm window is the honest stream alone; in the storm window
+//! every identity announces a listen address (an identify push: a peer-book write on the node)
+//! and sends one malformed gossip message (with `limits.ban_score_points = -10`, one malformed
+//! message is a ban: a ban-table write and a disconnect). So the storm puts 1,000 bans and
+//! 1,000 peer-book updates through the loop in about a second, as a Sybil swarm would.
+//! Target 14: storm p99 / calm p99 ≤ 2 (nothing on the loop waits for the disk).
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,9 +46,14 @@ struct Stormer {
 #[derive(Debug, Default)]
 struct StormStats {
     connected: AtomicU64,
+    /// Connected and heard the node's subscriptions: waiting for the storm.
+    ready: AtomicU64,
     sent: AtomicU64,
     dropped_by_node: AtomicU64,
 }
+
+/// How long the storm identities may take to connect before the measurement starts.
+const STORM_CONNECT_WITHIN: Duration = Duration::from_secs(90);
 
 /// Runs the part: figures `loop_calm_p99_ms`, `loop_storm_p99_ms`, `loop_storm_bans`, target 14.
 pub async fn run_loop_part(ctx: &Ctx, rec: &mut Recorder) -> anyhow::Result<()> {
@@ -67,22 +74,22 @@ pub async fn run_loop_part(ctx: &Ctx, rec: &mut Recorder) -> anyhow::Result<()> 
         let publisher = net::Publisher::start(&testnet, payloads).await?;
         let result = async {
             net::closed_loop(&testnet, &publisher, 0, authors, authors, 0).await?;
+            let stats = Arc::new(StormStats::default());
+            let (go, go_rx) = tokio::sync::watch::channel(false);
+            let sources: Vec<Ipv4Addr> =
+                net::sources(20, peers.div_ceil(100), 100).into_iter().take(peers).collect();
+            let storm = spawn_storm(&testnet, sources, 700 + r as u64, &stats, go_rx);
+            wait_ready(&stats, peers).await?;
             let before = scrape(metrics).await?;
             net::closed_loop(&testnet, &publisher, authors, authors + records, 512, authors as u64).await?;
             let middle = scrape(metrics).await?;
-            let stats = Arc::new(StormStats::default());
-            let sources = net::sources(20, peers.div_ceil(100), 100);
-            let storm_task = tokio::spawn(run_storm(
-                testnet.entry.clone(),
-                testnet.entry_peer,
-                sources.into_iter().take(peers).collect(),
-                700 + r as u64,
-                stats.clone(),
-            ));
+            let _ = go.send(true);
             let base = (authors + records) as u64;
             net::closed_loop(&testnet, &publisher, authors + records, authors + 2 * records, 512, base)
                 .await?;
-            storm_task.await.context("storm task")?;
+            for task in storm {
+                let _ = task.await;
+            }
             let after = scrape(metrics).await?;
             let calm_p99 = window_p99(&before, &middle)?;
             let storm_p99 = window_p99(&middle, &after)?;
@@ -93,6 +100,7 @@ pub async fn run_loop_part(ctx: &Ctx, rec: &mut Recorder) -> anyhow::Result<()> 
                 storm_p99,
                 banned,
                 connected = stats.connected.load(Ordering::Relaxed),
+                ready = stats.ready.load(Ordering::Relaxed),
                 sent = stats.sent.load(Ordering::Relaxed),
                 dropped = stats.dropped_by_node.load(Ordering::Relaxed),
                 "ban storm"
@@ -122,84 +130,140 @@ pub async fn run_loop_part(ctx: &Ctx, rec: &mut Recorder) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Every identity in `sources` joins, is heard, and (normally) is banned; at most
-/// [`STORM_CONCURRENCY`] at once.
-async fn run_storm(
-    target: Multiaddr,
-    peer: PeerId,
+/// Spawns one task per storm identity; each connects (at most [`STORM_CONCURRENCY`]
+/// handshakes at once), waits for `go`, then storms (see the module docs).
+fn spawn_storm(
+    testnet: &net::TestNet,
     sources: Vec<Ipv4Addr>,
     seed: u64,
-    stats: Arc<StormStats>,
-) {
-    futures::stream::iter(sources.into_iter().enumerate())
-        .for_each_concurrent(STORM_CONCURRENCY, |(i, source)| {
-            let (target, stats) = (target.clone(), stats.clone());
-            async move {
-                let mut bytes = [0u8; 32];
-                bytes[..8].copy_from_slice(&seed.to_le_bytes());
-                bytes[8..16].copy_from_slice(&(i as u64).to_le_bytes());
-                bytes[16] = 0x5c;
-                let Ok(key) = identity::Keypair::ed25519_from_bytes(bytes) else { return };
-                let _ =
-                    tokio::time::timeout(STORM_PEER_DEADLINE, storm_peer(key, source, target, peer, &stats))
-                        .await;
-            }
-        })
-        .await;
+    stats: &Arc<StormStats>,
+    go: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let connecting = Arc::new(tokio::sync::Semaphore::new(STORM_CONCURRENCY));
+    let mut tasks = Vec::with_capacity(sources.len());
+    for (i, source) in sources.into_iter().enumerate() {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        bytes[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+        bytes[16] = 0x5c;
+        let Ok(key) = identity::Keypair::ed25519_from_bytes(bytes) else { continue };
+        let identity = StormIdentity {
+            key,
+            source,
+            target: testnet.entry.clone(),
+            peer: testnet.entry_peer,
+            stats: stats.clone(),
+        };
+        let (connecting, go) = (connecting.clone(), go.clone());
+        tasks.push(tokio::spawn(async move {
+            let deadline = STORM_CONNECT_WITHIN + STORM_PEER_DEADLINE;
+            let _ = tokio::time::timeout(deadline, identity.run(connecting, go)).await;
+        }));
+    }
+    tasks
 }
 
-/// One storm identity: connect from `source`, announce `source` as a listen address, wait
-/// until the node is subscribed, send one malformed message, wait to be dropped.
-async fn storm_peer(
+/// Waits until every storm identity is connected and has heard the node's subscriptions.
+async fn wait_ready(stats: &StormStats, peers: usize) -> anyhow::Result<()> {
+    let until = tokio::time::Instant::now() + STORM_CONNECT_WITHIN;
+    while (stats.ready.load(Ordering::Relaxed) as usize) < peers {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < until,
+            "only {} of {peers} storm identities connected within {STORM_CONNECT_WITHIN:?}",
+            stats.ready.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// One storm identity.
+struct StormIdentity {
     key: identity::Keypair,
     source: Ipv4Addr,
     target: Multiaddr,
     peer: PeerId,
-    stats: &StormStats,
-) -> anyhow::Result<()> {
-    let config = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Anonymous)
-        .message_id_fn(|m: &gossipsub::Message| palisade_net::gossip::message_id(&m.data))
-        .build()
-        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
-    let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
-        .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
-    let topic = TopicKind::Attestations.topic();
-    gossipsub.subscribe(&topic)?;
-    let identify = identify::Behaviour::new(identify::Config::new(
-        palisade_net::IDENTIFY_PROTOCOL.to_string(),
-        key.public(),
-    ));
-    let transport = super::baseline::transport(&key, Some(source))?;
-    let cfg =
-        libp2p::swarm::Config::with_tokio_executor().with_idle_connection_timeout(Duration::from_secs(30));
-    let mut swarm = Swarm::new(transport, Stormer { gossipsub, identify }, key.public().to_peer_id(), cfg);
-    // What identify announces: the node writes it to its peer book.
-    swarm.add_external_address(format!("/ip4/{source}/tcp/7400").parse()?);
-    swarm.dial(target)?;
-    let mut sent = false;
-    loop {
-        match swarm.select_next_some().await {
-            SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => {
-                stats.connected.fetch_add(1, Ordering::Relaxed);
+    stats: Arc<StormStats>,
+}
+
+impl StormIdentity {
+    fn swarm(&self) -> anyhow::Result<Swarm<Stormer>> {
+        let config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Anonymous)
+            .message_id_fn(|m: &gossipsub::Message| palisade_net::gossip::message_id(&m.data))
+            .build()
+            .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
+        let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+            .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
+        gossipsub.subscribe(&TopicKind::Attestations.topic())?;
+        let identify = identify::Behaviour::new(identify::Config::new(
+            palisade_net::IDENTIFY_PROTOCOL.to_string(),
+            self.key.public(),
+        ));
+        let transport = super::baseline::transport(&self.key, Some(self.source))?;
+        let cfg = libp2p::swarm::Config::with_tokio_executor()
+            .with_idle_connection_timeout(Duration::from_secs(300));
+        Ok(Swarm::new(transport, Stormer { gossipsub, identify }, self.key.public().to_peer_id(), cfg))
+    }
+
+    /// Connects (holding a `connecting` permit until the node's subscriptions are heard),
+    /// waits for `go`, then announces a listen address by an identify push and sends one
+    /// malformed message; returns when the node drops the connection.
+    async fn run(
+        self,
+        connecting: Arc<tokio::sync::Semaphore>,
+        mut go: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut permit = Some(connecting.acquire_owned().await?);
+        let mut swarm = self.swarm()?;
+        swarm.dial(self.target.clone())?;
+        let topic = TopicKind::Attestations.topic();
+        let mut stormed = false;
+        loop {
+            tokio::select! {
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == self.peer => {
+                        self.stats.connected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if peer_id == self.peer => {
+                        self.stats.dropped_by_node.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    SwarmEvent::OutgoingConnectionError { .. } => return Ok(()),
+                    _ => {}
+                },
+                changed = go.changed(), if permit.is_none() && !stormed => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    if *go.borrow() {
+                        stormed = true;
+                        self.storm(&mut swarm, &topic)?;
+                    }
+                }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if peer_id == peer => {
-                stats.dropped_by_node.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
+            let subscribed = swarm
+                .behaviour()
+                .gossipsub
+                .all_peers()
+                .any(|(p, t)| *p == self.peer && t.contains(&&topic.hash()));
+            if subscribed && permit.take().is_some() {
+                self.stats.ready.fetch_add(1, Ordering::Relaxed);
             }
-            SwarmEvent::OutgoingConnectionError { .. } => return Ok(()),
-            _ => {}
         }
-        let subscribed =
-            swarm.behaviour().gossipsub.all_peers().any(|(p, t)| *p == peer && t.contains(&&topic.hash()));
-        if subscribed && !sent {
-            // Not an envelope: malformed_envelope, a `malformed` penalty, a ban here.
-            let junk = format!("storm {} {source}", key.public().to_peer_id()).into_bytes();
-            if swarm.behaviour_mut().gossipsub.publish(topic.clone(), junk).is_ok() {
-                sent = true;
-                stats.sent.fetch_add(1, Ordering::Relaxed);
-            }
+    }
+
+    /// A peer-book write and a ban on the node.
+    fn storm(&self, swarm: &mut Swarm<Stormer>, topic: &gossipsub::IdentTopic) -> anyhow::Result<()> {
+        // What identify announces is written to the node's peer book.
+        swarm.add_external_address(format!("/ip4/{}/tcp/7400", self.source).parse()?);
+        swarm.behaviour_mut().identify.push(std::iter::once(self.peer));
+        // Not an envelope: malformed_envelope, a `malformed` penalty, a ban here.
+        let junk = format!("storm {} {}", self.key.public().to_peer_id(), self.source).into_bytes();
+        if swarm.behaviour_mut().gossipsub.publish(topic.clone(), junk).is_ok() {
+            self.stats.sent.fetch_add(1, Ordering::Relaxed);
         }
+        Ok(())
     }
 }
 
