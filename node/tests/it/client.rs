@@ -438,7 +438,17 @@ impl LiveNode {
     pub(crate) fn stop_keeping_data(mut self) -> tempfile::TempDir {
         sigterm(&self.child);
         assert!(self.child.wait().unwrap().success());
-        self.dir
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+}
+
+/// A test that fails (panics) before it stops its node must not leave the daemon running.
+impl Drop for LiveNode {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
