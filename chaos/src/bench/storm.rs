@@ -3,7 +3,9 @@
 //! One `palisade run` process takes a steady closed-loop stream of honest records from the
 //! publisher, with `storm_peers` fresh identities connected to it, each from a loopback
 //! address of its own (connected before the measurement, so the noise handshakes of a
-//! thousand connections, CPU work on the node's runtime threads, stay out of it). The loop's
+//! thousand connections, CPU work on the node's runtime threads, stay out of it; not
+//! subscribed to any topic, so the node's gossipsub does not forward the honest stream to
+//! them, which would cost the loop more than anything else in both windows). The loop's
 //! wake-up times come from its own histogram (`palisade_net_loop_iteration_seconds`, scraped
 //! before and after each window, p99 interpolated within buckets as Prometheus's
 //! `histogram_quantile` does). The calm window is the honest stream alone; in the storm window
@@ -198,9 +200,11 @@ impl StormIdentity {
             .message_id_fn(|m: &gossipsub::Message| palisade_net::gossip::message_id(&m.data))
             .build()
             .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
-        let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+        // Not subscribed: the node does not forward its records to a thousand idle Sybils
+        // (that forwarding, not the ban path, would dominate both windows); publishing to a
+        // topic one is not subscribed to is gossipsub's fanout.
+        let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
             .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
-        gossipsub.subscribe(&TopicKind::Attestations.topic())?;
         let identify = identify::Behaviour::new(identify::Config::new(
             palisade_net::IDENTIFY_PROTOCOL.to_string(),
             self.key.public(),
