@@ -198,6 +198,17 @@ impl Retention {
     }
 }
 
+/// What one eviction pass writes, gathered before its one batch.
+#[derive(Default)]
+struct Eviction {
+    batch: sled::Batch,
+    heads: HashMap<AuthorKey, FeedHead>,
+    markers: HashMap<AuthorKey, EvictionMarker>,
+    counts: HashMap<RecordKind, u64>,
+    /// Received-order entries whose record was gone (removed too).
+    dangling: usize,
+}
+
 /// What one eviction call did.
 #[derive(Debug, Default)]
 struct Pass {
@@ -291,13 +302,9 @@ impl Store {
         let mut cursor = lock(&r.cursor);
         let start = cursor.clone().unwrap_or_else(keys::received_prefix);
         let end = keys::prefix_successor(&keys::received_prefix()).unwrap_or_default();
-        let mut batch = sled::Batch::default();
         let mut pass = Pass { started_mid: cursor.is_some(), ..Pass::default() };
-        let mut heads: HashMap<AuthorKey, FeedHead> = HashMap::new();
-        let mut markers: HashMap<AuthorKey, EvictionMarker> = HashMap::new();
-        let mut counts: HashMap<RecordKind, u64> = HashMap::new();
+        let mut eviction = Eviction::default();
         let mut scanned = 0usize;
-        let mut dangling = 0usize;
         pass.reached_end = true;
         for item in self.inner.data.range(start..end) {
             let (key, _) = item.map_err(|e| self.io(e))?;
@@ -307,8 +314,8 @@ impl Store {
             *cursor = Some(next);
             let Some(id) = keys::trailing_id(&key) else { continue };
             let Some((meta, record)) = self.record_by_id_raw(&id)? else {
-                batch.remove(key); // an entry whose record is gone: nothing to keep it for
-                dangling += 1;
+                eviction.batch.remove(key); // an entry whose record is gone: nothing to keep it for
+                eviction.dangling += 1;
                 continue;
             };
             if !self.evictable(&record, meta, &protected, own.as_ref())? {
@@ -318,34 +325,7 @@ impl Store {
                 }
                 continue;
             }
-            let author = record.author();
-            let entries = crate::write::index_entries(&record);
-            let cost = cost_of(&entries, record.wire_bytes().len());
-            for (k, _) in entries {
-                batch.remove(k);
-            }
-            batch.remove(keys::record_key(&id));
-            batch.remove(key);
-            let head = match heads.get_mut(&author) {
-                Some(h) => h,
-                None => heads.entry(author).or_insert(self.feed_head(&author)?.unwrap_or_default()),
-            };
-            head.records = head.records.saturating_sub(1);
-            let marker = match markers.get_mut(&author) {
-                Some(m) => m,
-                None => {
-                    let stored = self.eviction_marker(&author)?;
-                    if stored.is_none() {
-                        // A new marker stays for good: it is paid for against the quota.
-                        pass.marker_bytes = pass.marker_bytes.saturating_add(MARKER_COST);
-                    }
-                    markers.entry(author).or_insert(stored.unwrap_or_default())
-                }
-            };
-            marker.through_seq = marker.through_seq.max(record.record().position.seq);
-            marker.records = marker.records.saturating_add(1);
-            marker.bytes = marker.bytes.saturating_add(cost);
-            *counts.entry(record.kind()).or_default() += 1;
+            let cost = self.stage_eviction(&mut eviction, &mut pass, &key, &record)?;
             pass.evicted += 1;
             pass.freed = pass.freed.saturating_add(cost);
             if r.bytes().saturating_sub(pass.freed).saturating_add(pass.marker_bytes) <= target
@@ -361,16 +341,64 @@ impl Store {
             // open anomaly or a revocation's target may have become evictable).
             *cursor = None;
         }
-        if pass.evicted == 0 && dangling == 0 {
+        if pass.evicted == 0 && eviction.dangling == 0 {
             return Ok(pass);
         }
-        for (author, head) in &heads {
+        self.commit_eviction(eviction, &pass)?;
+        Ok(pass)
+    }
+
+    /// Stages the removal of one record (its index entries, its received-order entry `key`)
+    /// and its author's head and marker updates; returns the bytes it frees.
+    fn stage_eviction(
+        &self,
+        ev: &mut Eviction,
+        pass: &mut Pass,
+        key: &[u8],
+        record: &VerifiedRecord,
+    ) -> Result<u64> {
+        let author = record.author();
+        let entries = crate::write::index_entries(record);
+        let cost = cost_of(&entries, record.wire_bytes().len());
+        for (k, _) in entries {
+            ev.batch.remove(k);
+        }
+        ev.batch.remove(keys::record_key(&record.id()));
+        ev.batch.remove(key);
+        let head = match ev.heads.get_mut(&author) {
+            Some(h) => h,
+            None => ev.heads.entry(author).or_insert(self.feed_head(&author)?.unwrap_or_default()),
+        };
+        head.records = head.records.saturating_sub(1);
+        let marker = match ev.markers.get_mut(&author) {
+            Some(m) => m,
+            None => {
+                let stored = self.eviction_marker(&author)?;
+                if stored.is_none() {
+                    // A new marker stays for good: it is paid for against the quota.
+                    pass.marker_bytes = pass.marker_bytes.saturating_add(MARKER_COST);
+                }
+                ev.markers.entry(author).or_insert(stored.unwrap_or_default())
+            }
+        };
+        marker.through_seq = marker.through_seq.max(record.record().position.seq);
+        marker.records = marker.records.saturating_add(1);
+        marker.bytes = marker.bytes.saturating_add(cost);
+        *ev.counts.entry(record.kind()).or_default() += 1;
+        Ok(cost)
+    }
+
+    /// Writes one pass's removals, heads, markers, counters and byte count in one batch.
+    fn commit_eviction(&self, ev: Eviction, pass: &Pass) -> Result<()> {
+        let r = &self.inner.retention;
+        let mut batch = ev.batch;
+        for (author, head) in &ev.heads {
             batch.insert(keys::feed_key(author), encode(head));
         }
-        for (author, marker) in &markers {
+        for (author, marker) in &ev.markers {
             batch.insert(keys::evicted_key(author), encode(marker));
         }
-        for (kind, n) in &counts {
+        for (kind, n) in &ev.counts {
             let key = count_key(*kind);
             let now = self.get_raw(&key)?.map(|v| u64_value(&v)).unwrap_or(0);
             batch.insert(key, &now.saturating_sub(*n).to_be_bytes());
@@ -380,10 +408,10 @@ impl Store {
         self.inner.data.apply_batch(batch).map_err(|e| self.io(e))?;
         r.set_bytes(bytes);
         let mut cache = lock(&self.inner.heads);
-        for author in heads.keys() {
+        for author in ev.heads.keys() {
             cache.remove(author);
         }
-        Ok(pass)
+        Ok(())
     }
 
     /// Whether the quota may evict this record (see the module docs for what it keeps).
