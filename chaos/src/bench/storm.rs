@@ -123,8 +123,8 @@ pub async fn run_loop_part(ctx: &Ctx, rec: &mut Recorder) -> anyhow::Result<()> 
         bans.push(b);
         banned_share.push(b / peers.max(1) as f64);
     }
-    rec.figure("loop_calm_p99_ms", "ms", calm, &format!("event-loop wake-up p99 (palisade_net_loop_iteration_seconds) of one node taking a closed loop of {records} honest records"));
-    rec.figure("loop_storm_p99_ms", "ms", storm, &format!("the same, during the next {records} records while {peers} fresh identities (one 127.x address each) connect, announce a listen address (peer-book write) and get banned for one malformed message (ban write)"));
+    rec.figure("loop_calm_p99_ms", "ms", calm, &format!("event-loop wake-up p99 (palisade_net_loop_iteration_seconds) of one node taking a closed loop of {records} honest records, {peers} idle identities connected"));
+    rec.figure("loop_storm_p99_ms", "ms", storm, &format!("the same, during the next {records} records while {peers} connected fresh identities (one 127.x address each, connected before the calm window) each announce a listen address (peer-book write) and get banned for one malformed message (ban write)"));
     rec.figure("loop_storm_bans", "bans", bans, "score bans the node made during the storm window");
     rec.figure(
         "loop_storm_banned_share",
