@@ -27,6 +27,7 @@
 mod budgets;
 mod config;
 mod ingestor;
+mod lanes;
 mod origin;
 mod seen;
 #[cfg(test)]
@@ -36,7 +37,8 @@ mod workers;
 use std::collections::HashMap;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::TrySendError;
+use lanes::Lanes;
 use palisade_guard::{Admission, DropReason, Guard};
 use palisade_store::Store;
 use palisade_types::{
@@ -139,7 +141,7 @@ pub(crate) struct Pipeline {
     in_flight_copies: usize,
     /// Of those, copies that came in sync responses (see [`sync_reserved_records`]).
     in_flight_sync: usize,
-    verify_tx: Option<Sender<VerifyJob>>,
+    verify_tx: Option<Lanes<VerifyJob>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -154,11 +156,11 @@ impl Pipeline {
     ) -> std::io::Result<(Pipeline, mpsc::Receiver<Finished>)> {
         let cfg = cfg.bounded();
         let (finished_tx, finished_rx) = mpsc::channel(cfg.verify_queue_records.max(64));
-        let (verify_tx, verify_rx) = crossbeam_channel::bounded::<VerifyJob>(cfg.verify_queue_records);
+        let (verify_tx, verify_rx) = lanes::lanes::<VerifyJob>(cfg.verify_queue_records);
         // The store thread's queue is short: verified records should reach disk quickly, and
         // when the store lags the workers block here, which backs the verify queue up, which
         // sheds load at the front.
-        let (store_tx, store_rx) = crossbeam_channel::bounded::<StoreJob>(cfg.flush_max_records.max(64) * 4);
+        let (store_tx, store_rx) = lanes::lanes::<StoreJob>(cfg.flush_max_records.max(64) * 4);
         let workers = if cfg.verify_workers == 0 {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
         } else {
@@ -435,13 +437,15 @@ impl Pipeline {
     fn enqueue(&mut self, record: ValidatedRecord, origin: Origin) -> Result<(), Reason> {
         let peer = origin.peer();
         let sync = origin.is_sync();
+        // A record this node signed takes the priority lane (see `lanes`).
+        let local = matches!(origin, Origin::Local { .. });
         if !origin.may_use_reserved_share() && self.gossip_room() == 0 {
             self.guard.record_drop(peer.as_ref(), None, DropReason::VerifyQueueFull);
             return Err(Reason::VerifyQueueFull);
         }
         let Some(tx) = &self.verify_tx else { return Err(Reason::VerifyQueueFull) };
         let (id, signature) = (record.id(), *record.signature());
-        match tx.try_send(VerifyJob { record, origin }) {
+        match tx.try_send(VerifyJob { record, origin }, local) {
             Ok(()) => {
                 self.in_flight.entry(id).or_default().push(signature);
                 self.in_flight_copies += 1;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use super::lanes::{LaneRx, Lanes, Received};
 use palisade_store::{InsertOutcome, Store, StoredMeta};
 use palisade_types::ed25519_dalek::VerifyingKey;
 use palisade_types::{
@@ -66,7 +66,7 @@ impl KeyCache {
 /// Takes `first` and whatever else is queued (waiting up to `deadline` only to fill the
 /// batch) into `batch`.
 fn fill_batch(
-    rx: &Receiver<VerifyJob>,
+    rx: &LaneRx<VerifyJob>,
     first: VerifyJob,
     batch: &mut Vec<VerifyJob>,
     max: usize,
@@ -76,10 +76,10 @@ fn fill_batch(
     let until = Instant::now() + deadline;
     while batch.len() < max {
         match rx.try_recv() {
-            Ok(j) => batch.push(j),
-            Err(_) => match rx.recv_deadline(until) {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
+            Some(j) => batch.push(j),
+            None => match rx.recv(Some(until.saturating_duration_since(Instant::now()))) {
+                Received::Job(j) => batch.push(j),
+                Received::Timeout | Received::Closed => break,
             },
         }
     }
@@ -88,12 +88,12 @@ fn fill_batch(
 /// Where a verify worker's results go: verified records to the store thread, decisions
 /// back to the event loop.
 pub(super) struct WorkerOut {
-    pub(super) store_tx: Sender<StoreJob>,
+    pub(super) store_tx: Lanes<StoreJob>,
     pub(super) finished_tx: mpsc::Sender<Finished>,
 }
 
 pub(super) fn verify_worker(
-    rx: Receiver<VerifyJob>,
+    rx: LaneRx<VerifyJob>,
     pre_verify: PreVerify,
     out: WorkerOut,
     metrics: NetMetrics,
@@ -102,7 +102,7 @@ pub(super) fn verify_worker(
 ) {
     let mut keys = KeyCache { keys: HashMap::new() };
     let mut batch: Vec<VerifyJob> = Vec::with_capacity(batch_max);
-    while let Ok(first) = rx.recv() {
+    while let Received::Job(first) = rx.recv(None) {
         fill_batch(&rx, first, &mut batch, batch_max, deadline);
         let mut origins = Vec::with_capacity(batch.len());
         let mut items = Vec::with_capacity(batch.len());
@@ -145,7 +145,10 @@ fn verify_and_pass_on(
     metrics.verify_batch_seconds.observe(started.elapsed().as_secs_f64());
     for (outcome, (origin, signature)) in outcomes.into_iter().zip(origins) {
         let sent = match outcome {
-            Ok(record) => out.store_tx.send(StoreJob { record, signature, origin }).is_ok(),
+            Ok(record) => {
+                let local = matches!(origin, Origin::Local { .. });
+                out.store_tx.send(StoreJob { record, signature, origin }, local).is_ok()
+            }
             Err((id, e)) => {
                 let reason = match e {
                     VerifyError::BadAuthorKey => Reason::BadAuthorKey,
@@ -212,7 +215,7 @@ impl GroupCommit<'_> {
 }
 
 pub(super) struct StoreWorker {
-    pub(super) rx: Receiver<StoreJob>,
+    pub(super) rx: LaneRx<StoreJob>,
     pub(super) finished_tx: mpsc::Sender<Finished>,
     pub(super) store: Store,
     pub(super) metrics: NetMetrics,
@@ -234,24 +237,18 @@ impl StoreWorker {
         };
         let mut group: Vec<StoreJob> = Vec::with_capacity(self.flush_max);
         loop {
-            let first = match commit.wait() {
-                Some(wait) => match self.rx.recv_timeout(wait) {
-                    Ok(j) => Some(j),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match self.rx.recv() {
-                    Ok(j) => Some(j),
-                    Err(_) => break,
-                },
+            let first = match self.rx.recv(commit.wait()) {
+                Received::Job(j) => Some(j),
+                Received::Timeout => None,
+                Received::Closed => break,
             };
             if let Some(job) = first {
                 // Write everything already queued (up to one group) in one atomic batch.
                 group.push(job);
                 while group.len() < self.flush_max {
                     match self.rx.try_recv() {
-                        Ok(j) => group.push(j),
-                        Err(_) => break,
+                        Some(j) => group.push(j),
+                        None => break,
                     }
                 }
                 if !self.write_group(&mut group, &mut commit) {
