@@ -154,7 +154,13 @@ pub fn sign(
 
 /// Signs `statement` without the static rules and returns the envelope bytes: valid or not,
 /// what a peer can send.
-pub fn sign_wire(author: u8, seq: u64, prev: Option<RecordId>, statement: Statement, issued_at_ms: u64) -> Vec<u8> {
+pub fn sign_wire(
+    author: u8,
+    seq: u64,
+    prev: Option<RecordId>,
+    statement: Statement,
+    issued_at_ms: u64,
+) -> Vec<u8> {
     let (key, record) = record_of(author, seq, prev, statement, issued_at_ms);
     match palisade_types::sign_envelope(&record, key) {
         Ok((_, wire)) => wire,

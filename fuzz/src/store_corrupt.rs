@@ -98,7 +98,13 @@ fn template() -> &'static Path {
         // An equivocation (second record at author 0, seq 2) and an out-of-order anomaly update.
         let first = common::pool()[0][0].id();
         records.push(common::sign(0, 2, Some(first), common::statement(0, 99), NOW_MS - 30_000));
-        records.push(common::sign(1, 5, Some(RecordId([5; 32])), common::statement(2, 44), NOW_MS - 3_600_000));
+        records.push(common::sign(
+            1,
+            5,
+            Some(RecordId([5; 32])),
+            common::statement(2, 44),
+            NOW_MS - 3_600_000,
+        ));
         for r in &records {
             if let Err(e) = store.insert(r, meta) {
                 panic!("template insert failed: {e}");
