@@ -306,7 +306,7 @@ fn query_commands_offer_their_own_filters_and_global_flags_stand_apart() {
 /// pods (issue 20): the node resolves it and connects.
 #[test]
 fn a_bootstrap_peer_named_by_dns_is_resolved_and_dialled() {
-    let first = crate::client::LiveNode::start(&[]);
+    let first = crate::live::LiveNode::start(&[]);
     let status = first.json(&["status"]);
     let peer_id = status["peer_id"].as_str().unwrap().to_string();
     let port = status["listen_addrs"]
@@ -318,7 +318,7 @@ fn a_bootstrap_peer_named_by_dns_is_resolved_and_dialled() {
         .map(|p| p.split('/').next().unwrap().to_string())
         .expect("a TCP listen address on 127.0.0.1");
     let bootstrap = format!("/dns4/localhost/tcp/{port}/p2p/{peer_id}");
-    let second = crate::client::LiveNode::start(&["--bootstrap", &bootstrap]);
+    let second = crate::live::LiveNode::start(&["--bootstrap", &bootstrap]);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let peers = second.json(&["peers", "list"]);

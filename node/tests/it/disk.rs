@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::client::LiveNode;
+use crate::live::LiveNode;
 use crate::start_in;
 
 const MIB: u64 = 1024 * 1024;

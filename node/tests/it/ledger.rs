@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::client::LiveNode;
+use crate::live::LiveNode;
 use crate::palisade;
 
 #[test]

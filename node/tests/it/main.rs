@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod disk;
 mod ledger;
+mod live;
 mod metrics;
 mod process;
 mod quota;
@@ -98,17 +99,17 @@ pub(crate) fn spawn_run(dir: &std::path::Path, extra: &[&str]) -> Child {
 
 /// `palisade run` on `dir` with `config` as its palisade.toml (when given), once it says it
 /// is running.
-pub(crate) fn start_in(dir: tempfile::TempDir, config: Option<&str>) -> client::LiveNode {
+pub(crate) fn start_in(dir: tempfile::TempDir, config: Option<&str>) -> live::LiveNode {
     if let Some(config) = config {
         std::fs::write(dir.path().join("palisade.toml"), config).unwrap();
     }
     let mut child = spawn_run(dir.path(), &[]);
     wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
-    client::LiveNode { child, dir }
+    live::LiveNode { child, dir }
 }
 
 /// `palisade --json attest submit` of a passing trivy attestation of `subject`.
-pub(crate) fn submit_attestation(node: &client::LiveNode, subject: &str) -> std::process::Output {
+pub(crate) fn submit_attestation(node: &live::LiveNode, subject: &str) -> std::process::Output {
     node.cli(&[
         "--json",
         "attest",

@@ -11,7 +11,7 @@ use palisade_types::fixtures::{attestation, key, FIXED_NOW_MS};
 use palisade_types::{AuthorKey, FeedWriter, VerifiedRecord};
 use serde_json::Value;
 
-use crate::client::LiveNode;
+use crate::live::LiveNode;
 use crate::start_in;
 
 const QUOTA: u64 = 1024 * 1024;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::client::LiveNode;
+use crate::live::LiveNode;
 use crate::{send_signal, spawn_run};
 
 /// Collects the node's stderr lines in the background.
