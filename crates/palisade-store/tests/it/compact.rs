@@ -52,7 +52,14 @@ fn compaction_gives_back_what_the_quota_evicted_and_keeps_every_record() {
     };
     let (_, _, _, first_before) = churned(160);
     let first = compact(&config(&path)).unwrap();
-    assert!(first.before_bytes >= first_before && first.after_bytes < first_before, "{first:?}");
+    // The files measured while the store is open and at the compaction's start may differ
+    // (sled writes out and trims segments when the last handle closes; once in CI the
+    // compaction found fewer bytes than the open store had reported): what matters is that
+    // compaction shrinks them.
+    assert!(
+        first.after_bytes < first.before_bytes && first.after_bytes < first_before,
+        "{first:?} ({first_before} B open)"
+    );
     // Twice the churn again: sled's files grow with every record written, not with what is
     // kept; after a compaction they are back to what the kept records take.
     let (newest, used, count, before) = churned(320);
