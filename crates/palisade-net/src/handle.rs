@@ -343,22 +343,13 @@ impl Handle {
                 Ok(())
             })
             .await
-            .map_err(|_| NetError::Stopped)?;
-            match durable {
-                Ok(()) => writer.commit(&record),
-                // Stored and flushed, but the history is not advanced: the seq is used all the
-                // same, so the writer moves past it.
-                Err(e @ NetError::SigningHistory(_)) => {
-                    writer.commit(&record);
-                    return Err(e);
-                }
-                // Stored (the store thread wrote it) but maybe not durable: the seq may be
-                // used, so the writer moves past it rather than sign another record there.
-                Err(e) => {
-                    writer.commit(&record);
-                    return Err(e);
-                }
-            }
+            .unwrap_or(Err(NetError::Stopped));
+            // The store thread has written the record, so its seq is used whatever happens
+            // next (a failed flush, a failed history write, a stopped node): the writer moves
+            // past it rather than ever sign another record there. Only a flushed record whose
+            // seq the history holds is acknowledged.
+            writer.commit(&record);
+            durable?;
             record
         };
         let (id, seq) = (record.id(), record.record().position.seq);

@@ -39,6 +39,16 @@ pub enum ApiSource {
     Local,
 }
 
+impl ApiSource {
+    /// The pipeline origin of record `index` of admin API batch `batch`.
+    fn origin(self, batch: u64, index: usize, expected_id: Option<palisade_types::RecordId>) -> Origin {
+        match self {
+            ApiSource::Import => Origin::Import { batch, index, expected_id },
+            ApiSource::Local => Origin::Local { batch, index },
+        }
+    }
+}
+
 struct PendingBatch {
     decided: Vec<Option<Reason>>,
     left: usize,
@@ -62,6 +72,11 @@ impl EventLoop {
         reply: oneshot::Sender<Vec<Reason>>,
     ) {
         if self.api_batches.pending.len() >= MAX_API_BATCHES || records.len() > MAX_API_BATCH_RECORDS {
+            // Shed, and counted as such (the caller offers them again).
+            for (index, record) in records.iter().enumerate() {
+                let origin = source.origin(0, index, record.expected_id);
+                self.metrics.count(origin.source_label(), Reason::VerifyQueueFull);
+            }
             let _ = reply.send(vec![Reason::VerifyQueueFull; records.len()]);
             return;
         }
@@ -71,10 +86,7 @@ impl EventLoop {
         let mut decided = Vec::with_capacity(records.len());
         let mut left = 0;
         for (index, record) in records.into_iter().enumerate() {
-            let origin = match source {
-                ApiSource::Import => Origin::Import { batch, index, expected_id: record.expected_id },
-                ApiSource::Local => Origin::Local { batch, index },
-            };
+            let origin = source.origin(batch, index, record.expected_id);
             let outcome = self.pipeline.admit(record.wire, origin.clone(), None, now);
             match outcome {
                 Some(reason) => self.report(&origin, reason),
