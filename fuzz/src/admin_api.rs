@@ -18,6 +18,13 @@
 //! - a record the API acknowledged (201) can be read back by its id;
 //! - answers stay bounded (pages, exports of a small store).
 //!
+//! Raw mode: an input that starts with [`RAW_MARKER`] is written to the socket as it is (the
+//! rest of the input); the write side is closed at once when the head is unfinished, else
+//! after the answer or [`RAW_WHOLE_WAIT`]. Whatever the bytes, the answer is
+//! nothing (a head the client never finished) or one well-formed HTTP/1 response, and every
+//! 4xx/5xx in it has the error body: hyper's own empty-bodied 400/414/431 for malformed
+//! HTTP never reach a client (the head guard answers those).
+//!
 //! Not sent: `GET /v1/events` (a stream that never ends by design; covered by the API's own
 //! tests). `POST /v1/peers/dial` bodies are fuzzed, but their `addr` is rewritten to a
 //! loopback address, so the fuzzer never makes the node dial the outside world.
@@ -123,9 +130,17 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 const REQUEST_DEADLINE: Duration = Duration::from_secs(20);
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
+/// First byte of a raw-mode input.
+pub const RAW_MARKER: u8 = 0xff;
+/// How long a raw-mode request with a finished head waits for its answer before the write
+/// side is closed (a body shorter than its declared length would otherwise wait for
+/// `admin.body_timeout_secs`).
+const RAW_WHOLE_WAIT: Duration = Duration::from_millis(300);
+
 struct Node {
     rt: tokio::runtime::Runtime,
     client: ApiClient,
+    socket: std::path::PathBuf,
     // Kept alive for the whole process.
     _dir: tempfile::TempDir,
     _network: Network,
@@ -170,7 +185,8 @@ fn node() -> &'static Node {
             Err(e) => panic!("api: {e}"),
         };
         let client = ApiClient::unix(api.socket_path()).with_timeout(REQUEST_DEADLINE);
-        Node { rt, client, _dir: dir, _network: network, _api: api }
+        let socket = api.socket_path().to_path_buf();
+        Node { rt, client, socket, _dir: dir, _network: network, _api: api }
     })
 }
 
@@ -335,6 +351,9 @@ fn import_lines(lines: &[(u8, u8)]) -> Vec<u8> {
 
 /// Runs one input.
 pub fn run(data: &[u8]) {
+    if let Some((&RAW_MARKER, raw)) = data.split_first() {
+        return raw_request(raw);
+    }
     let mut u = Unstructured::new(data);
     let Ok(req) = Request::arbitrary(&mut u) else { return };
     let (route_method, template) = ROUTES[usize::from(req.route) % ROUTES.len()];
@@ -420,23 +439,7 @@ fn check(method: &str, path: &str, body: Option<Vec<u8>>, expect_too_large: bool
     let status = raw.status;
     let text = String::from_utf8_lossy(&raw.body);
     assert!(raw.body.len() <= MAX_ANSWER_BYTES, "{method} {path}: {} byte answer", raw.body.len());
-    if status >= 400 {
-        let err: ErrorBody = match serde_json::from_slice(&raw.body) {
-            Ok(e) => e,
-            Err(e) => panic!("{method} {path}: {status} answer is not the JSON error shape ({e}): {text}"),
-        };
-        assert!(
-            !err.error.code.is_empty() && !err.error.message.is_empty(),
-            "{method} {path}: empty error: {text}"
-        );
-        if status >= 500 {
-            // 507: the machine's disk is below the node's flood stage (documented, not a bug).
-            let documented = (status == 503 && matches!(err.error.code.as_str(), "unavailable" | "busy"))
-                || (status == 507 && err.error.code == "insufficient_storage")
-                || (status == 502 && err.error.code == "dial_failed" && path == "/v1/peers/dial");
-            assert!(documented, "{method} {path}: server error {status}: {text}");
-        }
-    }
+    check_error_answer(&format!("{method} {path}"), status, &raw.body, path == "/v1/peers/dial");
     if expect_too_large {
         assert_eq!(status, 413, "{method} {path}: an over-cap body was not refused with 413: {text}");
     }
@@ -457,5 +460,119 @@ fn check(method: &str, path: &str, body: Option<Vec<u8>>, expect_too_large: bool
         let Some(id) = id else { panic!("201 for a record without its id: {text}") };
         let back = n.rt.block_on(n.client.request_raw(Method::GET, &format!("/v1/records/{id}"), None));
         assert_eq!(back.map(|r| r.status).ok(), Some(200), "an acknowledged record {id} does not read back");
+    }
+}
+
+/// An error answer (4xx, 5xx) is the documented JSON shape with a code and a message, and a
+/// 5xx is one of the documented ones.
+fn check_error_answer(what: &str, status: u16, body: &[u8], dial: bool) {
+    if status < 400 {
+        return;
+    }
+    let text = String::from_utf8_lossy(body);
+    let err: ErrorBody = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        Err(e) => panic!("{what}: {status} answer is not the JSON error shape ({e}): {text}"),
+    };
+    assert!(!err.error.code.is_empty() && !err.error.message.is_empty(), "{what}: empty error: {text}");
+    if status >= 500 {
+        // 507: the machine's disk is below the node's flood stage (documented, not a bug).
+        let documented = (status == 503 && matches!(err.error.code.as_str(), "unavailable" | "busy"))
+            || (status == 507 && err.error.code == "insufficient_storage")
+            || (status == 502 && err.error.code == "dial_failed" && dial);
+        assert!(documented, "{what}: server error {status}: {text}");
+    }
+}
+
+/// Raw mode: `bytes` on a fresh connection, the write side closed, the answer judged.
+fn raw_request(bytes: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n = node();
+    let answer = n.rt.block_on(async {
+        let mut s = match tokio::net::UnixStream::connect(&n.socket).await {
+            Ok(s) => s,
+            Err(e) => panic!("cannot connect to the admin socket: {e}"),
+        };
+        // The server may answer and close before it has read everything (a refusal).
+        let _ = s.write_all(bytes).await;
+        // An unfinished head would wait for `admin.header_timeout_secs`: close the write
+        // side at once (the guard then ends the connection without an answer). A finished
+        // one is answered while the connection is whole (hyper treats a read EOF as the
+        // client gone); a body shorter than its length is given a moment, then the same.
+        let mut req = httparse::Request::new(&mut []);
+        let partial = matches!(req.parse(bytes), Ok(httparse::Status::Partial));
+        let mut wait_whole = if partial { Duration::ZERO } else { RAW_WHOLE_WAIT };
+        if partial {
+            let _ = s.shutdown().await;
+        }
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
+        loop {
+            let patience = if out.is_empty() && !wait_whole.is_zero() {
+                (tokio::time::Instant::now() + wait_whole).min(deadline)
+            } else {
+                deadline
+            };
+            match tokio::time::timeout_at(patience, s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+                Ok(Ok(k)) => out.extend_from_slice(buf.get(..k).unwrap_or_default()),
+                Err(_) if patience < deadline => {
+                    let _ = s.shutdown().await;
+                    wait_whole = Duration::ZERO;
+                }
+                Err(_) => return (out, false),
+            }
+            assert!(out.len() <= MAX_ANSWER_BYTES, "raw: answer over {MAX_ANSWER_BYTES} bytes");
+        }
+    });
+    let (answer, ended) = answer;
+    let what =
+        format!("raw {:?}", String::from_utf8_lossy(bytes.get(..bytes.len().min(200)).unwrap_or_default()));
+    let mut rest = answer.as_slice();
+    // Interim 100 Continue answers come before the final one.
+    loop {
+        if rest.is_empty() {
+            // The client closed before finishing a head: there is nobody to answer.
+            return;
+        }
+        let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
+            panic!("{what}: an answer without a complete head: {:?}", String::from_utf8_lossy(rest));
+        };
+        let head = String::from_utf8_lossy(rest.get(..end).unwrap_or_default()).to_string();
+        let status: u16 = match head.get(..12) {
+            Some(l) if l.starts_with("HTTP/1.1 ") || l.starts_with("HTTP/1.0 ") => {
+                l.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+            }
+            _ => panic!("{what}: not an HTTP/1 status line: {head:?}"),
+        };
+        assert!((100..600).contains(&status), "{what}: status line {head:?}");
+        let body = rest.get(end + 4..).unwrap_or_default();
+        if status == 100 {
+            rest = body;
+            continue;
+        }
+        let lower = head.to_ascii_lowercase();
+        if lower.contains("content-type: text/event-stream")
+            || lower.contains("content-type: application/x-ndjson")
+        {
+            // A stream (events, export) answers 200 and goes on; its items are checked by the
+            // API's own tests.
+            assert_eq!(status, 200, "{what}: {head}");
+            return;
+        }
+        assert!(ended, "{what}: the answer did not end within {REQUEST_DEADLINE:?}: {head}");
+        let length = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if status >= 400 {
+            let Some(length) = length else {
+                panic!("{what}: an error answer without Content-Length: {head}")
+            };
+            let body = body.get(..length).unwrap_or_else(|| panic!("{what}: a short error body: {head}"));
+            check_error_answer(&what, status, body, true);
+        }
+        return;
     }
 }

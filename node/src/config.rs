@@ -159,7 +159,8 @@ pub struct AdminSection {
     pub max_concurrent_requests: u32,
     /// Open connections per listener; beyond, a connection gets 503 and is closed.
     pub max_connections: u32,
-    /// Seconds for a request's headers to arrive (also the keep-alive idle timeout).
+    /// Seconds for a request's head to arrive after the connection opens (one request per
+    /// connection, so also how long an idle connection lives).
     pub header_timeout_secs: u64,
     /// Seconds to receive a JSON body (for imports: the longest pause between chunks); 408 beyond.
     pub body_timeout_secs: u64,

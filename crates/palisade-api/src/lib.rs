@@ -6,8 +6,9 @@
 //! data directory (mode 0600: file permissions are the access control, as for docker.sock
 //! or geth's IPC) and optionally on a loopback TCP port that requires a bearer token written
 //! at start to a 0600 file (bitcoind's cookie). Each listener caps its open connections
-//! (503 beyond) and closes a connection whose headers do not arrive in time (also the
-//! keep-alive idle timeout). Every request passes a global rate limit (429), body caps (413
+//! (503 beyond) and serves one request per connection, whose head it reads and judges
+//! itself within `admin.header_timeout_secs` (408, 400, 414, 431 with the error body).
+//! Every request passes a global rate limit (429), body caps (413
 //! at once on a larger `Content-Length`), a body read timeout (408), a deadline (except the
 //! streams: export, import, events) and a panic catcher (500, logged); every answer is
 //! counted by route and status; errors are `{"error": {"code", "message"}}` naming the
@@ -29,6 +30,7 @@ mod client;
 pub mod config;
 mod error;
 mod extract;
+mod head;
 mod listen;
 pub mod metrics;
 mod middleware;
@@ -42,6 +44,6 @@ mod strict_json;
 pub use client::{ApiClient, ByteStream, EventStream, RawResponse, SseItem, Transport, DEFAULT_TIMEOUT};
 pub use config::{ApiConfig, ApiLimits, TrustPolicy};
 pub use error::{ApiError, ClientError, ServeError};
-pub use middleware::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_URI_BYTES};
+pub use head::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_HEAD_BYTES, MAX_URI_BYTES};
 pub use openapi::{document_json, ApiDoc};
 pub use server::{ApiServer, ReadinessProbe, READINESS_SAMPLE, ROUTES, SHUTDOWN_GRACE};

@@ -1,8 +1,9 @@
 //! The listeners: the Unix socket and the token file are created safely, and every
-//! connection is served by hyper with the admin API's connection limits (issue 17): at most
-//! `admin.max_connections` open per listener (503 and close beyond), and headers that must
-//! arrive within `admin.header_timeout_secs` (also the keep-alive idle timeout), so idle or
-//! slow clients cannot hold the node's file descriptors.
+//! connection is served within the admin API's connection limits (issue 17): at most
+//! `admin.max_connections` open per listener (503 and close beyond), a request head that
+//! must arrive within `admin.header_timeout_secs` and pass the head guard (`head.rs`), then
+//! hyper for that one request (keep-alive off), so idle or slow clients cannot hold the
+//! node's file descriptors and every refusal has the API's error body.
 
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::error::ServeError;
+use axum::http::StatusCode;
+
+use crate::error::{ApiError, ServeError};
 use crate::metrics::{ApiMetrics, ListenerLabels};
 
 /// Longest Unix socket path (sun_path is 108 bytes including the terminating NUL).
@@ -60,9 +63,9 @@ pub(crate) async fn serve<L: axum::serve::Listener>(
             continue;
         };
         open.inc();
-        let (app, stop, open) = (app.clone(), stop.clone(), open.clone());
+        let (app, stop, open, metrics) = (app.clone(), stop.clone(), open.clone(), metrics.clone());
         connections.spawn(async move {
-            serve_connection(io, app, limits.header_timeout, stop).await;
+            serve_connection(io, app, limits.header_timeout, &metrics, stop).await;
             open.dec();
             drop(slot);
         });
@@ -70,12 +73,28 @@ pub(crate) async fn serve<L: axum::serve::Listener>(
     while connections.join_next().await.is_some() {}
 }
 
-async fn serve_connection<I>(io: I, app: Router, header_timeout: Duration, stop: CancellationToken)
-where
+/// Serves one request: its head read and judged by the guard, then hyper with the head
+/// replayed (keep-alive off: hyper answers `Connection: close` and closes after it).
+async fn serve_connection<I>(
+    mut io: I,
+    app: Router,
+    header_timeout: Duration,
+    metrics: &ApiMetrics,
+    stop: CancellationToken,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let head = tokio::select! {
+        head = crate::head::read_head(&mut io, header_timeout, metrics) => head,
+        _ = stop.cancelled() => None,
+    };
+    let Some(head) = head else { return };
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
+    // The head is already here; the timer bounds nothing more than a guard gap would.
+    // Half-closed connections stay unsupported (hyper's default): a read EOF is how a
+    // departed event-stream subscriber is noticed at once, not at its next heartbeat.
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(false);
+    let io = crate::head::Replay::new(head, io);
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
@@ -93,14 +112,13 @@ where
 
 /// Answers a connection over the cap with a 503 in the API's error shape and closes it.
 async fn refuse<I: tokio::io::AsyncWrite + Unpin>(mut io: I, max: usize) {
-    let body = format!(
-        "{{\"error\":{{\"code\":\"too_many_connections\",\"message\":\"{max} connections are open on this listener, the maximum (admin.max_connections); close idle connections and retry\"}}}}"
+    let error = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_connections",
+        format!("{max} connections are open on this listener, the maximum (admin.max_connections); close idle connections and retry"),
     );
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, io.write_all(response.as_bytes())).await;
+    let response = crate::head::response_bytes(&error);
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, io.write_all(&response)).await;
 }
 
 /// Binds the socket at `path` with mode 0600 from the first moment: it is bound inside a

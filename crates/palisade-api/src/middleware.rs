@@ -75,42 +75,6 @@ pub(crate) async fn loopback_only(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Longest request target (path and query) answered; beyond, 414 with the error body.
-pub const MAX_URI_BYTES: usize = 8 * 1024;
-/// Most bytes of header names and values in one request; beyond, 431 with the error body.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Most header fields in one request; beyond, 431 with the error body.
-pub const MAX_HEADERS: usize = 64;
-
-/// Oversized request targets and header sets are refused here, with the documented error
-/// body, well below hyper's own limits (about 400 KiB of headers, 100 fields), whose answers
-/// have empty bodies and which therefore only a request 25 times over these ever meets.
-pub(crate) async fn request_size(req: Request, next: Next) -> Response {
-    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-    if uri_len > MAX_URI_BYTES {
-        return ApiError::new(
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
-            format!("the request target is {uri_len} bytes; the limit is {MAX_URI_BYTES} (send large inputs in a body)"),
-        )
-        .into_response();
-    }
-    let headers = req.headers();
-    let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
-    if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
-        return ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            format!(
-                "{} header fields, {header_bytes} bytes; the limits are {MAX_HEADERS} fields and {MAX_HEADER_BYTES} bytes",
-                headers.len()
-            ),
-        )
-        .into_response();
-    }
-    next.run(req).await
-}
-
 /// The TCP listener's bearer token, checked before routing (so before any body is read).
 pub(crate) async fn require_bearer(token: &str, req: Request, next: Next) -> Response {
     let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
@@ -220,7 +184,7 @@ pub(crate) async fn count(State(metrics): State<ApiMetrics>, req: Request, next:
     let mut response = next.run(req).await;
     let status = response.status();
     let route = response.extensions().get::<CountedRoute>().map_or("unmatched", |r| r.0.as_str()).to_string();
-    observe(&metrics, &route, &method, status, start);
+    observe(&metrics, &route, Some(&method), status, start);
     let millis = start.elapsed().as_secs_f64() * 1000.0;
     let quiet = (method == Method::GET || method == Method::HEAD) && status.as_u16() < 400;
     if quiet {
@@ -234,15 +198,46 @@ pub(crate) async fn count(State(metrics): State<ApiMetrics>, req: Request, next:
     response
 }
 
-fn observe(m: &ApiMetrics, route: &str, method: &Method, status: StatusCode, start: Instant) {
+/// Counts one answer. The method label is one of the standard methods or `other`: a method
+/// is any token a client likes, and each label value is a series kept for the node's life.
+pub(crate) fn observe(
+    m: &ApiMetrics,
+    route: &str,
+    method: Option<&Method>,
+    status: StatusCode,
+    start: Instant,
+) {
     m.requests
         .get_or_create(&RequestLabels {
             route: route.to_string(),
-            method: method.as_str().to_string(),
+            method: method_label(method).to_string(),
             status: status.as_u16(),
         })
         .inc();
     m.latency.get_or_create(&RouteLabels { route: route.to_string() }).observe(start.elapsed().as_secs_f64());
+}
+
+fn method_label(method: Option<&Method>) -> &str {
+    match method {
+        None => "unknown",
+        Some(m) if is_standard(m) => m.as_str(),
+        Some(_) => "other",
+    }
+}
+
+fn is_standard(m: &Method) -> bool {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ]
+    .contains(m)
 }
 
 pub(crate) async fn not_found(req: Request) -> Response {

@@ -27,8 +27,8 @@ use crate::error::{ApiError, ServeError};
 use crate::listen::{bind_unix, write_token, ConnLimits};
 use crate::metrics::ApiMetrics;
 use crate::middleware::{
-    count, loopback_only, method_not_allowed, not_found, rate_limit, request_size, request_timeout,
-    require_bearer, track, PanicHandler,
+    count, loopback_only, method_not_allowed, not_found, rate_limit, request_timeout, require_bearer, track,
+    PanicHandler,
 };
 use crate::routes;
 
@@ -186,12 +186,9 @@ impl ApiServer {
             max_connections: state.limits().max_connections,
             header_timeout: state.limits().header_timeout,
         };
-        // Outermost: every answer is counted, whichever layer gave it; next, oversized
-        // targets and headers are refused before anything else looks at them.
-        let counted = |app: Router| {
-            app.layer(middleware::from_fn(request_size))
-                .layer(middleware::from_fn_with_state(metrics.clone(), count))
-        };
+        // Outermost: every answer is counted, whichever layer gave it (the request heads
+        // refused before routing are counted by the head guard, `head.rs`).
+        let counted = |app: Router| app.layer(middleware::from_fn_with_state(metrics.clone(), count));
         let mut tasks = Vec::new();
         {
             // Keep `palisade_node_ready` and `palisade_connected_peers` current for alerts.
@@ -258,8 +255,9 @@ impl ApiServer {
         ReadinessProbe(self.state.clone())
     }
 
-    /// Serves `app` on `listener` with the API's connection limits (cap, header timeout) and
-    /// connection metrics (label `name`), until the API shuts down. For the metrics listener,
+    /// Serves `app` on `listener` with the API's connection limits (cap, head guard, one
+    /// request per connection) and connection metrics (label `name`), until the API shuts
+    /// down; heads the guard refuses are counted with the API's (route `unmatched`). For the metrics listener,
     /// which faces Prometheus and probes and must not be an fd sink either.
     pub fn serve_listener(&mut self, listener: tokio::net::TcpListener, app: Router, name: &'static str) {
         let limits = ConnLimits {

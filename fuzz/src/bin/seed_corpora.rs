@@ -25,7 +25,7 @@ fn main() {
         ("ingest_pipeline", structured_seeds(1)),
         ("store_corrupt", structured_seeds(2)),
         ("guard_state", structured_seeds(3)),
-        ("admin_api", structured_seeds(4)),
+        ("admin_api", [structured_seeds(4), raw_http_seeds()].concat()),
         ("signing_history", palisade_fuzz::signing_history::seeds()),
     ] {
         let dir = out.join(target);
@@ -191,4 +191,18 @@ fn structured_seeds(salt: u64) -> Vec<Vec<u8>> {
         .collect();
     seeds.extend(common::pool_flat().iter().take(4).map(|r| r.wire_bytes().to_vec()));
     seeds
+}
+
+/// Raw-mode inputs of the `admin_api` target: whole requests, good and broken.
+fn raw_http_seeds() -> Vec<Vec<u8>> {
+    [
+        &b"GET /v1/node HTTP/1.1\r\nHost: palisade\r\n\r\n"[..],
+        b"POST /v1/records HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /v1/import HTTP/1.1\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /v1/node HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"PUT /v1/limits/max_bans HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 13\r\n\r\n{\"value\": 10}",
+    ]
+    .iter()
+    .map(|r| [&[palisade_fuzz::admin_api::RAW_MARKER][..], r].concat())
+    .collect()
 }

@@ -305,6 +305,11 @@ fn keep_description(old: &Value, new: &mut Value) {
     }
 }
 
+fn capitalise(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 /// Statuses that layers in front of every handler can answer, and the token on TCP.
 fn add_layer_responses(doc: &mut Value) {
     let error = json!({"$ref": "#/components/schemas/ErrorBody"});
@@ -331,14 +336,22 @@ fn add_layer_responses(doc: &mut Value) {
             if !exempt_from_rate {
                 add("429", "Over the API's rate limit (admin.requests_per_sec); retry after a moment");
             }
+            // The head guard answers these on every operation, before any route is known.
+            let malformed = "a malformed HTTP request (request line, header or body framing)";
+            let late_head = "the request head did not arrive within admin.header_timeout_secs";
             if has_body {
-                add("400", "Bad JSON, a duplicate key, or a missing, unknown or invalid field (the message names it)");
-                add("408", "The body did not arrive within admin.body_timeout_secs");
+                add("400", &format!("Bad JSON, a duplicate key, or a missing, unknown or invalid field (the message names it); or {malformed}"));
+                add(
+                    "408",
+                    &format!("The body did not arrive within admin.body_timeout_secs, or {late_head}"),
+                );
                 add("413", "Body (or its declared Content-Length) larger than admin.max_body_bytes");
                 add("415", "Content-Type is not the one this operation takes");
             } else if has_params {
-                add("400", "An invalid parameter (the message names it)");
+                add("400", &format!("An invalid parameter (the message names it), or {malformed}"));
             }
+            add("400", &capitalise(malformed));
+            add("408", &capitalise(late_head));
             op["security"] = json!([{"bearer_tcp": []}]);
         }
     }

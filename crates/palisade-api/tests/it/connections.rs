@@ -53,19 +53,104 @@ async fn idle_and_slow_header_connections_are_closed_at_the_header_timeout() {
     // Sends its headers one line, then stalls (slowloris).
     let mut slow = connect(&node.socket()).await;
     slow.write_all(b"GET /v1/node HTTP/1.1\r\nHost: palisade\r\n").await.unwrap();
-    // Completes one request, then keeps the connection open and idle.
+    // Completes one request and would keep the connection for more: one request per
+    // connection, so it is answered `Connection: close` and closed at once.
     let mut kept = connect(&node.socket()).await;
     kept.write_all(b"GET /v1/health HTTP/1.1\r\nHost: palisade\r\n\r\n").await.unwrap();
-    let mut first = [0u8; 12];
-    kept.read_exact(&mut first).await.unwrap();
-    assert_eq!(&first, b"HTTP/1.1 200");
-    for (name, conn) in [("silent", &mut silent), ("slow headers", &mut slow), ("idle keep-alive", &mut kept)]
-    {
-        let (_, closed) = read_all(conn, Duration::from_secs(10)).await;
-        assert!(closed, "the {name} connection is still open after 10 s");
-    }
+    let (answer, closed) = read_all(&mut kept, Duration::from_millis(900)).await;
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("connection: close"), "{answer}");
+    assert!(closed, "a served connection stays open: {answer}");
+    let (answer, closed) = read_all(&mut silent, Duration::from_secs(10)).await;
+    assert!(closed && answer.is_empty(), "a connection that asked nothing gets nothing: {answer:?}");
+    let (answer, closed) = read_all(&mut slow, Duration::from_secs(10)).await;
+    assert!(closed, "the slow-header connection is still open after 10 s");
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("\"header_timeout\""), "{answer}");
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(8), "{took:?}");
+    node.api.health().await.unwrap();
+    let text = scrape(&node);
+    assert!(
+        text.contains(r#"palisade_api_requests_total{route="unmatched",method="GET",status="408"} 1"#),
+        "{text}"
+    );
+    node.stop().await;
+}
+
+/// Issue 17: what hyper's parser would refuse with its own empty-bodied 400/414/431 (or a
+/// silent close), the head guard answers with the error body, counts, and closes gently (the
+/// client reads the whole answer, no reset), with the method label bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_request_heads_get_the_error_body_and_are_counted() {
+    init_tracing();
+    let node = ApiNode::start(46).await;
+    let huge_headers: String = (0..400).map(|i| format!("X-Pad-{i}: {}\r\n", "z".repeat(1000))).collect();
+    let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+        (b"G<T /v1/node HTTP/1.1\r\nHost: p\r\n\r\n".to_vec(), "400", "bad_request"),
+        (
+            b"GET /v1/node HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
+            "400",
+            "bad_request",
+        ),
+        (
+            b"POST /v1/records HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            "400",
+            "bad_request",
+        ),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), "400", "bad_request"),
+        (b"GET /v1/node HTTP/1.1\r\nBad Header: x\r\n\r\n".to_vec(), "400", "bad_request"),
+        (
+            format!("GET /v1/node HTTP/1.1\r\nHost: p\r\n{huge_headers}\r\n").into_bytes(),
+            "431",
+            "headers_too_large",
+        ),
+        (format!("GET /v1/{} HTTP/1.1\r\n\r\n", "x".repeat(200_000)).into_bytes(), "414", "uri_too_long"),
+    ];
+    let n400 = cases.iter().filter(|c| c.1 == "400").count();
+    for (bytes, status, code) in &cases {
+        let mut s = connect(&node.socket()).await;
+        // The client writes all it has (more than the guard reads, for the oversized ones)
+        // while the guard answers; the answer must still reach it whole.
+        let (mut rd, mut wr) = s.split();
+        let write = async {
+            let _ = wr.write_all(bytes).await;
+        };
+        let read = async { read_all(&mut rd, Duration::from_secs(10)).await };
+        let ((), (answer, closed)) = tokio::join!(write, read);
+        assert!(closed, "{code}: the connection stays open");
+        let short = &answer[..answer.len().min(400)];
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{code}: {short}");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{code}: {short}"));
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let err: palisade_api::model::ErrorBody =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(err.error.code, *code, "{}", err.error.message);
+        assert!(!err.error.message.is_empty());
+    }
+    // A method nobody defined is served (405 here) and counted under `other`, not under its
+    // own name: the label set stays bounded whatever tokens clients send.
+    for m in ["FOO1", "FOO2", "FOO3"] {
+        let mut s = connect(&node.socket()).await;
+        s.write_all(format!("{m} /v1/node HTTP/1.1\r\nHost: p\r\n\r\n").as_bytes()).await.unwrap();
+        let (answer, _) = read_all(&mut s, Duration::from_secs(10)).await;
+        assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    }
+    let text = scrape(&node);
+    assert!(
+        text.contains(r#"palisade_api_requests_total{route="unmatched",method="GET",status="400"} 2"#),
+        "{text}"
+    );
+    let counted_400: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("palisade_api_requests_total{route=\"unmatched\"") && l.contains("status=\"400\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(counted_400, n400 as u64, "{text}");
+    assert!(text.contains(r#"status="431"} 1"#) && text.contains(r#"status="414"} 1"#), "{text}");
+    assert!(text.contains(r#"method="other",status="405"} 3"#), "{text}");
+    assert!(!text.contains("FOO"), "{text}");
     node.api.health().await.unwrap();
     node.stop().await;
 }
