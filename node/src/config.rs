@@ -422,7 +422,9 @@ pub fn default_config_toml() -> String {
 [network]
 # Multiaddrs to listen on (TCP and QUIC). Flag: --listen, env: PALISADE_LISTEN.
 listen = {listen}
-# Peers to dial at start; each ends in /p2p/<peer id>. Flag: --bootstrap.
+# Peers to dial at start: /p2p/<peer id> last pins the peer; without it, whoever answers at
+# the address (its id learnt in the handshake; an entry that is this node is skipped).
+# Flag: --bootstrap.
 bootstrap = []
 # Addresses other peers should use to reach this node. Flag: --external-address.
 external_addresses = []
@@ -627,8 +629,11 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().key, "admin.listen");
 
         let mut c = NodeConfig::default();
-        c.network.bootstrap = vec!["/ip4/1.2.3.4/tcp/7400".into()];
+        c.network.bootstrap = vec!["/ip4/1.2.3.4".into()];
         assert_eq!(c.validate().unwrap_err().key, "network.bootstrap");
+        c.network.bootstrap =
+            vec!["/ip4/1.2.3.4/tcp/7400".into(), "/dns4/palisade-0.palisade/tcp/7400".into()];
+        c.validate().expect("address-only bootstrap entries are valid");
 
         let mut c = NodeConfig::default();
         c.network.verify_batch_max_records = 100;

@@ -18,8 +18,11 @@ pub const DEFAULT_PORT: u16 = 7400;
 pub struct NetConfig {
     /// Multiaddrs to listen on. Default: TCP and QUIC on all IPv4 interfaces, port 7400.
     pub listen: Vec<String>,
-    /// Peers to connect to at start and to bootstrap Kademlia from; each must end in
-    /// `/p2p/<peer id>`.
+    /// Peers to connect to at start and to bootstrap Kademlia from. An entry ending in
+    /// `/p2p/<peer id>` is that peer only; an entry without it (address-only, e.g.
+    /// `/dns4/palisade-0.palisade/tcp/7400`) is whoever answers there, its id learnt in the
+    /// handshake: for a cluster whose members share one list (a Kubernetes StatefulSet).
+    /// An entry that turns out to be this node is skipped.
     pub bootstrap: Vec<String>,
     /// Addresses other peers should use to reach this node (behind NAT or port forwarding).
     pub external_addresses: Vec<String>,
@@ -132,11 +135,17 @@ impl NetConfig {
             return Err(InvalidSetting::new("network.listen", "[]", "at least one multiaddr"));
         }
         for a in parse_addrs("network.bootstrap", &self.bootstrap)? {
-            if !a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_))) {
+            use libp2p::multiaddr::Protocol;
+            let transport = a.iter().any(|p| matches!(p, Protocol::Tcp(_) | Protocol::QuicV1));
+            let p2p_last = a
+                .iter()
+                .position(|p| matches!(p, Protocol::P2p(_)))
+                .is_none_or(|i| i + 1 == a.iter().count());
+            if !transport || !p2p_last {
                 return Err(InvalidSetting::new(
                     "network.bootstrap",
-                    format!("{a:?}"),
-                    "a multiaddr ending in /p2p/<peer id>, e.g. /ip4/10.0.0.5/tcp/7400/p2p/12D3KooW…",
+                    a.to_string(),
+                    "a TCP or QUIC multiaddr, optionally ending in /p2p/<peer id>, e.g. /ip4/10.0.0.5/tcp/7400/p2p/12D3KooW… or /dns4/palisade-0.palisade/tcp/7400",
                 ));
             }
         }
@@ -235,13 +244,13 @@ impl NetConfig {
         self.bootstrap.iter().filter_map(|a| a.parse().ok()).collect()
     }
 
-    /// Bootstrap addresses that name their peer (`/p2p/<id>` last), with that peer id.
-    pub fn bootstrap_peers(&self) -> Vec<(libp2p::PeerId, Multiaddr)> {
+    /// Bootstrap entries with the peer they name (`/p2p/<id>` last), if they name one.
+    pub fn bootstrap_peers(&self) -> Vec<(Option<libp2p::PeerId>, Multiaddr)> {
         self.bootstrap_addrs()
             .into_iter()
-            .filter_map(|addr| match addr.iter().last() {
-                Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some((peer, addr)),
-                _ => None,
+            .map(|addr| match addr.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(peer)) => (Some(peer), addr),
+                _ => (None, addr),
             })
             .collect()
     }

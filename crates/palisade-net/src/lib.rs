@@ -97,7 +97,7 @@ fn redial_peer_book(
     };
     book.sort_by_key(|e| std::cmp::Reverse(e.last_seen_ms));
     let bootstrap: std::collections::HashSet<libp2p::PeerId> =
-        cfg.bootstrap_peers().into_iter().map(|(peer, _)| peer).collect();
+        cfg.bootstrap_peers().into_iter().filter_map(|(peer, _)| peer).collect();
     let me = *swarm.local_peer_id();
     let mut dialled = 0;
     for entry in book {
@@ -181,12 +181,11 @@ impl Network {
         for addr in cfg.external_addrs() {
             swarm.add_external_address(addr);
         }
-        for addr in cfg.bootstrap_addrs() {
-            if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
-                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-            }
-            if let Err(e) = swarm.dial(addr.clone()) {
-                tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        // Bootstrap entries are dialled by the event loop as it starts (and re-dialled there).
+        let me = *swarm.local_peer_id();
+        for (peer, addr) in cfg.bootstrap_peers() {
+            if let Some(peer) = peer.filter(|p| *p != me) {
+                swarm.behaviour_mut().kad.add_address(&peer, addr);
             }
         }
         let redialled = redial_peer_book(&mut swarm, &store, &guard, &cfg);

@@ -331,3 +331,71 @@ fn a_bootstrap_peer_named_by_dns_is_resolved_and_dialled() {
     second.stop();
     first.stop();
 }
+
+/// Issue 20: the members of a Kubernetes StatefulSet share one bootstrap list of addresses
+/// without peer ids (`/dns4/palisade-N.palisade/tcp/7400`), their own among them. Each node
+/// skips the entry that reaches itself, learns the others' ids in the handshake, and they
+/// connect, whichever starts first.
+#[test]
+fn nodes_sharing_one_address_only_bootstrap_list_skip_themselves_and_connect() {
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (pa, pb) = (free_port(), free_port());
+    let listen_a = format!("/ip4/127.0.0.1/tcp/{pa}");
+    let listen_b = format!("/ip4/127.0.0.1/tcp/{pb}");
+    let shared = [
+        "--bootstrap",
+        &format!("/dns4/localhost/tcp/{pa}"),
+        "--bootstrap",
+        &format!("/ip4/127.0.0.1/tcp/{pb}"),
+    ]
+    .map(String::from);
+    let start = |listen: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["--listen", listen];
+        args.extend(shared.iter().map(String::as_str));
+        let child = crate::spawn_run(dir.path(), &args);
+        // Killed on drop if a wait fails.
+        let mut node = crate::live::LiveNode { child, dir };
+        let lines = crate::lines_of(node.child.stderr.take().unwrap());
+        let mut seen = Vec::new();
+        wait_for(&lines, &mut seen, "palisade is running");
+        (node, lines, seen)
+    };
+    let (a, lines_a, mut seen_a) = start(&listen_a);
+    let (b, lines_b, mut seen_b) = start(&listen_b);
+    let id = |n: &crate::live::LiveNode| n.json(&["status"])["peer_id"].as_str().unwrap().to_string();
+    let (id_a, id_b) = (id(&a), id(&b));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for (node, other) in [(&a, &id_b), (&b, &id_a)] {
+        loop {
+            let peers = node.json(&["peers", "list"]);
+            let listed = peers["peers"].as_array().unwrap();
+            assert!(listed.iter().all(|p| p["peer_id"] != id(node).as_str()), "a node lists itself: {peers}");
+            if listed.iter().any(|p| p["peer_id"] == other.as_str()) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "not connected to {other}: {peers}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // Ready: bootstrap entries are configured and a peer is connected.
+    assert_eq!(a.json(&["status"])["ready"], true);
+    // Each found the entry that is itself (a's through DNS and the handshake, b's as one of
+    // its listen addresses) and said so.
+    wait_for(&lines_a, &mut seen_a, "bootstrap entry is this node itself");
+    wait_for(&lines_b, &mut seen_b, "bootstrap entry is this node itself");
+    b.stop();
+    a.stop();
+}
+
+/// Reads `lines` into `seen` until one contains `marker` (or it already did).
+fn wait_for(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>, marker: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !seen.iter().any(|l| l.contains(marker)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no line with {marker:?} within 60 s; output:\n{}", seen.join("\n")),
+        }
+    }
+}

@@ -49,32 +49,51 @@ impl EventLoop {
         }
     }
 
-    /// A connection is up: answers the admin dial that asked for it, if any.
+    /// A connection is up: answers the admin dial that asked for it, if any, and teaches an
+    /// address-only bootstrap entry whose dial it was the peer behind its address.
     pub(super) fn dial_established(&mut self, id: ConnectionId, peer: libp2p::PeerId) {
         if let Some((addr, reply)) = self.dials.by_connection.remove(&id) {
             info!(%addr, %peer, "admin dial connected");
             let _ = reply.send(Ok(peer));
         }
+        if let Some(b) = self.bootstrap.iter_mut().find(|b| b.pending == Some(id)) {
+            b.pending = None;
+            if b.named.is_none() && b.peer != Some(peer) {
+                info!(addr = %b.addr, %peer, "bootstrap address answered");
+                b.peer = Some(peer);
+                self.swarm.behaviour_mut().kad.add_address(&peer, b.addr.clone());
+            }
+        }
     }
 
     /// A dial failed: answers the admin dial with why, and says so in the log for an admin
     /// or bootstrap dial (other dials fail routinely: kad addresses, redials of the peer book).
+    /// A bootstrap address that reached this node itself is not dialled again.
     pub(super) fn dial_failed(&mut self, id: ConnectionId, peer: Option<libp2p::PeerId>, error: &DialError) {
         if let Some((addr, reply)) = self.dials.by_connection.remove(&id) {
             warn!(%addr, error = %error, "admin dial failed");
             let _ = reply.send(Err(NetError::Dial { addr: addr.to_string(), reason: error.to_string() }));
             return;
         }
-        if let Some(b) = peer.and_then(|p| self.bootstrap.iter().find(|b| b.peer == p)) {
-            warn!(
-                peer = %b.peer,
-                addr = %b.addr,
-                error = %error,
-                retry_in_secs = b.backoff.as_secs(),
-                "cannot reach a bootstrap peer; retrying"
-            );
-        } else {
-            tracing::debug!(?peer, %error, "outgoing connection failed");
+        let at = self.bootstrap.iter().position(|b| b.pending == Some(id));
+        let at = at.or_else(|| peer.and_then(|p| self.bootstrap.iter().position(|b| b.peer == Some(p))));
+        match at.and_then(|i| self.bootstrap.get_mut(i)) {
+            Some(b) if matches!(error, DialError::LocalPeerId { .. }) => {
+                b.pending = None;
+                b.is_self = true;
+                info!(addr = %b.addr, "bootstrap entry is this node itself; not dialled");
+            }
+            Some(b) => {
+                b.pending = None;
+                warn!(
+                    peer = ?b.peer,
+                    addr = %b.addr,
+                    error = %error,
+                    retry_in_secs = b.backoff.as_secs(),
+                    "cannot reach a bootstrap peer; retrying"
+                );
+            }
+            None => tracing::debug!(?peer, %error, "outgoing connection failed"),
         }
     }
 }
@@ -91,21 +110,77 @@ fn jittered(d: Duration) -> Duration {
     d.mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.75..1.25))
 }
 
+/// One `network.bootstrap` entry and when it may be dialled again.
 pub(super) struct BootstrapPeer {
-    pub(super) peer: PeerId,
+    /// The peer the entry names (`/p2p/<id>` last), if it names one.
+    pub(super) named: Option<PeerId>,
+    /// The peer behind the entry: the named one, or the one an address-only entry last
+    /// reached (`None` until then).
+    pub(super) peer: Option<PeerId>,
     pub(super) addr: Multiaddr,
+    /// The dial in progress, to attribute its outcome (an address-only dial has no peer).
+    pub(super) pending: Option<ConnectionId>,
+    /// The entry is this node (named so, or its address reached this node): never dialled.
+    pub(super) is_self: bool,
     pub(super) next_dial: tokio::time::Instant,
     pub(super) backoff: Duration,
+}
+
+impl BootstrapPeer {
+    pub(super) fn new(named: Option<PeerId>, addr: Multiaddr, me: PeerId, now: tokio::time::Instant) -> Self {
+        let is_self = named == Some(me);
+        if is_self {
+            info!(%addr, "bootstrap entry names this node itself; not dialled");
+        }
+        BootstrapPeer {
+            named,
+            peer: named,
+            addr,
+            pending: None,
+            is_self,
+            next_dial: now,
+            backoff: BOOTSTRAP_RETRY_MIN,
+        }
+    }
+
+    /// How to dial the entry: by its peer when it names one; an address-only entry is
+    /// dialled as an address every time (the address is what the operator named; the peer
+    /// behind it may change, e.g. a pod restored with another key).
+    fn dial_opts(&self) -> DialOpts {
+        match self.named {
+            Some(peer) => DialOpts::peer_id(peer).addresses(vec![self.addr.clone()]).build(),
+            None => DialOpts::unknown_peer_id().address(self.addr.clone()).build(),
+        }
+    }
 }
 
 impl EventLoop {
     pub(super) fn redial_bootstrap(&mut self) {
         let now = tokio::time::Instant::now();
         for b in &mut self.bootstrap {
-            let waiting = self.connected.contains_key(&b.peer) || self.guard.is_banned_peer(&b.peer);
+            if b.is_self || b.pending.is_some() {
+                // Never dialled, or its dial's outcome is still to come.
+                continue;
+            }
+            if b.named.is_none() && self.swarm.listeners().any(|l| *l == b.addr) {
+                // The swarm never dials its own listen addresses (it would answer "no
+                // addresses"); a name that resolves to one is caught by the handshake.
+                b.is_self = true;
+                info!(addr = %b.addr, "bootstrap entry is this node itself; not dialled");
+                continue;
+            }
+            let waiting =
+                b.peer.is_some_and(|p| self.connected.contains_key(&p) || self.guard.is_banned_peer(&p));
             if b.dial_due(now, waiting) {
-                debug!(peer = %b.peer, addr = %b.addr, "re-dialling bootstrap peer");
-                let _ = self.swarm.dial(b.addr.clone());
+                debug!(peer = ?b.peer, addr = %b.addr, "dialling bootstrap entry");
+                let opts = b.dial_opts();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => b.pending = Some(id),
+                    // Connected meanwhile (an incoming connection of the same peer).
+                    Err(DialError::DialPeerConditionFalse(_)) => {}
+                    Err(e) => warn!(addr = %b.addr, error = %e, "cannot dial bootstrap entry"),
+                }
             }
         }
     }
@@ -137,12 +212,22 @@ mod tests {
 
     fn peer() -> BootstrapPeer {
         let now = tokio::time::Instant::now();
-        BootstrapPeer {
-            peer: PeerId::random(),
-            addr: "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
-            next_dial: now,
-            backoff: BOOTSTRAP_RETRY_MIN,
-        }
+        BootstrapPeer::new(
+            Some(PeerId::random()),
+            "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
+            PeerId::random(),
+            now,
+        )
+    }
+
+    #[test]
+    fn an_entry_naming_this_node_is_never_dialled() {
+        let me = PeerId::random();
+        let now = tokio::time::Instant::now();
+        let b = BootstrapPeer::new(Some(me), "/ip4/127.0.0.1/tcp/1".parse().unwrap(), me, now);
+        assert!(b.is_self);
+        let other = BootstrapPeer::new(None, "/dns4/palisade-0.palisade/tcp/7400".parse().unwrap(), me, now);
+        assert!(!other.is_self && other.peer.is_none());
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::sync::SyncResponse;
 use crate::topics::TopicKind;
 use crate::NetConfig;
 pub use api_ingest::{ApiRecord, ApiSource, MAX_API_BATCH_RECORDS};
-use dials::{BootstrapPeer, BOOTSTRAP_RETRY_MIN};
+use dials::BootstrapPeer;
 
 /// Handles up to [`SOURCE_BUDGET`] items already waiting on the channel `$rx`, each with
 /// `$handle`, without waiting; evaluates to whether it handled any. Each source of the loop is
@@ -134,17 +134,13 @@ pub(crate) struct EventLoopParts {
 impl EventLoop {
     pub(crate) fn new(p: EventLoopParts) -> EventLoop {
         let now = tokio::time::Instant::now();
+        let me = *p.swarm.local_peer_id();
+        // Due now: the first heartbeat, as the loop starts, dials them.
         let bootstrap = p
             .cfg
             .bootstrap_peers()
             .into_iter()
-            .map(|(peer, addr)| BootstrapPeer {
-                peer,
-                addr,
-                // Dialled once at start already; the first retry comes a second later.
-                next_dial: now + BOOTSTRAP_RETRY_MIN,
-                backoff: BOOTSTRAP_RETRY_MIN,
-            })
+            .map(|(named, addr)| BootstrapPeer::new(named, addr, me, now))
             .collect();
         let (serve_tx, serve_rx) = mpsc::channel(SERVE_QUEUE);
         let sync = SyncClient::new(sync::client_limits(&p.cfg));
