@@ -508,9 +508,9 @@ requests_per_sec = {arate}
 burst_requests = {aburst}
 max_concurrent_requests = {aconc}
 # Open connections per listener (socket, TCP); beyond, a connection gets 503 and is closed.
-# Seconds for a request's headers to arrive (also how long an idle kept-alive connection
-# stays open), and to receive a JSON body (for an import: the longest pause between two
-# chunks); a slower client is cut off (408 for a body).
+# Seconds for a request's head to arrive after the connection opens (one request per
+# connection, so no idle connection outlives it), and to receive a JSON body (for an import:
+# the longest pause between two chunks); a slower client gets 408 and is cut off.
 max_connections = {amaxconn}
 header_timeout_secs = {aheader}
 body_timeout_secs = {abodyt}
