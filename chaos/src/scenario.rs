@@ -204,6 +204,11 @@ pub enum FaultAction {
     /// Fill `node`'s data filesystem (a ballast file) until `free_mib` MiB are left, and
     /// delete it after `duration_secs`.
     DiskFull,
+    /// Back up `node`'s store and signing history now (a crash-consistent copy, taken while
+    /// it is stopped for a moment); `duration_secs` later, SIGKILL it, put the backup in
+    /// place of both and restart it: everything it acknowledged since is gone from its disk
+    /// and must come back from peers before it signs again (no seq reused, nothing lost).
+    RestoreBackup,
 }
 
 /// A pair of nodes whose connection runs through the fault proxy: `from` dials a proxy that

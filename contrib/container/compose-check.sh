@@ -7,7 +7,8 @@
 #
 # COMPOSE picks the tool ("podman-compose" by default, or "docker compose"). PODMAN_RUN_ARGS
 # goes to podman-compose's `podman run` (this repository's test VM needs
-# "--runtime runc --health-cmd none": hybrid cgroups that crun refuses, no systemd timers).
+# "--runtime runc --health-cmd none --ulimit nproc=4096:4096": hybrid cgroups that crun
+# refuses, no systemd for health-check timers, a hard process limit below podman's default).
 set -euo pipefail
 cd "$(dirname "$0")"
 read -r -a compose <<< "${COMPOSE:-podman-compose}"

@@ -456,6 +456,12 @@ kad_random_walk_interval_secs = {kad}
 # Group commit of records received by gossip and sync.
 flush_interval_ms = {fi}
 flush_max_records = {fm}
+# Own-feed check at start (doppelganger protection): before its first signature the node
+# asks peers for the head of its own feed and fetches what its store lacks, for at most
+# own_feed_check_secs (0: off; skipped with no bootstrap entry and an empty peer book), or
+# until own_feed_check_peers peers answered. Submissions get 503 own_feed_check meanwhile.
+own_feed_check_secs = {ofs}
+own_feed_check_peers = {ofp}
 
 [limits]
 # DoS protection: connection caps, bandwidth, message and author rates, reputation, bans.
@@ -556,6 +562,8 @@ max_files = 5
         kad = n.kad_random_walk_interval_secs,
         fi = n.flush_interval_ms,
         fm = n.flush_max_records,
+        ofs = n.own_feed_check_secs,
+        ofp = n.own_feed_check_peers,
         cache = palisade_store::DEFAULT_CACHE_CAPACITY_BYTES,
         minfree = palisade_store::DEFAULT_MIN_FREE_DISK_BYTES,
         warnfree = palisade_store::DEFAULT_WARN_FREE_DISK_BYTES,

@@ -147,6 +147,11 @@ pub(super) async fn apply_fault(run: Arc<Run>, at: f64, f: crate::scenario::Faul
                 }
             }
         }
+        FaultAction::RestoreBackup => {
+            for i in run.pick(&f.node) {
+                super::backup::restore_backup(&run, i, at, dur).await;
+            }
+        }
         FaultAction::DiskFull => {
             for i in run.pick(&f.node) {
                 let dir = lock(&run.cluster).nodes[i].data_dir.clone();

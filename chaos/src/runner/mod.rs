@@ -18,6 +18,7 @@ use crate::nodeapi::NodeApi;
 use crate::report::{percentile, CheckResult, Report, Second, Window};
 use crate::scenario::{AttackKind, FaultAction, NetworkMode, NodeSel, Scenario, Split};
 
+mod backup;
 mod checks;
 mod faults;
 mod proof_checks;

@@ -84,6 +84,9 @@ impl IntoResponse for ApiError {
             StatusCode::TOO_MANY_REQUESTS => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            StatusCode::SERVICE_UNAVAILABLE if self.code == "own_feed_check" => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             StatusCode::UNAUTHORIZED => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
@@ -119,6 +122,9 @@ impl From<NetError> for ApiError {
             // The request was right; the peer behind it did not answer (a gateway's 502).
             NetError::Dial { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "dial_failed", e.to_string()),
             NetError::Store(s) => ApiError::from(s),
+            NetError::OwnFeedCheck => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "own_feed_check", e.to_string())
+            }
             NetError::OwnFeedBehind { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "own_feed_behind", e.to_string())
             }

@@ -41,7 +41,9 @@ mod schema;
 mod server;
 mod strict_json;
 
-pub use client::{ApiClient, ByteStream, EventStream, RawResponse, SseItem, Transport, DEFAULT_TIMEOUT};
+pub use client::{
+    ApiClient, ByteStream, EventStream, RawResponse, SseItem, Transport, DEFAULT_TIMEOUT, OWN_FEED_CHECK_WAIT,
+};
 pub use config::{ApiConfig, ApiLimits, TrustPolicy};
 pub use error::{ApiError, ClientError, ServeError};
 pub use head::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_HEAD_BYTES, MAX_URI_BYTES};

@@ -78,6 +78,14 @@ pub struct NetConfig {
     pub flush_interval_ms: u64,
     /// Group commit: the store is flushed after this many pending gossip/sync writes.
     pub flush_max_records: usize,
+    /// Own-feed check at start (doppelganger protection): before its first signature the
+    /// node asks its peers for the head of its own feed and fetches what its store lacks,
+    /// for at most this many seconds (0: no check; a single node with no bootstrap entry
+    /// and an empty peer book skips it anyway). Submissions get `503 own_feed_check` meanwhile.
+    pub own_feed_check_secs: u64,
+    /// The own-feed check ends early once this many peers have answered (and every own
+    /// record they reported is stored).
+    pub own_feed_check_peers: usize,
 }
 
 impl Default for NetConfig {
@@ -108,6 +116,8 @@ impl Default for NetConfig {
             kad_random_walk_interval_secs: 300,
             flush_interval_ms: 10,
             flush_max_records: 64,
+            own_feed_check_secs: 5,
+            own_feed_check_peers: 2,
         }
     }
 }
@@ -188,6 +198,8 @@ impl NetConfig {
             1,
             64,
         )?;
+        InvalidSetting::check_range("network.own_feed_check_secs", self.own_feed_check_secs, 0, 300)?;
+        InvalidSetting::check_range("network.own_feed_check_peers", self.own_feed_check_peers, 1, 64)?;
         InvalidSetting::check_range(
             "network.sync_request_timeout_secs",
             self.sync_request_timeout_secs,

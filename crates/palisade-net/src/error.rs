@@ -46,6 +46,11 @@ pub enum NetError {
         /// The highest seq ever signed (signing history).
         signed: u64,
     },
+    /// The own-feed check at start is still asking peers for this node's feed.
+    #[error(
+        "this node is still asking its peers for the head of its own feed before it signs (network.own_feed_check_secs; a few seconds after a start); retry shortly"
+    )]
+    OwnFeedCheck,
     /// The ingest pipeline did not store a record handed in through the admin API.
     #[error("the record was not stored: {}: {}", .0.label(), .0.info().doc)]
     Refused(crate::Reason),

@@ -153,6 +153,8 @@ struct Shared {
     writer: Mutex<FeedWriter>,
     /// Set by [`Handle::protect_signing`].
     signing: std::sync::OnceLock<Arc<SigningHistory>>,
+    /// The own-feed check at start, and own records that arrived from elsewhere.
+    own_gate: Arc<crate::own_check::OwnFeedGate>,
     peer_id: PeerId,
     author: AuthorKey,
     live_threads: Arc<std::sync::atomic::AtomicUsize>,
@@ -179,6 +181,7 @@ impl Handle {
         guard: Guard,
         metrics: NetMetrics,
         writer: FeedWriter,
+        own_gate: Arc<crate::own_check::OwnFeedGate>,
         peer_id: PeerId,
         live_threads: Arc<std::sync::atomic::AtomicUsize>,
     ) -> Handle {
@@ -192,11 +195,18 @@ impl Handle {
                 metrics,
                 writer: Mutex::new(writer),
                 signing: std::sync::OnceLock::new(),
+                own_gate,
                 peer_id,
                 author,
                 live_threads,
             }),
         }
+    }
+
+    /// Whether the own-feed check at start is still running (submissions are refused with
+    /// [`NetError::OwnFeedCheck`] until it ends; `network.own_feed_check_secs`).
+    pub fn own_feed_checking(&self) -> bool {
+        self.shared.own_gate.checking()
     }
 
     /// Pipeline threads (signature workers and the store writer) still running. Zero after
@@ -279,6 +289,21 @@ impl Handle {
             .map_err(|_| NetError::Setup("signing protection was already set".into()))
     }
 
+    /// Moves the writer past own records stored from elsewhere (the own-feed check's fetch,
+    /// or another node signing with this key), so it never signs at a seq the store holds.
+    async fn resync_writer(&self, writer: &mut FeedWriter) -> Result<(), NetError> {
+        let store = self.shared.store.clone();
+        let author = self.shared.author;
+        let last = tokio::task::spawn_blocking(move || store.latest_in_feed(&author))
+            .await
+            .map_err(|_| NetError::Stopped)??;
+        if let Some((seq, id)) = last.filter(|(seq, _)| *seq >= writer.next_seq()) {
+            tracing::info!(seq, "own records arrived from peers; signing continues after them");
+            writer.reset(Some((seq, id)));
+        }
+        Ok(())
+    }
+
     /// Refuses to sign below the signing history; re-reads the store's own feed head first,
     /// since sync may have brought lost records back since the start.
     async fn check_signing_history(
@@ -311,6 +336,12 @@ impl Handle {
         let record = {
             // Held across store + flush so seqs are assigned and persisted in order.
             let mut writer = self.shared.writer.lock().await;
+            if self.shared.own_gate.checking() {
+                return Err(NetError::OwnFeedCheck);
+            }
+            if self.shared.own_gate.resync() {
+                self.resync_writer(&mut writer).await?;
+            }
             let history = self.shared.signing.get().cloned();
             if let Some(h) = &history {
                 self.check_signing_history(&mut writer, h).await?;

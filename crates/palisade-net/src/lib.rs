@@ -23,6 +23,7 @@ mod event_loop;
 pub mod gossip;
 mod handle;
 pub mod metrics;
+mod own_check;
 pub mod pipeline;
 pub mod proof;
 pub mod reason;
@@ -210,6 +211,17 @@ impl Network {
 
         let (cmd_tx, cmd_rx) = mpsc::channel(handle::COMMAND_QUEUE);
         let (events, _) = broadcast::channel(handle::EVENT_QUEUE);
+        let own_gate = std::sync::Arc::new(own_check::OwnFeedGate::new());
+        let own_check = own_check::OwnFeedCheck::start(
+            own_gate.clone(),
+            author_key,
+            last.map_or(0, |(seq, _)| seq),
+            own_check::CheckLimits {
+                window: std::time::Duration::from_secs(cfg.own_feed_check_secs),
+                peers: cfg.own_feed_check_peers,
+            },
+            cfg.bootstrap.is_empty() && redialled == 0 && !cfg.mdns,
+        );
         let handle = Handle::new(
             cmd_tx,
             events.clone(),
@@ -217,6 +229,7 @@ impl Network {
             guard.clone(),
             metrics.clone(),
             writer,
+            own_gate,
             peer_id,
             live_threads,
         );
@@ -232,6 +245,7 @@ impl Network {
             guard,
             metrics,
             libp2p_metrics,
+            own_check,
             shutdown: shutdown.clone(),
         });
         info!(%peer_id, author = %author_key, "network starting");

@@ -358,7 +358,7 @@ fn nodes_sharing_one_address_only_bootstrap_list_skip_themselves_and_connect() {
         let mut node = crate::live::LiveNode { child, dir };
         let lines = crate::lines_of(node.child.stderr.take().unwrap());
         let mut seen = Vec::new();
-        wait_for(&lines, &mut seen, "palisade is running");
+        crate::wait_for_in(&lines, &mut seen, "palisade is running");
         (node, lines, seen)
     };
     let (a, lines_a, mut seen_a) = start(&listen_a);
@@ -378,24 +378,17 @@ fn nodes_sharing_one_address_only_bootstrap_list_skip_themselves_and_connect() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    // Ready: bootstrap entries are configured and a peer is connected.
-    assert_eq!(a.json(&["status"])["ready"], true);
+    // Ready: bootstrap entries are configured, a peer is connected and the own-feed check
+    // (which waits up to its window for a second peer's answer) is over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while a.json(&["status"])["ready"] != true {
+        assert!(std::time::Instant::now() < deadline, "never ready: {}", a.json(&["status"]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Each found the entry that is itself (a's through DNS and the handshake, b's as one of
     // its listen addresses) and said so.
-    wait_for(&lines_a, &mut seen_a, "bootstrap entry is this node itself");
-    wait_for(&lines_b, &mut seen_b, "bootstrap entry is this node itself");
+    crate::wait_for_in(&lines_a, &mut seen_a, "bootstrap entry is this node itself");
+    crate::wait_for_in(&lines_b, &mut seen_b, "bootstrap entry is this node itself");
     b.stop();
     a.stop();
-}
-
-/// Reads `lines` into `seen` until one contains `marker` (or it already did).
-fn wait_for(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>, marker: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !seen.iter().any(|l| l.contains(marker)) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => seen.push(line),
-            Err(_) => panic!("no line with {marker:?} within 60 s; output:\n{}", seen.join("\n")),
-        }
-    }
 }

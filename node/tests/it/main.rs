@@ -7,6 +7,7 @@ mod disk;
 mod ledger;
 mod live;
 mod metrics;
+mod own_feed;
 mod process;
 mod quota;
 mod signals;
@@ -127,4 +128,16 @@ pub(crate) fn submit_attestation(node: &live::LiveNode, subject: &str) -> std::p
         "--score",
         "8.5",
     ])
+}
+
+/// Reads `lines` into `seen` until one contains `marker` (or it already did).
+pub(crate) fn wait_for_in(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>, marker: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !seen.iter().any(|l| l.contains(marker)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no line with {marker:?} within 60 s; output:\n{}", seen.join("\n")),
+        }
+    }
 }

@@ -43,6 +43,10 @@ const SEGMENT: &AsciiSet = &CONTROLS
 /// Default deadline of ordinary requests.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a submission waits out a node's own-feed check at start (`503 own_feed_check`;
+/// the node's window, `network.own_feed_check_secs`, is 5 s by default and at most 300).
+pub const OWN_FEED_CHECK_WAIT: Duration = Duration::from_secs(60);
+
 fn seg(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
@@ -327,13 +331,34 @@ impl ApiClient {
     // ---- records ----
 
     /// `POST /v1/records` with a statement.
+    /// Waits out the node's own-feed check at start (`503 own_feed_check`, at most
+    /// [`OWN_FEED_CHECK_WAIT`]).
     pub async fn submit(&self, statement: &palisade_types::Statement) -> Result<SubmitResponse, ClientError> {
-        self.post_json("/v1/records", statement).await
+        self.waiting_for_own_feed_check(|| self.post_json("/v1/records", statement)).await
     }
 
-    /// `POST /v1/records` with any JSON (e.g. read from a file).
+    /// `POST /v1/records` with any JSON (e.g. read from a file); waits out the own-feed check
+    /// like [`submit`](Self::submit).
     pub async fn submit_json(&self, statement: &serde_json::Value) -> Result<SubmitResponse, ClientError> {
-        self.post_json("/v1/records", statement).await
+        self.waiting_for_own_feed_check(|| self.post_json("/v1/records", statement)).await
+    }
+
+    /// Retries `call` while the node answers `503 own_feed_check` (it asks its peers for its
+    /// own feed for a few seconds after a start), for at most [`OWN_FEED_CHECK_WAIT`].
+    async fn waiting_for_own_feed_check<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let deadline = tokio::time::Instant::now() + OWN_FEED_CHECK_WAIT;
+        loop {
+            match call().await {
+                Err(e) if e.code() == Some("own_feed_check") && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// `GET /v1/records/{id}`.

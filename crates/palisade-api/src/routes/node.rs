@@ -52,6 +52,12 @@ pub(crate) async fn readiness(s: &AppState) -> Readiness {
     if bootstrap_configured && connected_peers == 0 {
         missing.push("no peer is connected yet (bootstrap peers are configured)");
     }
+    if s.handle().own_feed_checking() {
+        missing.push(
+            "own_feed_check: asking peers for the head of this node's own feed before it signs \
+             (network.own_feed_check_secs)",
+        );
+    }
     let disk_low = s.store().disk_low();
     if disk_low {
         missing.push(

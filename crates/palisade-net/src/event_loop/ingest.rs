@@ -77,6 +77,11 @@ impl EventLoop {
 
     fn on_stored(&mut self, origin: &Origin, stored: StoredInfo) {
         let r = &stored.record;
+        // An own record from elsewhere (the own-feed check's fetch, or another node signing
+        // with this key): the writer must re-read its feed head before it signs again.
+        if r.author() == self.own_check.own() && !matches!(origin, Origin::Local { .. }) {
+            self.own_check.own_stored(r.record().position.seq);
+        }
         self.metrics.stored.get_or_create(&KindLabels { kind: r.kind().as_str() }).inc();
         self.emit(NetEvent::RecordStored {
             id: r.id(),

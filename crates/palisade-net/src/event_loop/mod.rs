@@ -112,6 +112,8 @@ pub(crate) struct EventLoop {
     /// not up yet) is retried with exponential backoff until connected, and again whenever
     /// its connection drops.
     bootstrap: Vec<BootstrapPeer>,
+    /// The own-feed check at start (`own_check.rs`).
+    own_check: crate::own_check::OwnFeedCheck,
     /// Blocking helpers (sync serving, heads comparison) that hold store handles; waited for at
     /// shutdown.
     tasks: tokio_util::task::TaskTracker,
@@ -128,6 +130,7 @@ pub(crate) struct EventLoopParts {
     pub(crate) guard: Guard,
     pub(crate) metrics: NetMetrics,
     pub(crate) libp2p_metrics: libp2p::metrics::Metrics,
+    pub(crate) own_check: crate::own_check::OwnFeedCheck,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -169,6 +172,7 @@ impl EventLoop {
             api_batches: api_ingest::ApiBatches::default(),
             dials: dials::PendingDials::default(),
             bootstrap,
+            own_check: p.own_check,
             tasks: tokio_util::task::TaskTracker::new(),
         }
     }
@@ -338,6 +342,7 @@ impl EventLoop {
 
     fn heartbeat(&mut self) {
         self.redial_bootstrap();
+        self.own_check.tick(tokio::time::Instant::now());
         self.metrics.sync_records_requested.set(self.sync.records_requested() as i64);
         self.metrics.sync_requests_pending.set(self.sync.pending_len() as i64);
         let state = self.guard.state_writer().stats();

@@ -140,6 +140,7 @@ impl EventLoop {
                 listen_addrs: Vec::new(),
             },
         );
+        self.ask_own_feed(peer);
         if direction == "outbound" {
             self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
         }

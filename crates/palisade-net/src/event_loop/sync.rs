@@ -103,7 +103,49 @@ impl EventLoop {
         }
     }
 
+    /// The own-feed check's question to a newly connected peer, while the check runs.
+    pub(super) fn ask_own_feed(&mut self, peer: PeerId) {
+        if let Some(question) = self.own_check.question_for(peer) {
+            let id = self.swarm.behaviour_mut().sync.send_request(&peer, question);
+            self.own_check.sent(id, peer);
+        }
+    }
+
+    /// An answer (or failure, `None`) to an own-feed question: fetch what the peer holds of
+    /// our feed beyond our store, by the ordinary sync path.
+    fn on_own_feed_answer(&mut self, id: OutboundRequestId, response: Option<SyncResponse>) {
+        let heads = match &response {
+            Some(SyncResponse::Heads { heads, .. }) if heads.len() <= 1 => Some(heads.as_slice()),
+            _ => None,
+        };
+        if let Some((peer, from_seq, to_seq)) = self.own_check.answered(id, heads) {
+            let own = self.own_check.own();
+            self.sync.want_records(&peer, own, from_seq, to_seq, crate::sync::client::Gap::KnownAuthor);
+            self.dispatch_sync(peer);
+        }
+    }
+
     pub(super) fn on_sync_event(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match &event {
+            request_response::Event::Message {
+                message: request_response::Message::Response { request_id, .. },
+                ..
+            }
+            | request_response::Event::OutboundFailure { request_id, .. }
+                if self.own_check.owns(request_id) =>
+            {
+                let id = *request_id;
+                let response = match event {
+                    request_response::Event::Message {
+                        message: request_response::Message::Response { response, .. },
+                        ..
+                    } => Some(response),
+                    _ => None,
+                };
+                return self.on_own_feed_answer(id, response);
+            }
+            _ => {}
+        }
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {

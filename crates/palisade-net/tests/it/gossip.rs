@@ -110,6 +110,12 @@ async fn restarted_node_keeps_its_records_redials_its_peers_and_catches_up() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     b.wait_for(|n| n.has_all(&missed)).await;
+    // B has someone to ask now (its peer book): it signs once its own-feed check is over.
+    let deadline = tokio::time::Instant::now() + crate::harness::WAIT;
+    while b.handle.own_feed_checking() {
+        assert!(tokio::time::Instant::now() < deadline, "the own-feed check never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // B continues its own feed where it stopped: no seq is reused.
     let next = b.handle.submit(attestation(99)).await.unwrap();
     assert_eq!(next.seq, 2);
