@@ -153,6 +153,8 @@ pub struct NodeSettings {
     pub limits: toml::Table,
     /// Extra `[store]`.
     pub store: toml::Table,
+    /// Extra `[network]` (the harness's own keys win).
+    pub network: toml::Table,
     /// `store.retain_authors` names every node's author.
     pub protect_honest_authors: bool,
     /// A tmpfs of this many MiB per data directory (0: none).
@@ -252,7 +254,7 @@ impl Cluster {
                 })
                 .collect();
             let mut config = toml::Table::new();
-            let mut network = toml::Table::new();
+            let mut network = settings.network.clone();
             network.insert(
                 "listen".into(),
                 toml::Value::Array(vec![

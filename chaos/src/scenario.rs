@@ -53,6 +53,10 @@ pub struct Scenario {
     /// Extra `[store]` settings for every node (TOML table), e.g. a small `max_bytes`.
     #[serde(default)]
     pub node_store: toml::Table,
+    /// Extra `[network]` settings for every node (TOML table; `listen`, `bootstrap` and
+    /// `sync_interval_secs` are the harness's), e.g. `own_feed_check_secs = 0`.
+    #[serde(default)]
+    pub node_network: toml::Table,
     /// Every node's `store.retain_authors` names every honest node's author, so the quota
     /// never evicts the workload's records.
     #[serde(default)]

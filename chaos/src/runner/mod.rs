@@ -104,6 +104,7 @@ pub async fn run(scenario: Scenario, opts: RunOptions) -> anyhow::Result<Report>
     let settings = crate::cluster::NodeSettings {
         limits: crate::node_limits(&scenario),
         store: scenario.node_store.clone(),
+        network: scenario.node_network.clone(),
         protect_honest_authors: scenario.protect_honest_authors,
         data_tmpfs_mib: scenario.data_tmpfs_mib,
     };
