@@ -592,4 +592,25 @@ pub enum KeysCommand {
     ///
     /// Example: palisade keys show
     Show,
+    /// The signing history (the highest seq this node ever signed): export and import it in
+    /// an interchange document, to move a node's protection against signing twice with its key.
+    #[command(subcommand)]
+    History(HistoryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Print the signing history as an interchange document (JSON).
+    ///
+    /// Example: palisade keys history export > signing-history.json
+    Export,
+    /// Merge an interchange document into this node's signing history (never lowering it;
+    /// the node stopped; the document's author must be this node's key).
+    ///
+    /// Example: palisade keys history import signing-history.json
+    Import {
+        /// The document (from `palisade keys history export`).
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
 }

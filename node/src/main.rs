@@ -29,6 +29,7 @@ mod cli;
 mod client;
 mod config;
 mod daemon;
+mod history;
 mod keys;
 mod log_file;
 mod logging;
@@ -42,7 +43,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConfigCommand, KeysCommand, StoreCommand};
+use crate::cli::{Cli, Command, ConfigCommand, HistoryCommand, KeysCommand, StoreCommand};
 
 /// Writes command output to stdout (see [`outln!`]).
 pub fn write_stdout(args: std::fmt::Arguments<'_>, newline: bool) {
@@ -168,6 +169,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             outln!("author:  {}", keys.author_key());
             outln!("peer_id: {}", keys.peer_id());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::History(HistoryCommand::Export)) => {
+            let paths = paths::Paths::resolve(g)?;
+            let doc = history::export(&paths)?;
+            outln!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
+        }
+        Command::Keys(KeysCommand::History(HistoryCommand::Import { file })) => {
+            let paths = paths::Paths::resolve(g)?;
+            let done = history::import(&paths, &file)?;
+            let show = |s: Option<u64>| s.map_or_else(|| "none".to_string(), |s| s.to_string());
+            if g.json {
+                let v = serde_json::json!({"before": done.before, "after": done.after});
+                outln!("{}", serde_json::to_string_pretty(&v)?);
+            } else if done.before == done.after {
+                outln!("signing history kept at seq {} (the document is not higher)", show(done.after));
+            } else {
+                outln!("signing history raised from seq {} to {}", show(done.before), show(done.after));
+            }
             Ok(())
         }
         Command::Config(ConfigCommand::Default) => {

@@ -4,6 +4,7 @@ mod admin_fds;
 mod cli;
 mod client;
 mod disk;
+mod history;
 mod ledger;
 mod live;
 mod metrics;
