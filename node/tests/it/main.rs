@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod disk;
 mod history;
+mod kill_loop;
 mod ledger;
 mod live;
 mod metrics;
