@@ -20,6 +20,7 @@
 //! | `catchup` | 9 | a `palisade` process syncing N missed records from another |
 //! | `connections` | 9b | one `palisade` process, 10 vs 1000 connections from 127.0.0.x |
 //! | `loop` | 14 | one `palisade` process: its event-loop wake-up p99 during a storm of 1000 fresh identities, each a peer-book write and a ban, vs calm ([`storm`]) |
+//! | `history` | 15 | one in-process node: local submit throughput with its signing history vs without ([`history`]) |
 //!
 //! Output: a table on stdout, `bench-results.json` (format in [`Results`]) and
 //! `bench-results.svg` in `--out`. `--quick` shrinks every size (CI runs it to keep the tool
@@ -27,6 +28,7 @@
 //! or not), 2 when the harness failed.
 
 pub(crate) mod baseline;
+mod history;
 mod net;
 mod pipeline;
 mod plot;
@@ -55,7 +57,8 @@ pub struct BenchArgs {
     /// The palisade binary (for the measurements on real processes).
     #[arg(long, env = "PALISADE_BIN", default_value = "target/release/palisade")]
     pub binary: PathBuf,
-    /// Run only these parts: pipeline, flood, network, latency, memory, catchup, connections.
+    /// Run only these parts: pipeline, flood, network, latency, memory, catchup, connections,
+    /// loop, history.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Repetitions of each measurement; the median is reported (default 3, 1 with --quick).
@@ -70,8 +73,8 @@ pub struct BenchArgs {
 }
 
 /// All parts, in run order.
-pub const PARTS: [&str; 8] =
-    ["pipeline", "flood", "network", "latency", "connections", "loop", "memory", "catchup"];
+pub const PARTS: [&str; 9] =
+    ["pipeline", "flood", "network", "latency", "connections", "loop", "history", "memory", "catchup"];
 
 /// Sizes of one run.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -435,6 +438,7 @@ fn run(args: &BenchArgs) -> anyhow::Result<Results> {
             "catchup" => rt.block_on(stores::run_catchup_part(&ctx, &mut rec)),
             "connections" => rt.block_on(net::run_connections_part(&ctx, &mut rec)),
             "loop" => rt.block_on(storm::run_loop_part(&ctx, &mut rec)),
+            "history" => rt.block_on(history::run_history_part(&ctx, &mut rec)),
             _ => Ok(()),
         };
         eprintln!("bench: {part} done in {:.1} s", started.elapsed().as_secs_f64());
