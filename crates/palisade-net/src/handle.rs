@@ -333,8 +333,9 @@ impl Handle {
 
     async fn submit_to_completion(&self, statement: Statement) -> Result<SubmitReceipt, NetError> {
         let now = crate::now_ms();
-        let record = {
-            // Held across store + flush so seqs are assigned and persisted in order.
+        let (record, history) = {
+            // Held from signing until the store thread has written the record, so seqs are
+            // assigned and written in order.
             let mut writer = self.shared.writer.lock().await;
             if self.shared.own_gate.checking() {
                 return Err(NetError::OwnFeedCheck);
@@ -361,28 +362,31 @@ impl Handle {
                 Some(reason) => return Err(NetError::Refused(reason)),
                 None => return Err(NetError::Refused(Reason::StoreError)),
             }
-            let store = self.shared.store.clone();
-            let (seq, id) = (record.record().position.seq, record.id());
-            let durable = tokio::task::spawn_blocking(move || -> Result<(), NetError> {
-                store.flush()?;
-                // After the flush: the history never runs ahead of a durable record, so a
-                // crash between the two cannot leave the node refusing to sign for a record
-                // that no one has.
-                if let Some(h) = history {
-                    h.record(palisade_store::Signed { seq, id })?;
-                }
-                Ok(())
-            })
-            .await
-            .unwrap_or(Err(NetError::Stopped));
             // The store thread has written the record, so its seq is used whatever happens
             // next (a failed flush, a failed history write, a stopped node): the writer moves
-            // past it rather than ever sign another record there. Only a flushed record whose
-            // seq the history holds is acknowledged.
+            // past it rather than ever sign another record there.
             writer.commit(&record);
-            durable?;
-            record
+            (record, history)
         };
+        // Outside the writer lock: the next submission is signed and written while this one
+        // is flushed and recorded, and concurrent flushes and history writes coalesce (sled's
+        // flush makes everything written so far durable; a history write at or below a seq
+        // already durable there returns at once). Only a flushed record whose seq the history
+        // holds is acknowledged.
+        let store = self.shared.store.clone();
+        let (seq, id) = (record.record().position.seq, record.id());
+        tokio::task::spawn_blocking(move || -> Result<(), NetError> {
+            store.flush()?;
+            // After the flush: the history never runs ahead of a durable record, so a crash
+            // between the two cannot leave the node refusing to sign for a record that no
+            // one has.
+            if let Some(h) = history {
+                h.record(palisade_store::Signed { seq, id })?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or(Err(NetError::Stopped))?;
         let (id, seq) = (record.id(), record.record().position.seq);
         let gossiped = self.request(|reply| Command::Publish { record: Box::new(record), reply }).await?;
         Ok(SubmitReceipt { id, seq, gossiped })

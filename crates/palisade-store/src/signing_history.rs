@@ -13,8 +13,9 @@
 //! slot is the ASCII line
 //! `palisade-signing-history v1 <author hex> <seq> <record id hex> <blake3 of the preceding text, hex>`
 //! padded with spaces and a newline to 256 bytes. The valid slot with the highest seq wins,
-//! so a write torn by a crash leaves the other slot intact. One `fdatasync` per signed
-//! record; no rename, so no directory sync. To move a node, copy the file with the key; to
+//! so a write torn by a crash leaves the other slot intact. At most one `fdatasync` per signed
+//! record, and concurrent records share one (the next write covers the highest record
+//! announced by then); no rename, so no directory sync. To move a node, copy the file with the key; to
 //! read it, `cat` it.
 
 use std::fs::{File, OpenOptions};
@@ -86,6 +87,10 @@ pub struct SigningHistory {
     path: PathBuf,
     author: AuthorKey,
     state: Mutex<State>,
+    /// The highest record a caller of [`record`](Self::record) has announced (each after its
+    /// store flush): the next write covers it, so concurrent callers share one write and
+    /// one `fdatasync` (group commit), never writing a seq no flush has made durable.
+    announced: Mutex<Option<Signed>>,
 }
 
 impl std::fmt::Debug for SigningHistory {
@@ -163,6 +168,7 @@ impl SigningHistory {
             path: path.to_path_buf(),
             author,
             state: Mutex::new(State { file, highest: best.map(|(_, s)| s), next_slot }),
+            announced: Mutex::new(None),
         })
     }
 
@@ -175,14 +181,25 @@ impl SigningHistory {
         self.lock().highest
     }
 
-    /// Records that `signed` was signed (and stored): durable when this returns. A seq at or
-    /// below the highest is ignored.
+    /// Records that `signed` was signed (and its store flush is done): durable when this
+    /// returns. A seq at or below the highest is ignored. Concurrent callers are grouped:
+    /// whoever writes next writes the highest record announced so far, and the others
+    /// return without a write of their own.
     pub fn record(&self, signed: Signed) -> Result<(), SigningHistoryError> {
         let io = |source| SigningHistoryError::Io { path: self.path.clone(), source };
+        {
+            let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+            if announced.is_none_or(|a| signed.seq > a.seq) {
+                *announced = Some(signed);
+            }
+        }
         let mut state = self.lock();
         if state.highest.is_some_and(|h| signed.seq <= h.seq) {
             return Ok(());
         }
+        // At least `signed`: it was announced above and nothing durable covers it yet.
+        let target = self.announced.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(signed);
+        let signed = if target.seq > signed.seq { target } else { signed };
         let offset = state.next_slot * SLOT_BYTES as u64;
         let text = slot_text(&self.author, &signed);
         state.file.seek(SeekFrom::Start(offset)).map_err(io)?;
@@ -200,6 +217,34 @@ mod tests {
 
     fn id(n: u8) -> RecordId {
         RecordId([n; 32])
+    }
+
+    #[test]
+    fn concurrent_records_are_grouped_and_the_highest_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SIGNING_HISTORY_FILE);
+        let author = AuthorKey([2; 32]);
+        let h = std::sync::Arc::new(SigningHistory::open(&path, author).unwrap());
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let h = h.clone();
+                std::thread::spawn(move || {
+                    for k in 0..50u64 {
+                        let seq = k * 8 + t + 1;
+                        h.record(Signed { seq, id: id((seq % 251) as u8) }).unwrap();
+                        // Durable when it returns: the highest is at least this seq.
+                        assert!(h.highest().unwrap().seq >= seq);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(h.highest().unwrap().seq, 400);
+        drop(h);
+        let back = SigningHistory::open(&path, author).unwrap();
+        assert_eq!(back.highest(), Some(Signed { seq: 400, id: id((400 % 251) as u8) }));
     }
 
     #[test]
