@@ -1,5 +1,6 @@
 //! Runs one scenario: cluster up, workload + faults + attackers, heal, converge, check.
 
+use data_dir::{keep_data, tempdir_for};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use crate::scenario::{AttackKind, FaultAction, NetworkMode, NodeSel, Scenario, S
 
 mod backup;
 mod checks;
+mod data_dir;
 mod faults;
 mod proof_checks;
 mod store_checks;
@@ -199,27 +201,6 @@ pub async fn run(scenario: Scenario, opts: RunOptions) -> anyhow::Result<Report>
     Ok(report)
 }
 
-fn tempdir_for(name: &str) -> anyhow::Result<TempRoot> {
-    let path = std::env::temp_dir().join(format!("palisade-chaos-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&path);
-    std::fs::create_dir_all(&path)?;
-    Ok(TempRoot(path))
-}
-
-/// Keeps the nodes' data directories of a failed run: moved to `<out>/data` when that is on
-/// the same file system, else left where they are. Returns where they are.
-fn keep_data(root: TempRoot, out: &Path) -> PathBuf {
-    let from = root.0.clone();
-    std::mem::forget(root);
-    let to = out.join("data");
-    let _ = std::fs::create_dir_all(out);
-    let _ = std::fs::remove_dir_all(&to);
-    match std::fs::rename(&from, &to) {
-        Ok(()) => to,
-        Err(_) => from,
-    }
-}
-
 /// Writes each live node's `/v1/node`, peers, bans and feed heads to `<out>/node-<i>-state.json`
 /// (while the nodes still run), for post-mortems of a failed check.
 async fn post_mortem_dumps(run: &Run) {
@@ -232,22 +213,6 @@ async fn post_mortem_dumps(run: &Run) {
         let path = run.opts.out.join(format!("node-{i}-state.json"));
         if let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&dump).unwrap_or_default()) {
             warn!(error = %e, path = %path.display(), "could not write a post-mortem dump");
-        }
-    }
-}
-
-/// A directory removed on drop (unless PALISADE_CHAOS_KEEP is set, or a failed run keeps it).
-struct TempRoot(PathBuf);
-impl TempRoot {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-impl Drop for TempRoot {
-    fn drop(&mut self) {
-        if std::env::var_os("PALISADE_CHAOS_KEEP").is_none() {
-            crate::cluster::unmount_tmpfs(&self.0);
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 }
