@@ -83,6 +83,11 @@ pub struct NetMetrics {
     pub sync_records_received: Counter,
     /// Equivocation proofs published or received.
     pub equivocations: Counter,
+    /// 1 while the own-feed check at start runs (submissions wait), else 0.
+    pub own_feed_checking: Gauge,
+    /// Peers that answered the own-feed check with more of this node's feed than its store
+    /// held (a damaged or restored store, or another node running with this key).
+    pub own_feed_behind_peers: Counter,
     /// Records asked for in sync requests not yet answered.
     pub sync_records_requested: Gauge,
     /// Sync requests sent and not yet answered or failed.
@@ -119,6 +124,8 @@ impl NetMetrics {
             sync_requests_served: Counter::default(),
             sync_records_received: Counter::default(),
             equivocations: Counter::default(),
+            own_feed_checking: Gauge::default(),
+            own_feed_behind_peers: Counter::default(),
             sync_records_requested: Gauge::default(),
             sync_requests_pending: Gauge::default(),
             state_writes_pending: Gauge::default(),
@@ -187,6 +194,16 @@ impl NetMetrics {
             "palisade_equivocations",
             "Equivocation proofs detected or received",
             m.equivocations.clone(),
+        );
+        registry.register(
+            "palisade_own_feed_checking",
+            "1 while the own-feed check at start asks peers for this node's feed (submissions wait)",
+            m.own_feed_checking.clone(),
+        );
+        registry.register(
+            "palisade_own_feed_behind_peers",
+            "Peers whose answer to the own-feed check held more of this node's feed than its store",
+            m.own_feed_behind_peers.clone(),
         );
         registry.register(
             "palisade_sync_records_requested",

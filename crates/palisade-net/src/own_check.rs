@@ -80,6 +80,8 @@ pub(crate) struct CheckLimits {
 /// The event loop's side of the check.
 pub(crate) struct OwnFeedCheck {
     gate: std::sync::Arc<OwnFeedGate>,
+    /// `palisade_own_feed_checking`, `palisade_own_feed_behind_peers`.
+    metrics: Option<crate::metrics::NetMetrics>,
     own: AuthorKey,
     /// The highest own seq the store held at start, then the highest stored since.
     held: u64,
@@ -106,6 +108,7 @@ impl OwnFeedCheck {
     ) -> OwnFeedCheck {
         let mut check = OwnFeedCheck {
             gate,
+            metrics: None,
             own,
             held,
             reported: 0,
@@ -128,6 +131,13 @@ impl OwnFeedCheck {
             );
         }
         check
+    }
+
+    /// Reports the check in `metrics` from now on.
+    pub(crate) fn with_metrics(mut self, metrics: crate::metrics::NetMetrics) -> OwnFeedCheck {
+        metrics.own_feed_checking.set(i64::from(!self.done));
+        self.metrics = Some(metrics);
+        self
     }
 
     /// This node's author.
@@ -172,6 +182,9 @@ impl OwnFeedCheck {
         self.answered += 1;
         let theirs = heads.first().filter(|h| h.author == self.own).map_or(0, |h| h.max_seq);
         let fetch = (theirs > self.held).then(|| {
+            if let Some(m) = &self.metrics {
+                m.own_feed_behind_peers.inc();
+            }
             warn!(
                 %peer,
                 their_head = theirs,
@@ -216,6 +229,9 @@ impl OwnFeedCheck {
 
     fn finish(&mut self, why: &str) {
         self.done = true;
+        if let Some(m) = &self.metrics {
+            m.own_feed_checking.set(0);
+        }
         self.asked.clear();
         self.gate.finish();
         info!(reason = why, "own-feed check done; signing allowed");
@@ -287,7 +303,10 @@ mod tests {
     fn it_waits_for_the_records_a_peer_reported_then_opens() {
         let gate = Arc::new(OwnFeedGate::new());
         let me = author(9);
-        let mut check = OwnFeedCheck::start(gate.clone(), me, 3, limits(2), false);
+        let metrics = crate::metrics::NetMetrics::new(&mut prometheus_client::registry::Registry::default());
+        let mut check =
+            OwnFeedCheck::start(gate.clone(), me, 3, limits(2), false).with_metrics(metrics.clone());
+        assert_eq!(metrics.own_feed_checking.get(), 1);
         let ids = request_ids(3);
         let (p1, p2) = (PeerId::random(), PeerId::random());
         ask(&mut check, p1, ids[0]);
@@ -298,10 +317,12 @@ mod tests {
         // p2 holds nothing of ours: its first head is the next author's.
         assert_eq!(check.answered(ids[1], Some(&[head(author(10), 50)])), None);
         assert!(gate.checking(), "two answers, but the records are not stored yet");
+        assert_eq!(metrics.own_feed_behind_peers.get(), 1, "p1 held more of our feed");
         check.own_stored(5);
         assert!(gate.checking());
         check.own_stored(7);
         assert!(!gate.checking() && check.is_done());
+        assert_eq!(metrics.own_feed_checking.get(), 0);
         assert!(gate.resync(), "the writer re-reads its head before it signs");
         assert!(!gate.resync());
     }
