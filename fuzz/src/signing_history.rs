@@ -8,14 +8,21 @@
 //!   never silently taken as "nothing signed" (that would let the node sign a seq twice).
 //! - What it opens round-trips: recording the next seq and reopening finds exactly it, and a
 //!   lower seq never lowers the history.
+//!
+//! An input that starts with `{` is an interchange document instead (`palisade keys history
+//! import`, `palisade_store::Interchange`): parsing and checking it never panics, and a
+//! document that passes the checks is rebuilt from what they returned to the same values.
 
-use palisade_store::{Signed, SigningHistory, SigningHistoryError};
+use palisade_store::{Interchange, Signed, SigningHistory, SigningHistoryError, MAX_INTERCHANGE_BYTES};
 use palisade_types::{AuthorKey, RecordId};
 
 /// The author every input is opened as (the seeds' histories are this author's).
 pub const AUTHOR: AuthorKey = AuthorKey([7; 32]);
 
 pub fn run(data: &[u8]) {
+    if data.first() == Some(&b'{') {
+        return interchange(data);
+    }
     let Ok(dir) = tempfile::tempdir() else { return };
     let path = dir.path().join("signing-history");
     if std::fs::write(&path, data).is_err() {
@@ -68,5 +75,27 @@ pub fn seeds() -> Vec<Vec<u8>> {
             out.push(torn);
         }
     }
+    // Interchange documents: one that signed, one that never did.
+    for highest in [Some(Signed { seq: 42, id: RecordId([9; 32]) }), None] {
+        out.extend(serde_json::to_vec(&Interchange::of(AUTHOR, highest)));
+    }
     out
+}
+
+/// An interchange document, as `palisade keys history import` reads it (capped, then parsed
+/// and checked).
+fn interchange(data: &[u8]) {
+    let capped = &data[..data.len().min(MAX_INTERCHANGE_BYTES as usize)];
+    let Ok(doc) = serde_json::from_slice::<Interchange>(capped) else { return };
+    let Ok((author, highest)) = doc.parse() else { return };
+    let rebuilt = Interchange::of(author, highest);
+    let text = match serde_json::to_vec(&rebuilt) {
+        Ok(t) => t,
+        Err(e) => panic!("a checked document does not serialize: {e}"),
+    };
+    let back = match serde_json::from_slice::<Interchange>(&text) {
+        Ok(d) => d,
+        Err(e) => panic!("a rebuilt document does not parse: {e}"),
+    };
+    assert_eq!(back.parse(), Ok((author, highest)), "a checked document changed on the way back");
 }

@@ -221,8 +221,8 @@ impl Network {
                 peers: cfg.own_feed_check_peers,
             },
             cfg.bootstrap.is_empty() && redialled == 0 && !cfg.mdns,
-        )
-        .with_metrics(metrics.clone());
+            metrics.clone(),
+        );
         let handle = Handle::new(
             cmd_tx,
             events.clone(),

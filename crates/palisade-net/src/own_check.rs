@@ -81,7 +81,7 @@ pub(crate) struct CheckLimits {
 pub(crate) struct OwnFeedCheck {
     gate: std::sync::Arc<OwnFeedGate>,
     /// `palisade_own_feed_checking`, `palisade_own_feed_behind_peers`.
-    metrics: Option<crate::metrics::NetMetrics>,
+    metrics: crate::metrics::NetMetrics,
     own: AuthorKey,
     /// The highest own seq the store held at start, then the highest stored since.
     held: u64,
@@ -105,10 +105,12 @@ impl OwnFeedCheck {
         held: u64,
         limits: CheckLimits,
         nobody_to_ask: bool,
+        metrics: crate::metrics::NetMetrics,
     ) -> OwnFeedCheck {
+        metrics.own_feed_checking.set(1);
         let mut check = OwnFeedCheck {
             gate,
-            metrics: None,
+            metrics,
             own,
             held,
             reported: 0,
@@ -131,13 +133,6 @@ impl OwnFeedCheck {
             );
         }
         check
-    }
-
-    /// Reports the check in `metrics` from now on.
-    pub(crate) fn with_metrics(mut self, metrics: crate::metrics::NetMetrics) -> OwnFeedCheck {
-        metrics.own_feed_checking.set(i64::from(!self.done));
-        self.metrics = Some(metrics);
-        self
     }
 
     /// This node's author.
@@ -170,6 +165,11 @@ impl OwnFeedCheck {
         self.asked.contains_key(id)
     }
 
+    /// The peer question `id` went to.
+    pub(crate) fn peer_of(&self, id: &OutboundRequestId) -> Option<PeerId> {
+        self.asked.get(id).copied()
+    }
+
     /// A peer answered `id` with `heads` (`None`: the request failed). Returns the own seqs
     /// to fetch from that peer, if it holds more of our feed than we do.
     pub(crate) fn answered(
@@ -182,9 +182,7 @@ impl OwnFeedCheck {
         self.answered += 1;
         let theirs = heads.first().filter(|h| h.author == self.own).map_or(0, |h| h.max_seq);
         let fetch = (theirs > self.held).then(|| {
-            if let Some(m) = &self.metrics {
-                m.own_feed_behind_peers.inc();
-            }
+            self.metrics.own_feed_behind_peers.inc();
             warn!(
                 %peer,
                 their_head = theirs,
@@ -229,9 +227,7 @@ impl OwnFeedCheck {
 
     fn finish(&mut self, why: &str) {
         self.done = true;
-        if let Some(m) = &self.metrics {
-            m.own_feed_checking.set(0);
-        }
+        self.metrics.own_feed_checking.set(0);
         self.asked.clear();
         self.gate.finish();
         info!(reason = why, "own-feed check done; signing allowed");
@@ -267,6 +263,10 @@ mod tests {
         WireHead { author: a, contiguous_seq: max_seq, max_seq }
     }
 
+    fn metrics() -> crate::metrics::NetMetrics {
+        crate::metrics::NetMetrics::new(&mut prometheus_client::registry::Registry::default())
+    }
+
     fn limits(peers: usize) -> CheckLimits {
         CheckLimits { window: Duration::from_secs(5), peers }
     }
@@ -292,10 +292,10 @@ mod tests {
     fn off_or_alone_it_ends_at_once() {
         let gate = Arc::new(OwnFeedGate::new());
         let off = CheckLimits { window: Duration::ZERO, peers: 2 };
-        assert!(OwnFeedCheck::start(gate.clone(), author(1), 0, off, false).is_done());
+        assert!(OwnFeedCheck::start(gate.clone(), author(1), 0, off, false, metrics()).is_done());
         assert!(!gate.checking());
         let gate = Arc::new(OwnFeedGate::new());
-        assert!(OwnFeedCheck::start(gate.clone(), author(1), 0, limits(2), true).is_done());
+        assert!(OwnFeedCheck::start(gate.clone(), author(1), 0, limits(2), true, metrics()).is_done());
         assert!(!gate.checking() && gate.resync());
     }
 
@@ -303,9 +303,8 @@ mod tests {
     fn it_waits_for_the_records_a_peer_reported_then_opens() {
         let gate = Arc::new(OwnFeedGate::new());
         let me = author(9);
-        let metrics = crate::metrics::NetMetrics::new(&mut prometheus_client::registry::Registry::default());
-        let mut check =
-            OwnFeedCheck::start(gate.clone(), me, 3, limits(2), false).with_metrics(metrics.clone());
+        let metrics = metrics();
+        let mut check = OwnFeedCheck::start(gate.clone(), me, 3, limits(2), false, metrics.clone());
         assert_eq!(metrics.own_feed_checking.get(), 1);
         let ids = request_ids(3);
         let (p1, p2) = (PeerId::random(), PeerId::random());
@@ -331,7 +330,7 @@ mod tests {
     fn a_claim_nobody_delivers_delays_only_to_the_end_of_the_window() {
         let gate = Arc::new(OwnFeedGate::new());
         let me = author(9);
-        let mut check = OwnFeedCheck::start(gate.clone(), me, 0, limits(1), false);
+        let mut check = OwnFeedCheck::start(gate.clone(), me, 0, limits(1), false, metrics());
         let ids = request_ids(1);
         let liar = PeerId::random();
         ask(&mut check, liar, ids[0]);
@@ -345,7 +344,7 @@ mod tests {
     #[test]
     fn failed_questions_are_not_answers() {
         let gate = Arc::new(OwnFeedGate::new());
-        let mut check = OwnFeedCheck::start(gate.clone(), author(9), 0, limits(1), false);
+        let mut check = OwnFeedCheck::start(gate.clone(), author(9), 0, limits(1), false, metrics());
         let ids = request_ids(2);
         ask(&mut check, PeerId::random(), ids[0]);
         assert!(check.owns(&ids[0]));

@@ -26,6 +26,7 @@ mod check;
 mod compact;
 mod disk;
 mod error;
+mod interchange;
 mod keys;
 mod node_state;
 mod query;
@@ -53,6 +54,7 @@ pub use disk::{
     DISK_SAMPLE_INTERVAL, MAX_RELEASE_MARGIN_BYTES,
 };
 pub use error::{Result, StoreError};
+pub use interchange::{Interchange, MAX_INTERCHANGE_BYTES};
 pub use query::{Cursor, Page, Query, QUERY_LIMIT_MAX, QUERY_SCAN_BUDGET};
 pub use retention::{
     StoreUsage, DEFAULT_MAX_STORE_BYTES, EVICTION_BATCH_RECORDS, EVICTION_LOG_INTERVAL, EVICTION_SCAN_BUDGET,

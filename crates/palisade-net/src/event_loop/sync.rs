@@ -114,8 +114,18 @@ impl EventLoop {
     /// An answer (or failure, `None`) to an own-feed question: fetch what the peer holds of
     /// our feed beyond our store, by the ordinary sync path.
     fn on_own_feed_answer(&mut self, id: OutboundRequestId, response: Option<SyncResponse>) {
+        // One head was asked for: more, or records, is sync abuse here as for any request (a
+        // refusal or a failure is only no answer).
+        let abusive = match &response {
+            Some(SyncResponse::Heads { heads, .. }) => heads.len() > 1,
+            Some(SyncResponse::Records { .. }) => true,
+            Some(SyncResponse::Refused(_)) | None => false,
+        };
+        if let Some(peer) = self.own_check.peer_of(&id).filter(|_| abusive) {
+            self.penalize(peer, PenaltyReason::SyncAbuse);
+        }
         let heads = match &response {
-            Some(SyncResponse::Heads { heads, .. }) if heads.len() <= 1 => Some(heads.as_slice()),
+            Some(SyncResponse::Heads { heads, .. }) if !abusive => Some(heads.as_slice()),
             _ => None,
         };
         if let Some((peer, from_seq, to_seq)) = self.own_check.answered(id, heads) {
