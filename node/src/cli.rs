@@ -481,6 +481,11 @@ pub struct RunArgs {
     /// Prometheus listener host:port, or `off`.
     #[arg(long, env = "PALISADE_METRICS_LISTEN", value_name = "ADDR|off")]
     pub metrics_listen: Option<String>,
+    /// Start on a store that holds less than its manifest (exit 74 without this flag): accept
+    /// what is missing, fetch it back from peers, and refuse submissions until the node's own
+    /// feed is back up to where it was.
+    #[arg(long)]
+    pub recover_from_peers: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,8 +31,15 @@ pub struct Reload {
     pub log: Option<crate::logging::LogReload>,
 }
 
+/// How this start was asked for (flags of `palisade run` that are not configuration).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Start {
+    /// `--recover-from-peers`: start on a store that holds less than its manifest.
+    pub recover_from_peers: bool,
+}
+
 /// Runs the node until SIGINT/SIGTERM (SIGHUP reloads part of the configuration).
-pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
+pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload, start: Start) -> anyhow::Result<()> {
     // Installed first: a signal that arrives while the node starts (or right after it says
     // it is running) is handled as a clean shutdown once start-up completes, never the
     // default action of killing the process.
@@ -46,8 +53,10 @@ pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload) -> anyhow
         watermarks: config.store.watermarks(),
         max_bytes: config.store.max_bytes,
         compression: config.store.compression,
+        manifest_path: Some(paths.data_dir.join(palisade_store::MANIFEST_FILE)),
     })
     .with_context(|| "opening the record store")?;
+    let own_feed_floor = check_manifest(&paths, &store, start)?;
     store.set_protected_authors(config.store.protected_authors(&config.admin.trust));
     let keys = node_keys(&paths, &store)?;
     info!(
@@ -77,6 +86,7 @@ pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload) -> anyhow
     .context("starting the network")?;
     let handle = network.handle();
     protect_signing(&paths, &store, &keys, &handle)?;
+    handle.require_own_feed_to(own_feed_floor);
 
     let mut api = ApiServer::start(api_config(&paths, &config), handle.clone(), &mut registry)
         .await
@@ -201,6 +211,39 @@ fn node_keys(paths: &Paths, store: &Store) -> anyhow::Result<keys::NodeKeys> {
             Ok(keys)
         }
     }
+}
+
+/// Compares the store with its manifest: a store that lost acknowledged records stops the
+/// start (exit 74) with what is missing and what to do, unless the operator chose
+/// `--recover-from-peers`; then the manifest is rebased to the store and the own feed's
+/// former head is returned, a seq the store must hold again before the node signs.
+fn check_manifest(paths: &Paths, store: &Store, start: Start) -> anyhow::Result<u64> {
+    let check = store.manifest_check().clone();
+    let floor = match &check {
+        palisade_store::ManifestCheck::Sound => return Ok(0),
+        palisade_store::ManifestCheck::Behind { manifest, .. } => manifest.own_seq,
+        palisade_store::ManifestCheck::Damaged { .. } => 0,
+    };
+    if !start.recover_from_peers {
+        return Err(crate::StoreBehind(format!(
+            "{check}. The store in {} lost records it had acknowledged (a damaged disk, or db/ deleted \
+             or replaced). Refusing to start on it. Either restore the data directory from a backup \
+             (`palisade backup restore FILE`), or start with `palisade run --recover-from-peers` to \
+             accept the loss: the node then fetches the missing records back from its peers and \
+             refuses submissions until its own feed is back. `palisade store check` (node stopped) \
+             lists any damage",
+            paths.db_dir().display()
+        ))
+        .into());
+    }
+    warn!(
+        missing = %check,
+        own_feed_floor = floor,
+        "--recover-from-peers: starting on a store that holds less than its manifest; the missing \
+         records come back from peers by sync, and submissions wait until the own feed reaches seq {floor}"
+    );
+    store.rebase_manifest().context("rebasing the store manifest")?;
+    Ok(floor)
 }
 
 /// Opens the signing history beside the key and hands it to the network, so this node never

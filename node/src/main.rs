@@ -7,7 +7,9 @@
 //! - 2: client commands only: the node cannot be reached (socket missing, refused, timeout)
 //! - 3: `attest verdict --check` only: the trust policy is not satisfied
 //! - 64: usage error (bad flags; clap's own errors)
-//! - 74: `run` only: the store failed an I/O operation (a failing disk); restart the node
+//! - 74: `run` only: the store failed an I/O operation (a failing disk; restart the node), or
+//!   at start it holds less than its manifest says it acknowledged (restore a backup, or
+//!   `run --recover-from-peers`)
 //! - 75: `run` only: the shutdown took longer than `store.shutdown_timeout_secs`
 //! - 78: configuration error (invalid value, unknown key, bad key file permissions)
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
@@ -82,6 +84,11 @@ pub const EXIT_SHUTDOWN_TIMEOUT: u8 = 75;
 #[error("the store failed: {0}; the node stopped so that its supervisor restarts it on a reopened store (nothing acknowledged is lost). Check the disk (free space, dmesg)")]
 pub struct StoreFailed(String);
 
+/// At start the store held less than its manifest; maps to [`EXIT_STORE_FAILED`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreBehind(String);
+
 /// The shutdown did not finish in time; maps to [`EXIT_SHUTDOWN_TIMEOUT`].
 #[derive(Debug, thiserror::Error)]
 #[error("the shutdown did not finish within {0:?} (store.shutdown_timeout_secs); exiting anyway. Records acknowledged before the shutdown were flushed; check the disk if this repeats")]
@@ -121,7 +128,7 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(EXIT_CONFIG)
-            } else if e.downcast_ref::<StoreFailed>().is_some() {
+            } else if e.downcast_ref::<StoreFailed>().is_some() || e.downcast_ref::<StoreBehind>().is_some() {
                 ExitCode::from(EXIT_STORE_FAILED)
             } else if e.downcast_ref::<ShutdownTimedOut>().is_some() {
                 ExitCode::from(EXIT_SHUTDOWN_TIMEOUT)
@@ -252,6 +259,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let paths = paths::Paths::resolve(g)?;
             let config = paths.effective_config(g, &args)?;
+            let start = daemon::Start { recover_from_peers: args.recover_from_peers };
             let log = logging::init(&config.log)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             // SIGHUP re-reads the same sources (file, environment, flags) the start did.
@@ -263,6 +271,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 paths,
                 config,
                 daemon::Reload { reread: Box::new(reread), log },
+                start,
             ));
             // A blocking task stuck in a hung disk must not hold the exit (dropping the
             // runtime would wait for it forever).

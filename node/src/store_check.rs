@@ -10,7 +10,13 @@ use crate::ConfigError;
 
 /// Runs the check; `Ok(true)` when everything is sound.
 pub fn run(paths: &Paths, json: bool) -> anyhow::Result<bool> {
-    let store = match Store::open(&StoreConfig::new(paths.db_dir())) {
+    // The manifest is compared when there is one (a check never creates it).
+    let manifest = paths.data_dir.join(palisade_store::MANIFEST_FILE);
+    let config = StoreConfig {
+        manifest_path: manifest.exists().then_some(manifest),
+        ..StoreConfig::new(paths.db_dir())
+    };
+    let store = match Store::open(&config) {
         Ok(s) => s,
         Err(e @ StoreError::Locked { .. }) => {
             return Err(ConfigError(format!("{e}; stop the node before `palisade store check`")).into())
@@ -45,8 +51,22 @@ pub fn run(paths: &Paths, json: bool) -> anyhow::Result<bool> {
         own_feed =
             serde_json::json!({"author": author.to_string(), "stored_seq": stored, "signed_seq": signed});
     }
+    let manifest = store.manifest_check();
+    if *manifest != palisade_store::ManifestCheck::Sound {
+        report.problems += 1;
+        report.examples.push(format!(
+            "{manifest}: restore a backup, or start the node with `palisade run --recover-from-peers`"
+        ));
+    }
+    let manifest = store.manifest().map(|m| {
+        serde_json::json!({
+            "stored_ever": palisade_types::RecordKind::ALL.iter().map(|k| (k.as_str().to_string(), serde_json::Value::from(m.stored_of(*k)))).collect::<serde_json::Map<_, _>>(),
+            "own_seq": m.own_seq,
+        })
+    });
     if json {
         let v = serde_json::json!({
+            "manifest": manifest,
             "records": report.records,
             "authors": report.authors,
             "problems": report.problems,

@@ -14,9 +14,11 @@ use tracing::{info, warn};
 
 use super::{lock, sleep_until_secs, Run, Window};
 
-/// What a backup holds: the store and the signing history (the key stays in place, as an
-/// operator restoring a node keeps its key).
-const BACKED_UP: [&str; 2] = ["db", "signing-history"];
+/// What a backup holds: the store, its manifest and the signing history, all as old (the key
+/// stays in place, as an operator restoring a node keeps its key). The manifest comes back
+/// with the store it describes, so the node starts on the restored store; without it the
+/// node would refuse (exit 74) until told `--recover-from-peers`.
+const BACKED_UP: [&str; 3] = ["db", "signing-history", "store-manifest"];
 
 pub(super) async fn restore_backup(run: &Arc<Run>, i: usize, at: f64, dur: f64) {
     let dir = lock(&run.cluster).nodes[i].data_dir.clone();

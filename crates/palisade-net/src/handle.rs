@@ -153,6 +153,9 @@ struct Shared {
     writer: Mutex<FeedWriter>,
     /// Set by [`Handle::protect_signing`].
     signing: std::sync::OnceLock<Arc<SigningHistory>>,
+    /// A seq of the own feed the store must hold before the next signature, beside the
+    /// signing history (the store manifest's own-feed head after a recovery; 0: none).
+    own_floor: std::sync::atomic::AtomicU64,
     /// The own-feed check at start, and own records that arrived from elsewhere.
     own_gate: Arc<crate::own_check::OwnFeedGate>,
     peer_id: PeerId,
@@ -195,6 +198,7 @@ impl Handle {
                 metrics,
                 writer: Mutex::new(writer),
                 signing: std::sync::OnceLock::new(),
+                own_floor: std::sync::atomic::AtomicU64::new(0),
                 own_gate,
                 peer_id,
                 author,
@@ -289,6 +293,13 @@ impl Handle {
             .map_err(|_| NetError::Setup("signing protection was already set".into()))
     }
 
+    /// Also refuses to sign until the store holds the own feed up to `seq` (the store
+    /// manifest's own-feed head when a node recovers from peers after losing records: the
+    /// signing history may be as old as a restored store). Never lowers an earlier floor.
+    pub fn require_own_feed_to(&self, seq: u64) {
+        self.shared.own_floor.fetch_max(seq, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// Moves the writer past own records stored from elsewhere (the own-feed check's fetch,
     /// or another node signing with this key), so it never signs at a seq the store holds.
     async fn resync_writer(&self, writer: &mut FeedWriter) -> Result<(), NetError> {
@@ -311,8 +322,9 @@ impl Handle {
         writer: &mut FeedWriter,
         history: &SigningHistory,
     ) -> Result<(), NetError> {
-        let Some(signed) = history.highest() else { return Ok(()) };
-        if writer.next_seq() > signed.seq {
+        let floor = self.shared.own_floor.load(std::sync::atomic::Ordering::Acquire);
+        let signed = history.highest().map(|s| s.seq).unwrap_or(0).max(floor);
+        if signed == 0 || writer.next_seq() > signed {
             return Ok(());
         }
         let store = self.shared.store.clone();
@@ -321,13 +333,11 @@ impl Handle {
             .await
             .map_err(|_| NetError::Stopped)??;
         match last {
-            Some((seq, id)) if seq >= signed.seq => {
+            Some((seq, id)) if seq >= signed => {
                 writer.reset(Some((seq, id)));
                 Ok(())
             }
-            _ => {
-                Err(NetError::OwnFeedBehind { stored: last.map(|(s, _)| s).unwrap_or(0), signed: signed.seq })
-            }
+            _ => Err(NetError::OwnFeedBehind { stored: last.map(|(s, _)| s).unwrap_or(0), signed }),
         }
     }
 

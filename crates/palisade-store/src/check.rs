@@ -127,6 +127,12 @@ impl Store {
             if stored != says {
                 report.problem(format!("{kind} counter says {says}, {stored} are stored"));
             }
+            // The manifest's counter only grows: it can never be below what is stored.
+            let ever = self.stored_ever(kind);
+            if ever < stored {
+                report
+                    .problem(format!("{kind} records-ever-stored counter says {ever}, {stored} are stored"));
+            }
         }
         Ok(report)
     }

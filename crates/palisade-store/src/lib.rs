@@ -28,11 +28,14 @@ mod disk;
 mod error;
 mod interchange;
 mod keys;
+mod manifest;
+mod migrate;
 mod node_state;
 mod query;
 mod read;
 mod retention;
 mod signing_history;
+mod slots;
 mod state_writer;
 mod values;
 mod write;
@@ -55,6 +58,7 @@ pub use disk::{
 };
 pub use error::{Result, StoreError};
 pub use interchange::{Interchange, MAX_INTERCHANGE_BYTES};
+pub use manifest::{Acknowledged, ManifestCheck, MANIFEST_FILE};
 pub use query::{Cursor, Page, Query, QUERY_LIMIT_MAX, QUERY_SCAN_BUDGET};
 pub use retention::{
     StoreUsage, DEFAULT_MAX_STORE_BYTES, EVICTION_BATCH_RECORDS, EVICTION_LOG_INTERVAL, EVICTION_SCAN_BUDGET,
@@ -77,91 +81,12 @@ pub use values::{
 ///   a version-1 store is migrated on open by deleting its time-index entries.
 /// - 3: the received-order index and the byte counter of the store quota (`retention.rs`);
 ///   a version-2 store is migrated on open by building both from its records.
-pub const SCHEMA_VERSION: u32 = 3;
+/// - 4: counters of the records ever stored, by kind (the store manifest's figures,
+///   `manifest.rs`); a version-3 store is migrated on open by starting them at its counts.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// zstd level of `store.compression` (levels 1 and 3 measured the same size; 1 is faster).
 const COMPRESSION_LEVEL: i32 = 1;
-
-/// Records read per batch by the migrations.
-const MIGRATION_BATCH: usize = 10_000;
-
-/// Schema 2 → 3: builds the received-order index and the quota's byte counter, then records
-/// version 3.
-fn migrate_v2(inner: &Inner) -> std::result::Result<(), sled::Error> {
-    rebuild_quota_accounting(inner)?;
-    inner.meta.insert(META_SCHEMA, &3u32.to_be_bytes())?;
-    inner.db.flush()?;
-    Ok(())
-}
-
-/// Builds the received-order index and the quota's byte counter from the stored records, in
-/// bounded batches (idempotent: an entry already there is written again). A record that does
-/// not decode is left for `palisade store check` to report. Returns the byte count.
-fn rebuild_quota_accounting(inner: &Inner) -> std::result::Result<u64, sled::Error> {
-    let mut total: u64 = 0;
-    let mut start = vec![keys::SPACE_RECORD];
-    let end = vec![keys::SPACE_RECORD + 1];
-    loop {
-        let mut batch = sled::Batch::default();
-        let mut n = 0usize;
-        for item in inner.data.range(start.clone()..end.clone()).take(MIGRATION_BATCH) {
-            let (k, v) = item?;
-            n += 1;
-            start = k.to_vec();
-            start.push(0);
-            let Some(id) = keys::trailing_id(&k) else { continue };
-            if let Ok((meta, record)) = decode_record_value(&id, &v) {
-                total = total.saturating_add(retention::record_cost(&record));
-                batch.insert(keys::received_key(meta.received_at_ms, &id), Vec::new());
-            }
-        }
-        if n == 0 {
-            break;
-        }
-        inner.data.apply_batch(batch)?;
-    }
-    let markers = inner.data.scan_prefix([keys::SPACE_EVICTED]).count() as u64;
-    total = total.saturating_add(markers.saturating_mul(retention::MARKER_COST));
-    inner.data.insert(retention::bytes_key(), &total.to_be_bytes())?;
-    Ok(total)
-}
-
-/// The quota's byte counter as stored, recounted when it cannot be right: more logical bytes
-/// than twice the database's files (plus a margin) means a damaged counter, and a damaged
-/// counter must never make the quota evict what it should keep.
-fn quota_bytes(inner: &Inner) -> std::result::Result<u64, sled::Error> {
-    let stored = inner.data.get(retention::bytes_key())?.map(|v| u64_value(&v)).unwrap_or(0);
-    let plausible = inner.db.size_on_disk()?.saturating_mul(2).saturating_add(64 * 1024 * 1024);
-    if stored <= plausible {
-        return Ok(stored);
-    }
-    tracing::warn!(
-        path = %inner.path.display(),
-        stored,
-        "the store quota's byte counter is implausible (damaged?); recounting the records"
-    );
-    rebuild_quota_accounting(inner)
-}
-
-/// Schema 1 → 2: drops the time-index entries (in bounded batches), then records version 2.
-fn migrate_v1(inner: &Inner) -> std::result::Result<(), sled::Error> {
-    loop {
-        let mut batch = sled::Batch::default();
-        let mut n = 0usize;
-        for item in inner.data.scan_prefix(keys::time_prefix()).take(MIGRATION_BATCH) {
-            let (k, _) = item?;
-            batch.remove(k);
-            n += 1;
-        }
-        if n == 0 {
-            break;
-        }
-        inner.data.apply_batch(batch)?;
-    }
-    inner.meta.insert(META_SCHEMA, &2u32.to_be_bytes())?;
-    inner.db.flush()?;
-    Ok(())
-}
 
 /// Default sled page-cache size. sled's own default is 1 GiB, far more than a node needs;
 /// 64 MiB keeps the hot part of the indexes cached while a node with a million records stays
@@ -190,6 +115,10 @@ pub struct StoreConfig {
     /// slower writes (measured in `docs/operations.md`). Applies when the store is created;
     /// an existing store keeps the setting it was created with.
     pub compression: bool,
+    /// The store manifest (`<data-dir>/store-manifest`, outside `db/` so that deleting or
+    /// replacing `db/` does not take it along): raised with every flush, compared with the
+    /// store at open ([`Store::manifest_check`]). `None` keeps no manifest.
+    pub manifest_path: Option<PathBuf>,
 }
 
 impl StoreConfig {
@@ -201,6 +130,7 @@ impl StoreConfig {
             watermarks: DiskWatermarks::default(),
             max_bytes: DEFAULT_MAX_STORE_BYTES,
             compression: false,
+            manifest_path: None,
         }
     }
 }
@@ -223,6 +153,14 @@ struct Inner {
     retention: retention::Retention,
     /// sled compresses its pages (`store.compression`, as the store was created).
     compressed: bool,
+    /// Mirror of the records-ever-stored counters, in [`RecordKind::ALL`] order (written
+    /// under the write lock after the batch that raised them is applied).
+    stored_ever: [std::sync::atomic::AtomicU64; 4],
+    /// The author whose node runs on this store, once known (see `node_state.rs`).
+    own: Mutex<Option<AuthorKey>>,
+    /// The store manifest, if configured, and how the store compared with it at open.
+    manifest: Option<manifest::Manifest>,
+    manifest_check: ManifestCheck,
 }
 
 /// Most authors whose feed heads are kept in memory; the map is cleared when full (the
@@ -257,8 +195,51 @@ fn count_key(kind: RecordKind) -> Vec<u8> {
     keys::spaced(keys::SPACE_META, &[b'c', kind.tag()])
 }
 
+/// Records ever stored of `kind` (schema 4): only grows, whatever the quota evicts.
+fn stored_ever_key(kind: RecordKind) -> Vec<u8> {
+    keys::spaced(keys::SPACE_META, &[b'n', kind.tag()])
+}
+
 fn authors_key() -> Vec<u8> {
     keys::spaced(keys::SPACE_META, b"authors")
+}
+
+/// Loads the records-ever-stored mirror and the own author, then opens the manifest (if
+/// configured) and compares it with the store.
+fn open_manifest(inner: &mut Inner, config: &StoreConfig) -> std::result::Result<(), sled::Error> {
+    for (slot, kind) in inner.stored_ever.iter().zip(RecordKind::ALL) {
+        let n = inner.data.get(stored_ever_key(kind))?.map(|v| u64_value(&v)).unwrap_or(0);
+        slot.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    let own = inner.meta.get(node_state::META_OWN_AUTHOR)?.and_then(|v| v.as_ref().try_into().ok());
+    *lock(&inner.own) = own.map(AuthorKey);
+    let Some(path) = &config.manifest_path else { return Ok(()) };
+    let now = acknowledged(inner)?;
+    let (manifest, check) = manifest::Manifest::open(path, now)?;
+    inner.manifest = Some(manifest);
+    inner.manifest_check = check;
+    Ok(())
+}
+
+/// The store's figures for the manifest: the records-ever-stored mirror and the own feed's
+/// highest seq (read from the tree, which writers update before the mirror's readers look).
+fn acknowledged(inner: &Inner) -> std::result::Result<Acknowledged, sled::Error> {
+    let mut out = Acknowledged::default();
+    for (slot, n) in out.stored.iter_mut().zip(&inner.stored_ever) {
+        *slot = n.load(std::sync::atomic::Ordering::Acquire);
+    }
+    if let Some(own) = *lock(&inner.own) {
+        let cached = lock(&inner.heads).get(&own).map(|c| c.head);
+        let head = match cached {
+            Some(h) => Some(h),
+            None => inner
+                .data
+                .get(keys::feed_key(&own))?
+                .and_then(|v| decode_exact::<FeedHead>(&v, "feed head").ok()),
+        };
+        out.own_seq = head.map(|h| h.max_seq).unwrap_or(0);
+    }
+    Ok(out)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -329,18 +310,27 @@ impl Store {
             disk,
             retention: retention::Retention::new(config.max_bytes, 0),
             compressed: compression,
+            stored_ever: Default::default(),
+            own: Mutex::new(None),
+            manifest: None,
+            manifest_check: ManifestCheck::Sound,
         };
         match inner.meta.get(META_SCHEMA).map_err(io)? {
             Some(v) => {
                 let found = v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0);
-                if found == 1 {
-                    migrate_v1(&inner).map_err(io)?;
-                }
-                if found == 1 || found == 2 {
-                    tracing::info!(path = %path.display(), "migrating the store to schema 3 (the quota's index)");
-                    migrate_v2(&inner).map_err(io)?;
-                } else if found != SCHEMA_VERSION {
+                if !(1..=SCHEMA_VERSION).contains(&found) {
                     return Err(StoreError::SchemaMismatch { path, found, expected: SCHEMA_VERSION });
+                }
+                if found == 1 {
+                    migrate::migrate_v1(&inner).map_err(io)?;
+                }
+                if found <= 2 {
+                    tracing::info!(path = %path.display(), "migrating the store to schema 3 (the quota's index)");
+                    migrate::migrate_v2(&inner).map_err(io)?;
+                }
+                if found <= 3 {
+                    tracing::info!(path = %path.display(), "migrating the store to schema 4 (the manifest's counters)");
+                    migrate::migrate_v3(&inner).map_err(io)?;
                 }
             }
             None => {
@@ -351,7 +341,9 @@ impl Store {
                 inner.db.flush().map_err(io)?;
             }
         }
-        inner.retention.set_bytes(quota_bytes(&inner).map_err(io)?);
+        inner.retention.set_bytes(migrate::quota_bytes(&inner).map_err(io)?);
+        let mut inner = inner;
+        open_manifest(&mut inner, config).map_err(io)?;
         let inner = Arc::new(inner);
         retention::spawn_retention(Arc::downgrade(&inner));
         Ok(Store { inner })
@@ -449,14 +441,22 @@ impl Store {
         }
     }
 
-    /// Makes every write so far durable (fsync). Returns when it is on disk.
+    /// Makes every write so far durable (fsync), then raises the store manifest to the
+    /// figures taken before the flush (so it never claims more than is durable). Returns
+    /// when it is on disk.
     pub fn flush(&self) -> Result<()> {
-        self.inner.db.flush().map(|_| ()).map_err(|e| self.io(e))
+        let before = self.acknowledged_now()?;
+        self.inner.db.flush().map_err(|e| self.io(e))?;
+        self.raise_manifest(before);
+        Ok(())
     }
 
     /// [`flush`](Self::flush) without blocking the async runtime.
     pub async fn flush_async(&self) -> Result<()> {
-        self.inner.db.flush_async().await.map(|_| ()).map_err(|e| self.io(e))
+        let before = self.acknowledged_now()?;
+        self.inner.db.flush_async().await.map_err(|e| self.io(e))?;
+        self.raise_manifest(before);
+        Ok(())
     }
 
     /// The cached head of `author`, if it is in memory.

@@ -7,7 +7,7 @@ use crate::{
 };
 
 /// Meta key of the author key of the node that runs on this store.
-const META_OWN_AUTHOR: &[u8] = b"own_author";
+pub(crate) const META_OWN_AUTHOR: &[u8] = b"own_author";
 
 impl Store {
     // ---- bans ----
@@ -79,6 +79,7 @@ impl Store {
     /// Records (durably) which author's node runs on this store.
     pub fn set_own_author(&self, author: &AuthorKey) -> Result<()> {
         self.inner.meta.insert(META_OWN_AUTHOR, &author.0[..]).map_err(|e| self.io(e))?;
+        *crate::lock(&self.inner.own) = Some(*author);
         self.flush()
     }
 }

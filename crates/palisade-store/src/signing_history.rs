@@ -18,18 +18,16 @@
 //! announced by then); no rename, so no directory sync. To move a node, copy the file with the key; to
 //! read it, `cat` it.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use palisade_types::{AuthorKey, RecordId};
 
+use crate::slots::SlotFile;
+
 /// File name inside the data directory.
 pub const SIGNING_HISTORY_FILE: &str = "signing-history";
 
-const SLOT_BYTES: usize = 256;
 const MAGIC: &str = "palisade-signing-history v1";
 
 /// Why the signing history cannot be used.
@@ -76,10 +74,8 @@ pub struct Signed {
 }
 
 struct State {
-    file: File,
+    file: SlotFile,
     highest: Option<Signed>,
-    /// The slot the next write goes to.
-    next_slot: u64,
 }
 
 /// The signing history of one author; see the module docs.
@@ -99,22 +95,12 @@ impl std::fmt::Debug for SigningHistory {
     }
 }
 
-fn slot_text(author: &AuthorKey, signed: &Signed) -> Vec<u8> {
-    let body = format!("{MAGIC} {author} {} {}", signed.seq, signed.id.to_hex());
-    let sum = blake3::hash(body.as_bytes()).to_hex();
-    let mut line = format!("{body} {sum}").into_bytes();
-    line.resize(SLOT_BYTES - 1, b' ');
-    line.push(b'\n');
-    line
+fn slot_body(author: &AuthorKey, signed: &Signed) -> String {
+    format!("{MAGIC} {author} {} {}", signed.seq, signed.id.to_hex())
 }
 
-/// Parses one slot; `None` if it is empty, torn or corrupt.
-fn parse_slot(slot: &[u8]) -> Option<(AuthorKey, Signed)> {
-    let text = std::str::from_utf8(slot).ok()?.trim_end();
-    let (body, sum) = text.rsplit_once(' ')?;
-    if blake3::hash(body.as_bytes()).to_hex().as_str() != sum {
-        return None;
-    }
+/// Parses one slot's body (its checksum already checked).
+fn parse_body(body: &str) -> Option<(AuthorKey, Signed)> {
     let rest = body.strip_prefix(MAGIC)?.trim_start();
     let mut parts = rest.split(' ');
     let author = parts.next()?.parse::<AuthorKey>().ok()?;
@@ -130,19 +116,8 @@ impl SigningHistory {
     /// Opens (or creates, mode 0600) the history of `author` at `path`.
     pub fn open(path: &Path, author: AuthorKey) -> Result<SigningHistory, SigningHistoryError> {
         let io = |source| SigningHistoryError::Io { path: path.to_path_buf(), source };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        let mut bytes = Vec::new();
-        // Only the two slots are read, whatever the file's size.
-        (&mut file).take(2 * SLOT_BYTES as u64).read_to_end(&mut bytes).map_err(io)?;
-        let slots: Vec<Option<(AuthorKey, Signed)>> =
-            bytes.chunks(SLOT_BYTES).take(2).map(parse_slot).collect();
+        let (mut file, read) = SlotFile::open(path).map_err(io)?;
+        let slots = read.bodies.map(|b| b.as_deref().and_then(parse_body));
         let mut best: Option<(usize, Signed)> = None;
         for (i, slot) in slots.iter().enumerate() {
             let Some((found, signed)) = slot else { continue };
@@ -157,17 +132,16 @@ impl SigningHistory {
                 best = Some((i, *signed));
             }
         }
-        if best.is_none() && bytes.iter().any(|b| *b != 0) {
+        if best.is_none() && read.written {
             return Err(SigningHistoryError::Damaged { path: path.to_path_buf() });
         }
-        let next_slot = match best {
-            Some((i, _)) => 1 - i as u64,
-            None => 0,
-        };
+        if let Some((i, _)) = best {
+            file.keep(i);
+        }
         Ok(SigningHistory {
             path: path.to_path_buf(),
             author,
-            state: Mutex::new(State { file, highest: best.map(|(_, s)| s), next_slot }),
+            state: Mutex::new(State { file, highest: best.map(|(_, s)| s) }),
             announced: Mutex::new(None),
         })
     }
@@ -200,13 +174,8 @@ impl SigningHistory {
         // At least `signed`: it was announced above and nothing durable covers it yet.
         let target = self.announced.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(signed);
         let signed = if target.seq > signed.seq { target } else { signed };
-        let offset = state.next_slot * SLOT_BYTES as u64;
-        let text = slot_text(&self.author, &signed);
-        state.file.seek(SeekFrom::Start(offset)).map_err(io)?;
-        state.file.write_all(&text).map_err(io)?;
-        state.file.sync_data().map_err(io)?;
+        state.file.write(&slot_body(&self.author, &signed), true).map_err(io)?;
         state.highest = Some(signed);
-        state.next_slot = 1 - state.next_slot;
         Ok(())
     }
 }
@@ -214,6 +183,7 @@ impl SigningHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::slots::SLOT_BYTES;
 
     fn id(n: u8) -> RecordId {
         RecordId([n; 32])

@@ -54,10 +54,15 @@ impl Store {
         for (record, meta) in items {
             outcomes.push(self.stage(&mut ov, &mut batch, record, *meta)?);
         }
+        let mut stored_ever = Vec::with_capacity(ov.counts.len());
         for (kind, added) in &ov.counts {
             let key = count_key(*kind);
             let now = self.get_raw(&key)?.map(|v| u64_value(&v)).unwrap_or(0);
             batch.insert(key, &now.saturating_add(*added).to_be_bytes());
+            // The manifest's counter: only ever grows (evictions leave it).
+            let ever = self.stored_ever(*kind).saturating_add(*added);
+            batch.insert(stored_ever_key(*kind), &ever.to_be_bytes());
+            stored_ever.push((*kind, ever));
         }
         if ov.new_authors > 0 {
             let key = authors_key();
@@ -70,6 +75,9 @@ impl Store {
         }
         self.inner.data.apply_batch(batch).map_err(|e| self.io(e))?;
         self.inner.retention.set_bytes(bytes);
+        for (kind, ever) in stored_ever {
+            self.set_stored_ever(kind, ever);
+        }
         {
             let mut cache = lock(&self.inner.heads);
             if cache.len() + ov.heads.len() > HEAD_CACHE_ENTRIES {

@@ -436,12 +436,20 @@ fn a_node_whose_store_lost_its_feed_never_signs_a_seq_twice() {
     let full_db = dir.path().join("db-after-seq-3");
     std::fs::rename(data.join("db"), &full_db).unwrap();
 
-    // An old backup (seq 1 of 3), then no store at all: both refuse to sign.
+    // An old backup (seq 1 of 3), then no store at all: the node refuses to start on either
+    // (exit 74: the store manifest counts 3 records); told to recover from peers, it starts
+    // and still refuses to sign until its feed is back.
     for restored in [Some(&old_db), None] {
         if let Some(db) = restored {
             copy_dir(db, &data.join("db"));
         }
-        let mut child = spawn_run(&data, &[]);
+        let (code, err) = crate::run_expecting_refusal(&data, &[], Duration::from_secs(60));
+        assert_eq!(code, 74, "{err}");
+        // The first recovery accepted the old backup (the manifest now counts 1 record); the
+        // signing history still says 3 were signed.
+        let missing = if restored.is_some() { "2 attestation record(s) missing" } else { "1 attestation" };
+        assert!(err.contains(missing) && err.contains("--recover-from-peers"), "{err}");
+        let mut child = spawn_run(&data, &["--recover-from-peers"]);
         let lines = wait_for_line(&mut child, "palisade is running", Duration::from_secs(60));
         assert!(lines.iter().any(|l| l.contains("signed further in its feed")), "{lines:#?}");
         let out = submit(&data, 4);

@@ -143,3 +143,27 @@ pub(crate) fn wait_for_in(lines: &std::sync::mpsc::Receiver<String>, seen: &mut 
         }
     }
 }
+
+/// `palisade run` on `dir` when it must refuse to start: its exit code and stderr, within
+/// `timeout` (a node that starts after all is killed and the test fails).
+pub(crate) fn run_expecting_refusal(
+    dir: &std::path::Path,
+    extra: &[&str],
+    timeout: Duration,
+) -> (i32, String) {
+    let mut child = spawn_run(dir, extra);
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`palisade run` did not refuse to start within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

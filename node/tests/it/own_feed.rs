@@ -54,8 +54,14 @@ fn a_node_that_lost_store_and_history_fetches_its_feed_before_signing_again() {
     let dir = a.stop_keeping_data();
     std::fs::remove_dir_all(dir.path().join("db")).unwrap();
     std::fs::remove_file(dir.path().join("signing-history")).unwrap();
+    // The store manifest (kept beside the key) knows three records were acknowledged: the
+    // node refuses to start on an empty store until the operator chooses to recover.
+    let (code, err) =
+        crate::run_expecting_refusal(dir.path(), &["--bootstrap", &b_addr], Duration::from_secs(60));
+    assert_eq!(code, 74, "{err}");
+    assert!(err.contains("own feed ends at seq 0 but reached seq 3"), "{err}");
 
-    let child = spawn_run(dir.path(), &["--bootstrap", &b_addr]);
+    let child = spawn_run(dir.path(), &["--bootstrap", &b_addr, "--recover-from-peers"]);
     let mut a = LiveNode { child, dir };
     let lines = crate::lines_of(a.child.stderr.take().unwrap());
     let mut seen = Vec::new();
@@ -76,6 +82,61 @@ fn a_node_that_lost_store_and_history_fetches_its_feed_before_signing_again() {
     }
     let b_status = b.json(&["status"]);
     assert_eq!(b_status["records"]["total"], 4, "{b_status}");
+    a.stop();
+    b.stop();
+}
+
+/// The reproduction: acknowledged records, a clean stop, one flipped byte in the middle
+/// of `db/db`. sled opens what precedes the damage, and the node used to start on it, ready,
+/// and sign at seqs it had used. Now the start is refused (exit 74) with what is missing;
+/// `--recover-from-peers` fetches the own feed back from a peer, and the next record gets the
+/// next unused seq.
+#[test]
+fn a_flipped_byte_is_refused_at_start_and_recovered_from_a_peer() {
+    const RECORDS: u64 = 40;
+    let b = LiveNode::start(&[]);
+    let b_addr = dial_addr(&b);
+    let a = LiveNode::start(&["--bootstrap", &b_addr]);
+    let author = a.json(&["status"])["author"].as_str().unwrap().to_string();
+    for n in 1..=RECORDS {
+        assert_eq!(seq_of(&submit_attestation(&a, &format!("pkg:cargo/flip@1.0.{n}"))), n);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (feed_len(&b, &author) as u64) < RECORDS {
+        assert!(Instant::now() < deadline, "b never got a's records");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = a.stop_keeping_data();
+    let file = dir.path().join("db").join("db");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+
+    let (code, err) =
+        crate::run_expecting_refusal(dir.path(), &["--bootstrap", &b_addr], Duration::from_secs(60));
+    assert!(code == 74 || err.contains("is damaged"), "exit {code}: {err}");
+    if code == 74 {
+        assert!(err.contains("record(s) missing") && err.contains("--recover-from-peers"), "{err}");
+    }
+    if err.contains("is damaged") {
+        // sled refused the file outright: the operator's way back is the same, from an empty db/.
+        std::fs::remove_dir_all(dir.path().join("db")).unwrap();
+    }
+    let child = spawn_run(dir.path(), &["--bootstrap", &b_addr, "--recover-from-peers"]);
+    let mut a = LiveNode { child, dir };
+    let lines = crate::lines_of(a.child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    crate::wait_for_in(&lines, &mut seen, "palisade is running");
+    let seq = seq_of(&submit_attestation(&a, "pkg:cargo/flip@2.0.0"));
+    assert_eq!(seq, RECORDS + 1, "signed at a seq it had used before the damage");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (feed_len(&b, &author) as u64) < RECORDS + 1 {
+        assert!(Instant::now() < deadline, "b never got the new record");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let feed = b.json(&["records", "feed", &author]);
+    assert_eq!(feed["flagged"], false, "b flags a as an equivocator: {feed}");
     a.stop();
     b.stop();
 }

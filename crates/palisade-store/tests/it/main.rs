@@ -6,6 +6,7 @@ mod crash;
 mod disk;
 mod feeds;
 mod head_cache;
+mod manifest;
 mod persistence;
 mod queries;
 mod quota;
