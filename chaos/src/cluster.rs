@@ -291,6 +291,11 @@ impl Cluster {
         Ok(Cluster { nodes, binary: binary.to_path_buf(), mode })
     }
 
+    /// The palisade binary the nodes run.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
     /// Starts node `i` (its log is appended to `node.log`).
     pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
         let binary = self.binary.clone();

@@ -18,6 +18,7 @@
 //! | `signing_history` | the signing-history file's bytes                       |
 
 pub mod admin_api;
+pub mod backup_document;
 pub mod common;
 pub mod config_parse;
 pub mod envelope_decode;

@@ -108,6 +108,11 @@ pub enum Command {
     /// the node first).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Backups: `create` asks the running node for an online backup (records, bans, peer
+    /// book, signing history); `verify` checks a file; `restore` writes one into a stopped
+    /// node's data directory.
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Print the man page (roff), generated from this command line's definition.
     ///
     /// Example: palisade manpage > /usr/local/share/man/man1/palisade.1
@@ -135,6 +140,38 @@ pub enum StoreCommand {
     ///
     /// Example: palisade --data-dir /var/lib/palisade store compact
     Compact,
+}
+
+/// `backup …`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take an online backup of the running node into FILE (written beside it, checked, then
+    /// renamed into place): every record acknowledged before it started, the bans, the peer
+    /// book and the signing history. The key is not in it: keep node.key apart.
+    ///
+    /// Example: palisade backup create /backup/palisade-$(date +%F).backup
+    Create {
+        /// The backup file to write.
+        file: PathBuf,
+    },
+    /// Check a backup file (format, every line, counts, checksum) and print what it holds.
+    /// Exit 0 when sound, 65 when damaged.
+    ///
+    /// Example: palisade backup verify /backup/palisade-2026-12-07.backup
+    Verify {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Restore a backup into the data directory of a stopped node whose store is empty (move
+    /// a damaged db/ away first). The node's key must be in place. Every record is verified
+    /// again; the signing history is never lowered (a newer one beside the key is kept). Exit
+    /// 65 if the file is damaged or records were refused.
+    ///
+    /// Example: palisade --data-dir /var/lib/palisade backup restore /backup/palisade-2026-12-07.backup
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
 }
 
 /// `peers …`.

@@ -7,6 +7,8 @@
 //! - 2: client commands only: the node cannot be reached (socket missing, refused, timeout)
 //! - 3: `attest verdict --check` only: the trust policy is not satisfied
 //! - 64: usage error (bad flags; clap's own errors)
+//! - 65: `store check` found problems; `backup verify`/`restore`: the file is damaged or
+//!   records were refused
 //! - 74: `run` only: the store failed an I/O operation (a failing disk; restart the node), or
 //!   at start it holds less than its manifest says it acknowledged (restore a backup, or
 //!   `run --recover-from-peers`)
@@ -27,6 +29,7 @@ macro_rules! out {
     ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*), false) };
 }
 
+mod backup;
 mod cli;
 mod client;
 mod config;
@@ -45,7 +48,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConfigCommand, HistoryCommand, KeysCommand, StoreCommand};
+use crate::cli::{BackupCommand, Cli, Command, ConfigCommand, HistoryCommand, KeysCommand, StoreCommand};
 
 /// Writes command output to stdout (see [`outln!`]).
 pub fn write_stdout(args: std::fmt::Arguments<'_>, newline: bool) {
@@ -73,6 +76,15 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 pub const EXIT_CONFIG: u8 = 78;
 /// Exit code for usage errors (sysexits EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
+
+/// Exit code for damaged data: a store check with problems, a damaged backup (sysexits
+/// EX_DATAERR).
+pub const EXIT_DATA_DAMAGED: u8 = 65;
+
+/// Data found damaged; maps to [`EXIT_DATA_DAMAGED`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DataDamaged(String);
 
 /// Exit code when the store failed an I/O operation while running (sysexits EX_IOERR).
 pub const EXIT_STORE_FAILED: u8 = 74;
@@ -128,6 +140,8 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(EXIT_CONFIG)
+            } else if e.downcast_ref::<DataDamaged>().is_some() {
+                ExitCode::from(EXIT_DATA_DAMAGED)
             } else if e.downcast_ref::<StoreFailed>().is_some() || e.downcast_ref::<StoreBehind>().is_some() {
                 ExitCode::from(EXIT_STORE_FAILED)
             } else if e.downcast_ref::<ShutdownTimedOut>().is_some() {
@@ -223,8 +237,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if sound {
                 Ok(())
             } else {
-                Err(anyhow::anyhow!("the store check found problems (listed above)"))
+                Err(DataDamaged("the store check found problems (listed above)".into()).into())
             }
+        }
+        Command::Backup(BackupCommand::Verify { file }) => backup::verify(&file, g.json),
+        Command::Backup(BackupCommand::Restore { file }) => {
+            let paths = paths::Paths::resolve(g)?;
+            backup::restore(&paths, &file, g.json)
         }
         Command::Manpage => {
             use clap::CommandFactory;
@@ -253,7 +272,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Limits(_)
         | Command::Ledger(_)
         | Command::Watch(_)
-        | Command::Store(StoreCommand::Usage) => {
+        | Command::Store(StoreCommand::Usage)
+        | Command::Backup(BackupCommand::Create { .. }) => {
             anyhow::bail!("client commands are dispatched before this point")
         }
         Command::Run(args) => {

@@ -16,7 +16,7 @@
 //! | `flood` | 5 | in-process `Ingestor`, 8 honest + 2 attacking peers, default guard limits |
 //! | `network` | 6 | 3 `palisade` processes vs 3 bare-gossipsub processes, one publisher |
 //! | `latency` | 7 | 10 `palisade` processes vs 10 bare-gossipsub processes, moderate load |
-//! | `memory` | 8, 10 | a store of N records written directly, a `palisade` process on it, 100 peers, a connection flood |
+//! | `memory` | 8, 10 | a store of N records written directly, a `palisade` process on it, 100 peers, a connection flood; then `palisade backup create` of it online and `backup restore` into a new data directory (figures only, [`backup`]) |
 //! | `catchup` | 9 | a `palisade` process syncing N missed records from another |
 //! | `connections` | 9b | one `palisade` process, 10 vs 1000 connections from 127.0.0.x |
 //! | `loop` | 14 | one `palisade` process: its event-loop wake-up p99 during a storm of 1000 fresh identities, each a peer-book write and a ban, vs calm ([`storm`]) |
@@ -27,6 +27,7 @@
 //! working; it asserts nothing about speed). Exit code 0 when the run completed (targets met
 //! or not), 2 when the harness failed.
 
+mod backup;
 pub(crate) mod baseline;
 mod history;
 mod net;

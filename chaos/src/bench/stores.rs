@@ -156,8 +156,10 @@ pub async fn run_memory_part(ctx: &Ctx, rec: &mut Recorder) -> anyhow::Result<()
     let peak = sampler.await.unwrap_or(0.0);
     flood.close();
     held.close();
+    let backup = super::backup::measure_create(&ctx.args.binary, &node, n, rec)?;
     rec.figure("conn_flood_rss_growth_mib", "MiB", vec![(peak - before).max(0.0)], &format!("peak RSS during {attempts} connection attempts (fresh identities, 100 /24 subnets, 64 at a time; {f_ok} handshakes completed, {f_failed} refused or failed, {flood_secs:.1} s) minus RSS before"));
     node.stop();
+    super::backup::measure_restore(&ctx.args.binary, &node, backup.path(), n, rec).await?;
 
     let scale = if n < 1_000_000 { format!("scaled down to {n} records") } else { String::new() };
     rec.absolute(

@@ -343,6 +343,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/anomalies/{fingerprint}"),
     ("get", "/v1/export"),
     ("post", "/v1/import"),
+    ("get", "/v1/backup"),
     ("get", "/v1/guard/ledger"),
     ("get", "/v1/guard/counters"),
     ("get", "/v1/limits"),
@@ -380,6 +381,7 @@ fn router(state: AppState) -> Router {
     let streaming: Router<AppState> = Router::new()
         .route("/v1/export", get(routes::transfer::export))
         .route("/v1/import", post(routes::transfer::import))
+        .route("/v1/backup", get(routes::backup::backup))
         .route("/v1/events", get(routes::events::events));
     let metrics = state.inner.metrics.clone();
     timed

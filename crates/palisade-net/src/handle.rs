@@ -293,6 +293,12 @@ impl Handle {
             .map_err(|_| NetError::Setup("signing protection was already set".into()))
     }
 
+    /// The highest record this node signed, from its signing history (`None` without
+    /// [`protect_signing`](Self::protect_signing) or before the first signature).
+    pub fn signing_highest(&self) -> Option<palisade_store::Signed> {
+        self.shared.signing.get().and_then(|h| h.highest())
+    }
+
     /// Also refuses to sign until the store holds the own feed up to `seq` (the store
     /// manifest's own-feed head when a node recovers from peers after losing records: the
     /// signing history may be as old as a restored store). Never lowers an earlier floor.

@@ -22,6 +22,7 @@
 //! the read-check-write of equivocation detection and feed heads race-free.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+mod backup;
 mod check;
 mod compact;
 mod disk;
@@ -33,6 +34,7 @@ mod migrate;
 mod node_state;
 mod query;
 mod read;
+mod restore;
 mod retention;
 mod signing_history;
 mod slots;
@@ -50,6 +52,10 @@ use palisade_types::{
 };
 use sled::Tree;
 
+pub use backup::{
+    BackupEnd, BackupHeader, BackupItem, BackupLine, BackupReader, BackupStream, BackupSummary,
+    BACKUP_FORMAT, BACKUP_PAGE_RECORDS, BACKUP_VERSION, MAX_BACKUP_LINE_BYTES,
+};
 pub use check::{CheckReport, MAX_REPORTED_PROBLEMS};
 pub use compact::{compact, compact_old_dir, compacting_dir, recover_interrupted_compaction, CompactReport};
 pub use disk::{
@@ -60,6 +66,7 @@ pub use error::{Result, StoreError};
 pub use interchange::{Interchange, MAX_INTERCHANGE_BYTES};
 pub use manifest::{Acknowledged, ManifestCheck, MANIFEST_FILE};
 pub use query::{Cursor, Page, Query, QUERY_LIMIT_MAX, QUERY_SCAN_BUDGET};
+pub use restore::{RestoreError, RestoreReport, MAX_LISTED_REFUSALS};
 pub use retention::{
     StoreUsage, DEFAULT_MAX_STORE_BYTES, EVICTION_BATCH_RECORDS, EVICTION_LOG_INTERVAL, EVICTION_SCAN_BUDGET,
     MARKER_COST, MIN_MAX_STORE_BYTES, RETENTION_INTERVAL,

@@ -133,6 +133,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` records in id order after `after` (from the first without), as (id,
+    /// envelope bytes): the backup's scan of the record space.
+    pub fn record_wires_after(
+        &self,
+        after: Option<&[u8; 32]>,
+        limit: usize,
+    ) -> Result<Vec<(RecordId, Vec<u8>)>> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for (k, v) in self.space_page(keys::SPACE_RECORD, after.map(|a| &a[..]), limit)? {
+            let id =
+                keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("data", &k, "short record key"))?;
+            let (_, record) = decode_record_value(&id, &v)?;
+            out.push((id, record.wire_bytes().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// The latest record of `author`'s feed as (seq, id): where a [`FeedWriter`] resumes.
     ///
     /// [`FeedWriter`]: palisade_types::FeedWriter

@@ -27,6 +27,7 @@ fn main() {
         ("guard_state", structured_seeds(3)),
         ("admin_api", [structured_seeds(4), raw_http_seeds()].concat()),
         ("signing_history", palisade_fuzz::signing_history::seeds()),
+        ("backup_document", palisade_fuzz::backup_document::seeds()),
     ] {
         let dir = out.join(target);
         if let Err(e) = std::fs::create_dir_all(&dir) {

@@ -5,7 +5,7 @@
 //! verdict --check` found the policy unsatisfied.
 
 mod guard;
-mod output;
+pub(crate) mod output;
 mod records;
 mod statement;
 
@@ -25,8 +25,8 @@ use serde_json::json;
 use self::output::{ago, print_json, short, time, Table};
 use self::statement::{now_ms, parse_time};
 use crate::cli::{
-    AnomalyCommand, AttestCommand, Command, GlobalArgs, LedgerArgs, LimitsCommand, PeersCommand,
-    RecordsCommand, StoreCommand, WatchArgs,
+    AnomalyCommand, AttestCommand, BackupCommand, Command, GlobalArgs, LedgerArgs, LimitsCommand,
+    PeersCommand, RecordsCommand, StoreCommand, WatchArgs,
 };
 
 /// Exit code: the node could not be reached.
@@ -47,6 +47,7 @@ pub fn is_client_command(command: &Command) -> bool {
             | Command::Ledger(_)
             | Command::Watch(_)
             | Command::Store(StoreCommand::Usage)
+            | Command::Backup(BackupCommand::Create { .. })
     )
 }
 
@@ -78,6 +79,9 @@ pub fn run(command: Command, g: &GlobalArgs) -> anyhow::Result<u8> {
             Command::Ledger(a) => ctx.ledger(a).await,
             Command::Watch(a) => ctx.watch(a).await,
             Command::Store(StoreCommand::Usage) => ctx.store_usage().await,
+            Command::Backup(BackupCommand::Create { file }) => {
+                crate::backup::create(&ctx.api, &file, ctx.json).await
+            }
             _ => bail!("not a client command"),
         }
     })

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `palisade` binary.
 
 mod admin_fds;
+mod backup;
 mod cli;
 mod client;
 mod disk;

@@ -422,6 +422,11 @@ impl ApiClient {
         Ok(ByteStream::new(self.get_streamed(&path).await?))
     }
 
+    /// `GET /v1/backup`: the backup document as a byte stream.
+    pub async fn backup(&self) -> Result<ByteStream, ClientError> {
+        Ok(ByteStream::new(self.get_streamed("/v1/backup").await?))
+    }
+
     /// `GET /v1/export`, collected into lines (checks the body was complete).
     pub async fn export_all(&self, filter: &RecordFilter) -> Result<Vec<ExportLine>, ClientError> {
         let mut s = self.export(filter).await?;

@@ -52,6 +52,7 @@ impl Modify for BearerOnTcp {
         routes::anomalies::get_anomaly,
         routes::transfer::export,
         routes::transfer::import,
+        routes::backup::backup,
         routes::guard::ledger,
         routes::guard::counters,
         routes::guard::limits,

@@ -1,6 +1,7 @@
 //! Handlers, one module per area. Each handler carries its OpenAPI description.
 
 pub(crate) mod anomalies;
+pub(crate) mod backup;
 pub(crate) mod events;
 pub(crate) mod guard;
 pub(crate) mod node;

@@ -1,5 +1,6 @@
 //! Integration tests of the store on real sled databases in temp directories.
 
+mod backup;
 mod check;
 mod compact;
 mod crash;
