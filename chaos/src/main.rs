@@ -14,6 +14,7 @@
 mod bench;
 mod byzantine;
 mod cluster;
+mod figure_log;
 mod netns;
 mod nodeapi;
 mod proxy;
@@ -74,6 +75,10 @@ enum Cmd {
         /// Node i listens on 127.0.0.(BASE + i) in loopback mode.
         #[arg(long, default_value_t = cluster::DEFAULT_BASE_HOST, value_name = "BASE")]
         base_host: u8,
+        /// Append the run's result as one JSON line to this log (the figures' history, see
+        /// `figure_log.rs`).
+        #[arg(long, default_value = figure_log::DEFAULT_FIGURE_LOG)]
+        figure_log: PathBuf,
     },
 }
 
@@ -102,7 +107,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Cmd::Run { scenario, seed, out, binary, quiet, p2p_port, metrics_port, base_host } => {
+        Cmd::Run { scenario, seed, out, binary, quiet, p2p_port, metrics_port, base_host, figure_log } => {
             cluster::set_ports(cluster::Ports { p2p: p2p_port, metrics: metrics_port, base_host });
             let s = match Scenario::load(&scenario) {
                 Ok(s) => s,
@@ -144,6 +149,7 @@ fn main() -> ExitCode {
                 }
                 Some(Ok(report)) => {
                     report.print_table();
+                    figure_log::append_or_warn(&figure_log, &figure_log::scenario_line(&report));
                     println!("report: {}/report.json, {}/report.svg", out.display(), out.display());
                     if report.passed {
                         ExitCode::SUCCESS

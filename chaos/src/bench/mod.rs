@@ -65,6 +65,10 @@ pub struct BenchArgs {
     /// Repetitions of each measurement; the median is reported (default 3, 1 with --quick).
     #[arg(long)]
     pub repeat: Option<usize>,
+    /// Append the run's figures as one JSON line to this log (the figures' history, see
+    /// `figure_log.rs`).
+    #[arg(long, default_value = crate::figure_log::DEFAULT_FIGURE_LOG)]
+    pub figure_log: PathBuf,
     /// Internal: run one in-process measurement (a JSON spec) and print its JSON result.
     #[arg(long, hide = true)]
     pub worker: Option<String>,
@@ -387,6 +391,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
     match run(&args) {
         Ok(results) => {
             print_table(&results);
+            crate::figure_log::append_or_warn(&args.figure_log, &crate::figure_log::bench_line(&results));
             println!(
                 "results: {}, {}",
                 args.out.join("bench-results.json").display(),
