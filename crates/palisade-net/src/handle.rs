@@ -156,6 +156,8 @@ struct Shared {
     /// A seq of the own feed the store must hold before the next signature, beside the
     /// signing history (the store manifest's own-feed head after a recovery; 0: none).
     own_floor: std::sync::atomic::AtomicU64,
+    /// The group commit of local submissions (flush, then signing history).
+    ack_commit: crate::ack_commit::AckCommit,
     /// The own-feed check at start, and own records that arrived from elsewhere.
     own_gate: Arc<crate::own_check::OwnFeedGate>,
     peer_id: PeerId,
@@ -199,6 +201,7 @@ impl Handle {
                 writer: Mutex::new(writer),
                 signing: std::sync::OnceLock::new(),
                 own_floor: std::sync::atomic::AtomicU64::new(0),
+                ack_commit: crate::ack_commit::AckCommit::default(),
                 own_gate,
                 peer_id,
                 author,
@@ -389,17 +392,10 @@ impl Handle {
         // flush makes everything written so far durable; a history write at or below a seq
         // already durable there returns at once). Only a flushed record whose seq the history
         // holds is acknowledged.
-        let store = self.shared.store.clone();
         let (seq, id) = (record.record().position.seq, record.id());
-        tokio::task::spawn_blocking(move || -> Result<(), NetError> {
-            store.flush()?;
-            // After the flush: the history never runs ahead of a durable record, so a crash
-            // between the two cannot leave the node refusing to sign for a record that no
-            // one has.
-            if let Some(h) = history {
-                h.record(palisade_store::Signed { seq, id })?;
-            }
-            Ok(())
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            shared.ack_commit.commit(&shared.store, history.as_deref(), palisade_store::Signed { seq, id })
         })
         .await
         .unwrap_or(Err(NetError::Stopped))?;

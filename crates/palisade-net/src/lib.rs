@@ -16,6 +16,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+mod ack_commit;
 mod behaviour;
 pub mod config;
 mod error;
