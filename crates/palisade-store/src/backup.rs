@@ -322,7 +322,9 @@ impl<R: BufRead> BackupReader<R> {
 
     /// The next item; `Ok(None)` once the `end` line has been read and checked.
     pub fn next_item(&mut self) -> std::result::Result<Option<BackupItem>, String> {
-        self.header()?;
+        if self.header.is_none() {
+            self.header()?;
+        }
         if self.done {
             return Ok(None);
         }
