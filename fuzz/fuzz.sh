@@ -8,6 +8,9 @@
 #   fuzz/fuzz.sh replay                run every checked-in regression input once
 #   fuzz/fuzz.sh run TARGET [SECS] [-- LIBFUZZER_ARGS...]   fuzz one target (default 600 s)
 #   fuzz/fuzz.sh smoke [SECS]          build, seed, replay, then fuzz each target SECS (default 30)
+#   fuzz/fuzz.sh campaign HOURS        every target for its share of HOURS from the kept corpus
+#                                      (one per core), then `cargo fuzz cmin`; results appended to
+#                                      fuzz/results.json (executions, coverage, corpus, result)
 #   fuzz/fuzz.sh list                  the targets
 #
 # Every build uses the same flags (release, debug assertions and overflow checks on, ASan), so
@@ -139,6 +142,62 @@ smoke() {
   fi
 }
 
+# `campaign HOURS`: HOURS of fuzzing in all, shared equally among the targets, jobs side by
+# side (one per core, PALISADE_FUZZ_JOBS overrides), each from its kept corpus; then every
+# corpus is minimised (`cargo fuzz cmin`) and one JSON object per target is added to
+# fuzz/results.json: target, date, commit, seconds, executions, coverage edges and features
+# (libFuzzer's final stats), corpus size before/after cmin, and "ok" or "crash".
+campaign() {
+  local hours=${1:?usage: fuzz.sh campaign HOURS}
+  local t n secs jobs pids=() names=() i log status=0 commit
+  n=$(targets | wc -l)
+  jobs=${PALISADE_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
+  # Each target gets HOURS / targets of wall time times the parallel jobs.
+  secs=$(python3 -c "print(max(30, int(float('$hours') * 3600 * $jobs / $n)))")
+  commit=$(git -C "$fuzz_dir" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  build
+  seed
+  replay
+  echo "campaign: $n targets, ${secs}s each, $jobs at a time"
+  for t in $(targets); do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    run_target "$t" "$secs" >"$fuzz_dir/target/campaign-$t.log" 2>&1 &
+    pids+=($!)
+    names+=("$t")
+  done
+  for i in "${!pids[@]}"; do
+    t=${names[$i]}
+    log="$fuzz_dir/target/campaign-$t.log"
+    local result=ok before after
+    wait "${pids[$i]}" || { result=crash; status=1; tail -n 40 "$log" >&2; }
+    before=$(find "$fuzz_dir/corpus/$t" -type f | wc -l)
+    if [ "$result" = ok ]; then
+      cargo "+$TOOLCHAIN" fuzz cmin "${BUILD_FLAGS[@]}" "$t" "$fuzz_dir/corpus/$t" -- "${LIBFUZZER_LIMITS[@]}" \
+        >"$fuzz_dir/target/cmin-$t.log" 2>&1 || echo "campaign: cmin of $t failed (corpus kept)" >&2
+    fi
+    after=$(find "$fuzz_dir/corpus/$t" -type f | wc -l)
+    python3 - "$log" "$t" "$secs" "$result" "$before" "$after" "$commit" "$fuzz_dir/results.json" <<'PY'
+import json, re, sys, time
+log, target, secs, result, before, after, commit, out = sys.argv[1:]
+text = open(log, encoding="utf-8", errors="replace").read()
+done = re.findall(r"^#(\d+)\s+DONE\s+cov: (\d+) ft: (\d+)", text, re.M)
+execs, cov, ft = (int(x) for x in done[-1]) if done else (None, None, None)
+try:
+    results = json.load(open(out, encoding="utf-8"))
+except (OSError, ValueError):
+    results = []
+results.append({"target": target, "date": time.strftime("%Y-%m-%d"), "commit": commit,
+                "seconds": int(secs), "executions": execs, "coverage_edges": cov, "features": ft,
+                "corpus_before_cmin": int(before), "corpus_after_cmin": int(after), "result": result})
+with open(out, "w", encoding="utf-8") as f:
+    json.dump(results, f, indent=1)
+    f.write("\n")
+print(f"{target}: {result}, {execs} executions, cov {cov}, corpus {before} -> {after}")
+PY
+  done
+  return $status
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -147,6 +206,7 @@ case "$cmd" in
   replay) build; replay ;;
   run) [ $# -ge 1 ] || { echo "usage: fuzz.sh run TARGET [SECS] [-- ARGS]" >&2; exit 64; }; run_target "$@" ;;
   smoke) smoke "$@" ;;
+  campaign) campaign "$@" ;;
   list) targets ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 64 ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 64 ;;
 esac
