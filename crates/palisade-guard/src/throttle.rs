@@ -608,4 +608,61 @@ mod tests {
         let r2 = Rates::new(&slow);
         assert_eq!(r2.capacity(1024), MIN_BUCKET_BYTES as f64);
     }
+
+    fn conn(shared: &Arc<ThrottleShared>, metrics: &Arc<Metrics>, exempt: bool) -> ConnThrottle {
+        let peer_id = PeerId::random();
+        let peer = shared.peer(peer_id);
+        peer.connections.fetch_add(1, Ordering::Relaxed);
+        ConnThrottle {
+            inbound: Bucket::new(Class::Conn, Direction::Inbound, &shared.rates),
+            outbound: Bucket::new(Class::Conn, Direction::Outbound, &shared.rates),
+            peer,
+            peer_id,
+            exempt,
+            created: Instant::now(),
+            last_ledger_ms: AtomicU64::new(0),
+            open_inbound: AtomicUsize::new(0),
+            max_inbound: 16,
+            metrics: metrics.clone(),
+            guard: Weak::new(),
+            shared: shared.clone(),
+        }
+    }
+
+    /// An allowlisted peer's connection skips its connection and peer buckets but still
+    /// draws on the node-wide one; a zero-byte request is granted at once.
+    #[test]
+    fn allowlisted_connections_skip_their_buckets_but_not_the_global_one() {
+        const KIB16: usize = 16 * 1024;
+        let cfg = GuardConfig {
+            throttle_burst_millis: 1000,
+            conn_inbound_bytes_per_sec: KIB16 as u64,
+            peer_inbound_bytes_per_sec: KIB16 as u64,
+            global_inbound_bytes_per_sec: 64 * KIB16 as u64,
+            ..GuardConfig::default()
+        };
+        let shared = Arc::new(ThrottleShared::new(&cfg));
+        let metrics = Arc::new(Metrics::new(&mut prometheus_client::registry::Registry::default()));
+        let normal = conn(&shared, &metrics, false);
+        let exempt = conn(&shared, &metrics, true);
+        // The normal connection's own bucket holds 16 KiB: after that (here 32 KiB past it,
+        // two seconds of refill) it waits.
+        assert_eq!(normal.grant(Direction::Inbound, KIB16), Grant::Now(KIB16));
+        normal.consume(Direction::Inbound, 3 * KIB16, false);
+        assert!(matches!(normal.grant(Direction::Inbound, KIB16), Grant::Wait(_)));
+        // The allowlisted one takes far more than its 16 KiB at once...
+        for _ in 0..32 {
+            assert_eq!(exempt.grant(Direction::Inbound, KIB16), Grant::Now(KIB16));
+            exempt.consume(Direction::Inbound, KIB16, false);
+        }
+        // ... until the node-wide bucket (1 MiB, 48 KiB of it taken by the normal one) is in
+        // debt: 672 KiB past empty, more than half a second of refill, so a slow machine
+        // cannot refill it between the calls.
+        for _ in 0..71 {
+            exempt.consume(Direction::Inbound, KIB16, false);
+        }
+        assert!(matches!(exempt.grant(Direction::Inbound, KIB16), Grant::Wait(_)));
+        assert_eq!(normal.grant(Direction::Inbound, 0), Grant::Now(0));
+        assert_eq!(exempt.peer.bytes_in.load(Ordering::Relaxed), 103 * KIB16 as u64);
+    }
 }
