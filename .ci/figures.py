@@ -7,7 +7,7 @@ Usage: figures.py LOG BASELINE_JSON
 LOG is the JSON-lines file `palisade-chaos bench` and `run` append to (`--figure-log`, default
 target/palisade-figures.jsonl; format in chaos/src/figure_log.rs). BASELINE_JSON is
 bench/baseline.json: per kind of run ("full" or "quick") the baseline value of each target's
-ratio and a relative tolerance. For each target of the newest bench entry the table prints
+ratio and a relative tolerance (`tolerance_by_target` overrides it for a noisy target). For each target of the newest bench entry the table prints
 the baseline, the measured value, the change and a status: `ok`, `better`, `REGRESSED` (worse
 than the baseline by more than the tolerance, in the target's direction), `new` (no baseline).
 
@@ -57,12 +57,13 @@ def main():
     new = benches[-1]
     section = "quick" if new.get("quick") else "full"
     base, tol = baseline[section], baseline["tolerance"][section]
+    tol_by_target = baseline.get("tolerance_by_target", {}).get(section, {})
     print(f"bench of {new['commit']} ({section}; tolerance {tol:.0%}) against bench/baseline.json")
     print(f"{'id':<4} {'goal':>10} {'baseline':>10} {'measured':>10} {'change':>8}  status")
     regressed = []
     for tid, t in sorted(new["targets"].items(), key=lambda kv: (int("".join(c for c in kv[0] if c.isdigit()) or 0), kv[0])):
         b, v = base.get(tid), t.get("value")
-        s = status(t["op"], b, v, tol)
+        s = status(t["op"], b, v, tol_by_target.get(tid, tol))
         change = "-" if b in (None, 0) or v is None else f"{(v - b) / b:+.0%}"
         fmt = lambda x: "-" if x is None else f"{x:.3f}"
         print(f"{tid:<4} {t['op']} {t['goal']:<7} {fmt(b):>10} {fmt(v):>10} {change:>8}  {s}")
