@@ -32,8 +32,8 @@ use crate::{BanRecord, Interchange, PeerBookEntry, Result, Signed, Store};
 pub const BACKUP_FORMAT: &str = "palisade-backup";
 /// The header's `version`.
 pub const BACKUP_VERSION: u32 = 1;
-/// Longest line a reader accepts, in bytes: a record line is at most a 64 KiB envelope in
-/// base64 plus its key; anything longer is not a backup.
+/// Longest line a reader accepts, in bytes: a record line is at most a 16 KiB envelope
+/// (`MAX_ENVELOPE_BYTES`) in base64 plus its key; anything longer is not a backup.
 pub const MAX_BACKUP_LINE_BYTES: usize = 128 * 1024;
 /// Records per chunk of a [`BackupStream`].
 pub const BACKUP_PAGE_RECORDS: usize = 1000;

@@ -165,9 +165,9 @@ struct Inner {
     stored_ever: [std::sync::atomic::AtomicU64; 4],
     /// The author whose node runs on this store, once known (see `node_state.rs`).
     own: Mutex<Option<AuthorKey>>,
-    /// The store manifest, if configured, and how the store compared with it at open.
-    manifest: Option<manifest::Manifest>,
-    manifest_check: ManifestCheck,
+    /// The store manifest, if configured, and how the store compared with it at open (set
+    /// once, by [`Store::open`]).
+    manifest: std::sync::OnceLock<(manifest::Manifest, ManifestCheck)>,
 }
 
 /// Most authors whose feed heads are kept in memory; the map is cleared when full (the
@@ -209,44 +209,6 @@ fn stored_ever_key(kind: RecordKind) -> Vec<u8> {
 
 fn authors_key() -> Vec<u8> {
     keys::spaced(keys::SPACE_META, b"authors")
-}
-
-/// Loads the records-ever-stored mirror and the own author, then opens the manifest (if
-/// configured) and compares it with the store.
-fn open_manifest(inner: &mut Inner, config: &StoreConfig) -> std::result::Result<(), sled::Error> {
-    for (slot, kind) in inner.stored_ever.iter().zip(RecordKind::ALL) {
-        let n = inner.data.get(stored_ever_key(kind))?.map(|v| u64_value(&v)).unwrap_or(0);
-        slot.store(n, std::sync::atomic::Ordering::Relaxed);
-    }
-    let own = inner.meta.get(node_state::META_OWN_AUTHOR)?.and_then(|v| v.as_ref().try_into().ok());
-    *lock(&inner.own) = own.map(AuthorKey);
-    let Some(path) = &config.manifest_path else { return Ok(()) };
-    let now = acknowledged(inner)?;
-    let (manifest, check) = manifest::Manifest::open(path, now)?;
-    inner.manifest = Some(manifest);
-    inner.manifest_check = check;
-    Ok(())
-}
-
-/// The store's figures for the manifest: the records-ever-stored mirror and the own feed's
-/// highest seq (read from the tree, which writers update before the mirror's readers look).
-fn acknowledged(inner: &Inner) -> std::result::Result<Acknowledged, sled::Error> {
-    let mut out = Acknowledged::default();
-    for (slot, n) in out.stored.iter_mut().zip(&inner.stored_ever) {
-        *slot = n.load(std::sync::atomic::Ordering::Acquire);
-    }
-    if let Some(own) = *lock(&inner.own) {
-        let cached = lock(&inner.heads).get(&own).map(|c| c.head);
-        let head = match cached {
-            Some(h) => Some(h),
-            None => inner
-                .data
-                .get(keys::feed_key(&own))?
-                .and_then(|v| decode_exact::<FeedHead>(&v, "feed head").ok()),
-        };
-        out.own_seq = head.map(|h| h.max_seq).unwrap_or(0);
-    }
-    Ok(out)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -319,8 +281,7 @@ impl Store {
             compressed: compression,
             stored_ever: Default::default(),
             own: Mutex::new(None),
-            manifest: None,
-            manifest_check: ManifestCheck::Sound,
+            manifest: std::sync::OnceLock::new(),
         };
         match inner.meta.get(META_SCHEMA).map_err(io)? {
             Some(v) => {
@@ -349,11 +310,13 @@ impl Store {
             }
         }
         inner.retention.set_bytes(migrate::quota_bytes(&inner).map_err(io)?);
-        let mut inner = inner;
-        open_manifest(&mut inner, config).map_err(io)?;
-        let inner = Arc::new(inner);
-        retention::spawn_retention(Arc::downgrade(&inner));
-        Ok(Store { inner })
+        manifest::load_figures(&inner).map_err(io)?;
+        let store = Store { inner: Arc::new(inner) };
+        if let Some(manifest_path) = &config.manifest_path {
+            store.open_manifest(manifest_path)?;
+        }
+        retention::spawn_retention(Arc::downgrade(&store.inner));
+        Ok(store)
     }
 
     /// The database directory.
@@ -452,7 +415,7 @@ impl Store {
     /// figures taken before the flush (so it never claims more than is durable). Returns
     /// when it is on disk.
     pub fn flush(&self) -> Result<()> {
-        let before = self.acknowledged_now()?;
+        let before = self.manifest_figures();
         self.inner.db.flush().map_err(|e| self.io(e))?;
         self.raise_manifest(before);
         Ok(())
@@ -460,7 +423,7 @@ impl Store {
 
     /// [`flush`](Self::flush) without blocking the async runtime.
     pub async fn flush_async(&self) -> Result<()> {
-        let before = self.acknowledged_now()?;
+        let before = self.manifest_figures();
         self.inner.db.flush_async().await.map_err(|e| self.io(e))?;
         self.raise_manifest(before);
         Ok(())

@@ -30,10 +30,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use palisade_types::RecordKind;
+use palisade_types::{AuthorKey, RecordKind};
 
 use crate::slots::SlotFile;
-use crate::{Result, Store};
+use crate::{Inner, Result, Store};
 
 /// File name inside the data directory.
 pub const MANIFEST_FILE: &str = "store-manifest";
@@ -52,8 +52,7 @@ pub struct Acknowledged {
 impl Acknowledged {
     /// Records ever stored of `kind`.
     pub fn stored_of(&self, kind: RecordKind) -> u64 {
-        let i = RecordKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.stored.get(i).copied().unwrap_or(0)
+        kind_slot(kind).and_then(|i| self.stored.get(i)).copied().unwrap_or(0)
     }
 
     /// Each field the higher of the two.
@@ -219,28 +218,76 @@ impl Manifest {
     }
 }
 
+/// The slot of `kind` in [`Acknowledged::stored`] and the mirror (`RecordKind::ALL` order).
+fn kind_slot(kind: RecordKind) -> Option<usize> {
+    RecordKind::ALL.iter().position(|k| *k == kind)
+}
+
+/// Loads the records-ever-stored mirror and the own author from the trees (at open, before
+/// the store is shared).
+pub(crate) fn load_figures(inner: &Inner) -> std::result::Result<(), sled::Error> {
+    for (slot, kind) in inner.stored_ever.iter().zip(RecordKind::ALL) {
+        let n = inner.data.get(crate::stored_ever_key(kind))?.map(|v| crate::u64_value(&v)).unwrap_or(0);
+        slot.store(n, Ordering::Release);
+    }
+    let own = inner.meta.get(crate::node_state::META_OWN_AUTHOR)?.and_then(|v| v.as_ref().try_into().ok());
+    *crate::lock(&inner.own) = own.map(AuthorKey);
+    Ok(())
+}
+
+static SOUND: ManifestCheck = ManifestCheck::Sound;
+
 impl Store {
+    /// Opens the manifest at `path` and compares it with the store (once, at open).
+    pub(crate) fn open_manifest(&self, path: &Path) -> Result<()> {
+        let now = self.acknowledged_now()?;
+        let opened = Manifest::open(path, now).map_err(|e| self.io_err(sled::Error::Io(e)))?;
+        let _ = self.inner.manifest.set(opened);
+        Ok(())
+    }
+
+    fn manifest_file(&self) -> Option<&Manifest> {
+        self.inner.manifest.get().map(|(m, _)| m)
+    }
+
     /// How the store compared with its manifest at open: a node refuses to start on
     /// anything but [`ManifestCheck::Sound`] unless told to recover (`palisade run
     /// --recover-from-peers`), which calls [`rebase_manifest`](Self::rebase_manifest).
     pub fn manifest_check(&self) -> &ManifestCheck {
-        &self.inner.manifest_check
+        self.inner.manifest.get().map_or(&SOUND, |(_, c)| c)
     }
 
-    /// The store's figures now (records ever stored by kind, the own feed's highest seq).
+    /// The store's figures now: the records-ever-stored mirror and the own feed's highest
+    /// seq (a head that cannot be read counts as 0: the manifest only ever takes the
+    /// higher of its figures and these, so a low reading never lowers it).
     pub fn acknowledged_now(&self) -> Result<Acknowledged> {
-        crate::acknowledged(&self.inner).map_err(|e| self.io_err(e))
+        let mut out = Acknowledged::default();
+        for (slot, n) in out.stored.iter_mut().zip(&self.inner.stored_ever) {
+            *slot = n.load(Ordering::Acquire);
+        }
+        let own = *crate::lock(&self.inner.own);
+        if let Some(own) = own {
+            out.own_seq = self.feed_head(&own).ok().flatten().map_or(0, |h| h.max_seq);
+        }
+        Ok(out)
+    }
+
+    /// The figures to raise the manifest to after a flush; `None` without a manifest (no
+    /// work on the flush path then).
+    pub(crate) fn manifest_figures(&self) -> Option<Acknowledged> {
+        self.manifest_file()?;
+        self.acknowledged_now().ok()
     }
 
     /// What the manifest file holds, if the store keeps one.
     pub fn manifest(&self) -> Option<Acknowledged> {
-        self.inner.manifest.as_ref().map(Manifest::written)
+        self.manifest_file().map(Manifest::written)
     }
 
     /// Sets the manifest to the store as it is now, accepting what is missing (durable when
     /// this returns). For an operator who chose to recover from peers or restored a backup.
     pub fn rebase_manifest(&self) -> Result<()> {
-        let Some(m) = &self.inner.manifest else { return Ok(()) };
+        let Some(m) = self.manifest_file() else { return Ok(()) };
         self.flush()?;
         let now = self.acknowledged_now()?;
         m.rebase(now).map_err(|e| self.io_err(sled::Error::Io(e)))
@@ -259,12 +306,11 @@ impl Store {
     }
 
     fn ever_slot(&self, kind: RecordKind) -> Option<&AtomicU64> {
-        let i = RecordKind::ALL.iter().position(|k| *k == kind)?;
-        self.inner.stored_ever.get(i)
+        self.inner.stored_ever.get(kind_slot(kind)?)
     }
 
-    pub(crate) fn raise_manifest(&self, durable: Acknowledged) {
-        if let Some(m) = &self.inner.manifest {
+    pub(crate) fn raise_manifest(&self, durable: Option<Acknowledged>) {
+        if let (Some(m), Some(durable)) = (self.manifest_file(), durable) {
             m.raise(durable);
         }
     }

@@ -62,9 +62,10 @@ pub(crate) fn encode_record_value(meta: StoredMeta, wire: &[u8]) -> Vec<u8> {
     v
 }
 
-pub(crate) fn decode_record_value(id: &RecordId, value: &[u8]) -> Result<(StoredMeta, VerifiedRecord)> {
-    let key = keys::record_key(id);
-    let corrupt = |d: &str| StoreError::corrupt("data", &key, d);
+/// Splits a stored record value into its meta and the envelope bytes, checking the header
+/// only (the envelope is not decoded).
+pub(crate) fn split_record_value<'v>(id: &RecordId, value: &'v [u8]) -> Result<(StoredMeta, &'v [u8])> {
+    let corrupt = |d: &str| StoreError::corrupt("data", &keys::record_key(id), d);
     let (head, wire) = value.split_at_checked(RECORD_META_LEN).ok_or_else(|| corrupt("value too short"))?;
     let [format, t @ .., source] = head else { return Err(corrupt("value too short")) };
     if *format != RECORD_VALUE_FORMAT {
@@ -72,6 +73,12 @@ pub(crate) fn decode_record_value(id: &RecordId, value: &[u8]) -> Result<(Stored
     }
     let t: [u8; 8] = t.try_into().map_err(|_| corrupt("bad timestamp"))?;
     let source = Source::from_byte(*source).ok_or_else(|| corrupt("unknown source"))?;
+    Ok((StoredMeta { received_at_ms: u64::from_le_bytes(t), source }, wire))
+}
+
+pub(crate) fn decode_record_value(id: &RecordId, value: &[u8]) -> Result<(StoredMeta, VerifiedRecord)> {
+    let (meta, wire) = split_record_value(id, value)?;
+    let corrupt = |d: &str| StoreError::corrupt("data", &keys::record_key(id), d);
     // The one place allowed to skip the checks: these bytes were verified before they were
     // written (and `palisade store check` walks them through the checks again).
     #[allow(clippy::disallowed_methods)]
@@ -79,7 +86,7 @@ pub(crate) fn decode_record_value(id: &RecordId, value: &[u8]) -> Result<(Stored
     if record.id() != *id {
         return Err(corrupt("record id does not match its key"));
     }
-    Ok((StoredMeta { received_at_ms: u64::from_le_bytes(t), source }, record))
+    Ok((meta, record))
 }
 
 /// A record as the store returns it.
