@@ -212,6 +212,7 @@ pub fn restore(paths: &Paths, file: &Path, json: bool) -> anyhow::Result<()> {
 fn open_empty_store(paths: &Paths) -> anyhow::Result<Store> {
     let config = StoreConfig {
         manifest_path: Some(paths.data_dir.join(palisade_store::MANIFEST_FILE)),
+        auto_compact: palisade_store::AutoCompact::OFF,
         ..StoreConfig::new(paths.db_dir())
     };
     let store = match Store::open(&config) {

@@ -64,6 +64,13 @@ pub struct StoreSection {
     /// zstd-compress sled's pages: less disk, slower writes. Takes effect when the store is
     /// created; an existing store keeps the setting it was created with.
     pub compression: bool,
+    /// Files (bytes) below which the store never compacts itself online; 0 turns online
+    /// compaction off. See `palisade_store::DEFAULT_COMPACT_ABOVE_BYTES`.
+    pub compact_above_bytes: u64,
+    /// The store compacts itself online when its files exceed this many times the logical
+    /// bytes it keeps (and `compact_above_bytes`). See
+    /// `palisade_store::DEFAULT_COMPACT_ABOVE_RATIO`.
+    pub compact_above_ratio: u32,
 }
 
 /// Most authors in `store.retain_authors`.
@@ -82,6 +89,8 @@ impl Default for StoreSection {
             max_bytes: palisade_store::DEFAULT_MAX_STORE_BYTES,
             retain_authors: Vec::new(),
             compression: false,
+            compact_above_bytes: palisade_store::DEFAULT_COMPACT_ABOVE_BYTES,
+            compact_above_ratio: palisade_store::DEFAULT_COMPACT_ABOVE_RATIO,
         }
     }
 }
@@ -92,6 +101,14 @@ impl StoreSection {
         palisade_store::DiskWatermarks {
             min_free_bytes: self.min_free_disk_bytes,
             warn_free_bytes: self.warn_free_disk_bytes,
+        }
+    }
+
+    /// When the store compacts itself online.
+    pub fn auto_compact(&self) -> palisade_store::AutoCompact {
+        palisade_store::AutoCompact {
+            above_bytes: self.compact_above_bytes,
+            above_ratio: self.compact_above_ratio,
         }
     }
 
@@ -130,6 +147,10 @@ impl StoreSection {
             palisade_store::MIN_MAX_STORE_BYTES,
             1 << 50,
         )?;
+        if self.compact_above_bytes != 0 {
+            InvalidSetting::check_range("store.compact_above_bytes", self.compact_above_bytes, MIB, 1 << 50)?;
+        }
+        InvalidSetting::check_range("store.compact_above_ratio", self.compact_above_ratio, 2, 1000)?;
         InvalidSetting::check_range("store.retain_authors", self.retain_authors.len(), 0, MAX_RETAIN_AUTHORS)
     }
 }

@@ -54,6 +54,7 @@ pub async fn run(paths: Paths, mut config: NodeConfig, reload: Reload, start: St
         max_bytes: config.store.max_bytes,
         compression: config.store.compression,
         manifest_path: Some(paths.data_dir.join(palisade_store::MANIFEST_FILE)),
+        auto_compact: config.store.auto_compact(),
     })
     .with_context(|| "opening the record store")?;
     let own_feed_floor = check_manifest(&paths, &store, start)?;

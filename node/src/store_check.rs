@@ -14,6 +14,7 @@ pub fn run(paths: &Paths, json: bool) -> anyhow::Result<bool> {
     let manifest = paths.data_dir.join(palisade_store::MANIFEST_FILE);
     let config = StoreConfig {
         manifest_path: manifest.exists().then_some(manifest),
+        auto_compact: palisade_store::AutoCompact::OFF,
         ..StoreConfig::new(paths.db_dir())
     };
     let store = match Store::open(&config) {

@@ -60,6 +60,14 @@ pub struct ApiMetrics {
     pub store_evicted: Family<TierLabels, Counter>,
     /// Bytes the quota evicted.
     pub store_evicted_bytes: Counter,
+    /// Bytes of sled's files at the store's last measurement.
+    pub store_files_bytes: Gauge,
+    /// Online compactions by result (`ok`, `failed`, `no_room`).
+    pub store_compactions: Family<ResultLabels, Counter>,
+    /// Bytes of files online compaction gave back.
+    pub store_compaction_reclaimed_bytes: Counter,
+    /// How long writers waited during the last online compaction.
+    pub store_compaction_pause_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Serialises [`observe_store_usage`](Self::observe_store_usage) (read, then add the
     /// difference: two samplers at once would add it twice).
     store_usage_sampling: std::sync::Arc<std::sync::Mutex<()>>,
@@ -76,6 +84,13 @@ pub struct TierLabels {
     pub tier: &'static str,
 }
 
+/// Labels of the online compaction counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `ok`, `failed` or `no_room`.
+    pub result: &'static str,
+}
+
 /// Labels of the per-listener metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ListenerLabels {
@@ -90,7 +105,9 @@ impl ApiMetrics {
     /// `palisade_connected_peers`, `palisade_store_disk_free_bytes`, `palisade_store_disk_level`,
     /// `palisade_api_connections`, `palisade_api_connections_refused_total`,
     /// `palisade_store_used_bytes`, `palisade_store_quota_bytes`,
-    /// `palisade_store_evicted_records_total{tier}`, `palisade_store_evicted_bytes_total`.
+    /// `palisade_store_evicted_records_total{tier}`, `palisade_store_evicted_bytes_total`,
+    /// `palisade_store_files_bytes`, `palisade_store_compactions_total{result}`,
+    /// `palisade_store_compaction_reclaimed_bytes_total`, `palisade_store_compaction_pause_seconds`.
     pub fn new(registry: &mut Registry) -> ApiMetrics {
         let m = ApiMetrics {
             requests: Family::default(),
@@ -106,6 +123,10 @@ impl ApiMetrics {
             store_quota_bytes: Gauge::default(),
             store_evicted: Family::default(),
             store_evicted_bytes: Counter::default(),
+            store_files_bytes: Gauge::default(),
+            store_compactions: Family::default(),
+            store_compaction_reclaimed_bytes: Counter::default(),
+            store_compaction_pause_seconds: Gauge::default(),
             store_usage_sampling: Default::default(),
             connections: Family::default(),
             connections_refused: Family::default(),
@@ -177,6 +198,29 @@ impl ApiMetrics {
             Unit::Bytes,
             m.store_evicted_bytes.clone(),
         );
+        registry.register_with_unit(
+            "palisade_store_files",
+            "Bytes of sled's files at the store's last measurement (every 10 s); online compaction gives back what the quota evicted",
+            Unit::Bytes,
+            m.store_files_bytes.clone(),
+        );
+        registry.register(
+            "palisade_store_compactions",
+            "Online compactions of the store by result (ok, failed, no_room: no free disk for the copy)",
+            m.store_compactions.clone(),
+        );
+        registry.register_with_unit(
+            "palisade_store_compaction_reclaimed",
+            "Bytes of files online compaction gave back",
+            Unit::Bytes,
+            m.store_compaction_reclaimed_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "palisade_store_compaction_pause",
+            "How long writers waited during the last online compaction",
+            Unit::Seconds,
+            m.store_compaction_pause_seconds.clone(),
+        );
         registry.register(
             "palisade_store_disk_level",
             "0 fine, 1 below store.warn_free_disk_bytes, 2 below store.min_free_disk_bytes (new records refused)",
@@ -195,5 +239,14 @@ impl ApiMetrics {
         let evicted = self.store_evicted.get_or_create(&TierLabels { tier: "untrusted" });
         evicted.inc_by(usage.evicted_records.saturating_sub(evicted.get()));
         self.store_evicted_bytes.inc_by(usage.evicted_bytes.saturating_sub(self.store_evicted_bytes.get()));
+        let c = &usage.compaction;
+        self.store_files_bytes.set(gauge(c.files_bytes));
+        for (result, total) in [("ok", c.done), ("failed", c.failed), ("no_room", c.skipped_no_room)] {
+            let counter = self.store_compactions.get_or_create(&ResultLabels { result });
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        let reclaimed = &self.store_compaction_reclaimed_bytes;
+        reclaimed.inc_by(c.reclaimed_bytes.saturating_sub(reclaimed.get()));
+        self.store_compaction_pause_seconds.set(c.last_pause_ms as f64 / 1000.0);
     }
 }

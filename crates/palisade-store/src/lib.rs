@@ -57,7 +57,11 @@ pub use backup::{
     BACKUP_FORMAT, BACKUP_PAGE_RECORDS, BACKUP_VERSION, MAX_BACKUP_LINE_BYTES,
 };
 pub use check::{CheckReport, MAX_REPORTED_PROBLEMS};
-pub use compact::{compact, compact_old_dir, compacting_dir, recover_interrupted_compaction, CompactReport};
+pub use compact::{
+    compact, compact_old_dir, compacting_dir, recover_interrupted_compaction, AutoCompact, CompactReport,
+    CompactionUsage, COMPACT_CHECK_INTERVAL, COMPACT_ROOM_FACTOR, DEFAULT_COMPACT_ABOVE_BYTES,
+    DEFAULT_COMPACT_ABOVE_RATIO, MAX_CAPTURE_BYTES,
+};
 pub use disk::{
     free_bytes, DiskLevel, DiskWatermarks, DEFAULT_MIN_FREE_DISK_BYTES, DEFAULT_WARN_FREE_DISK_BYTES,
     DISK_SAMPLE_INTERVAL, MAX_RELEASE_MARGIN_BYTES,
@@ -126,6 +130,9 @@ pub struct StoreConfig {
     /// replacing `db/` does not take it along): raised with every flush, compared with the
     /// store at open ([`Store::manifest_check`]). `None` keeps no manifest.
     pub manifest_path: Option<PathBuf>,
+    /// When the store compacts itself online to give back the space of what it evicted
+    /// (`store.compact_above_bytes`, `store.compact_above_ratio`).
+    pub auto_compact: AutoCompact,
 }
 
 impl StoreConfig {
@@ -138,19 +145,75 @@ impl StoreConfig {
             max_bytes: DEFAULT_MAX_STORE_BYTES,
             compression: false,
             manifest_path: None,
+            auto_compact: AutoCompact::default(),
         }
+    }
+}
+
+/// sled's handles. An online compaction (`compact.rs`) swaps them whole, so every use takes
+/// them through [`Store::trees`] and holds them for one call only: a handle kept longer would
+/// keep the old database open and delay the swap.
+pub(crate) struct Trees {
+    db: sled::Db,
+    /// Records, indexes, feeds, equivocations, anomaly states, counters (see `keys.rs`).
+    data: Tree,
+    /// The schema version and the own author.
+    meta: Tree,
+    bans: Tree,
+    peers: Tree,
+}
+
+/// The trees of the store, by name (what an online compaction's capture records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TreeName {
+    Data,
+    Meta,
+    Bans,
+    Peers,
+}
+
+impl TreeName {
+    fn as_str(self) -> &'static str {
+        match self {
+            TreeName::Data => "data",
+            TreeName::Meta => "meta",
+            TreeName::Bans => "bans",
+            TreeName::Peers => "peers",
+        }
+    }
+}
+
+impl Trees {
+    fn tree(&self, name: TreeName) -> &Tree {
+        match name {
+            TreeName::Data => &self.data,
+            TreeName::Meta => &self.meta,
+            TreeName::Bans => &self.bans,
+            TreeName::Peers => &self.peers,
+        }
+    }
+
+    fn open(db: sled::Db) -> std::result::Result<Trees, sled::Error> {
+        Ok(Trees {
+            data: db.open_tree(TreeName::Data.as_str())?,
+            meta: db.open_tree(TreeName::Meta.as_str())?,
+            bans: db.open_tree(TreeName::Bans.as_str())?,
+            peers: db.open_tree(TreeName::Peers.as_str())?,
+            db,
+        })
     }
 }
 
 struct Inner {
     path: PathBuf,
-    db: sled::Db,
-    /// Records, indexes, feeds, equivocations, anomaly states, counters (see `keys.rs`).
-    data: Tree,
-    /// The schema version only.
-    meta: Tree,
-    bans: Tree,
-    peers: Tree,
+    /// sled's page cache (an online compaction reopens the swapped database with it).
+    cache_capacity_bytes: u64,
+    /// The open database; `None` only while an online compaction swaps it, or after a swap
+    /// that could reopen neither the copy nor the original (the store has then failed).
+    trees: std::sync::RwLock<Option<Arc<Trees>>>,
+    /// Held by every writer of the database (records, evictions, bans, the peer book, the own
+    /// author): it makes the read-check-write of equivocation detection and feed heads
+    /// race-free, and an online compaction holds it while it copies.
     write_lock: Mutex<()>,
     /// Feed heads of recently written authors, exactly as in `data` (see [`CachedHead`]).
     heads: Mutex<HashMap<AuthorKey, CachedHead>>,
@@ -165,6 +228,11 @@ struct Inner {
     stored_ever: [std::sync::atomic::AtomicU64; 4],
     /// The author whose node runs on this store, once known (see `node_state.rs`).
     own: Mutex<Option<AuthorKey>>,
+    /// Online compaction: its policy and what it has done (see `compact.rs`).
+    compaction: compact::CompactionState,
+    /// While an online compaction copies: every write since the copy began, in order,
+    /// replayed onto the copy before the swap (written under `write_lock`).
+    capture: Mutex<Option<compact::Capture>>,
     /// The store manifest, if configured, and how the store compared with it at open (set
     /// once, by [`Store::open`]).
     manifest: std::sync::OnceLock<(manifest::Manifest, ManifestCheck)>,
@@ -219,6 +287,47 @@ fn u64_value(v: &[u8]) -> u64 {
     v.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
+/// How sled is opened: no background flusher (durability is the caller's flush).
+fn sled_config(path: &Path, cache_capacity_bytes: u64, compression: bool) -> sled::Config {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_capacity_bytes)
+        .mode(sled::Mode::HighThroughput)
+        .flush_every_ms(None)
+        .use_compression(compression)
+        .compression_factor(COMPRESSION_LEVEL)
+}
+
+/// sled's page cache while a compaction writes its copy (written once, never read back).
+const COPY_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Opens sled, retrying a lock that is still held for up to [`LOCK_WAIT`]. sled 0.34
+/// releases its file lock from a background thread a moment after the last handle is
+/// dropped, so a reopen right after a close in the same process (a restart, a migration, a
+/// compaction's swap, a test) can find it still held. Another process holding it keeps it:
+/// the error then surfaces after the wait.
+fn open_sled_waiting_for_lock(config: &sled::Config) -> std::result::Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(LOCK_RETRY_INTERVAL);
+            }
+            other => return other,
+        }
+    }
+}
+
+impl Inner {
+    /// How to open the database at `path` as this store was opened.
+    fn sled_config(&self, path: &Path) -> sled::Config {
+        sled_config(path, self.cache_capacity_bytes, self.compressed)
+    }
+}
+
 /// How long [`Store::open`] keeps retrying a database lock that is still held.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Pause between two lock attempts.
@@ -241,87 +350,95 @@ impl Store {
                 StoreError::Io { path: path.clone(), source }
             }
         };
-        let sled_config = sled::Config::new()
-            .path(&config.path)
-            .cache_capacity(config.cache_capacity_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None);
         let compression = disk::effective_compression(&config.path, config.compression);
-        let sled_config = sled_config.use_compression(compression).compression_factor(COMPRESSION_LEVEL);
-        // sled 0.34 releases its file lock from a background thread a moment after the last
-        // handle is dropped, so a reopen right after a close in the same process (a restart,
-        // a migration, a test) can find it still held. Another process holding it keeps it:
-        // the error then surfaces after the wait.
         disk::remove_unfinished_snapshots(&config.path);
         // Before anything could create an empty store where a compaction's swap was cut short.
         compact::recover_interrupted_compaction(&config.path).map_err(|e| io(sled::Error::Io(e)))?;
-        let lock_deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            match sled_config.open().map_err(io) {
-                Err(StoreError::Locked { .. }) if std::time::Instant::now() < lock_deadline => {
-                    std::thread::sleep(LOCK_RETRY_INTERVAL);
-                }
-                other => break other?,
-            }
-        };
-        let tree = |name: &str| db.open_tree(name).map_err(io);
+        let db =
+            open_sled_waiting_for_lock(&sled_config(&config.path, config.cache_capacity_bytes, compression))
+                .map_err(io)?;
+        let trees = Trees::open(db).map_err(io)?;
         let disk = Arc::new(disk::DiskState::new(&path, config.watermarks));
         disk::spawn_watch(Arc::downgrade(&disk));
-        let inner = Inner {
-            data: tree("data")?,
-            meta: tree("meta")?,
-            bans: tree("bans")?,
-            peers: tree("peers")?,
-            path: path.clone(),
-            db,
-            write_lock: Mutex::new(()),
-            heads: Mutex::new(HashMap::new()),
-            disk,
-            retention: retention::Retention::new(config.max_bytes, 0),
-            compressed: compression,
-            stored_ever: Default::default(),
-            own: Mutex::new(None),
-            manifest: std::sync::OnceLock::new(),
-        };
-        match inner.meta.get(META_SCHEMA).map_err(io)? {
+        match trees.meta.get(META_SCHEMA).map_err(io)? {
             Some(v) => {
                 let found = v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0);
                 if !(1..=SCHEMA_VERSION).contains(&found) {
                     return Err(StoreError::SchemaMismatch { path, found, expected: SCHEMA_VERSION });
                 }
                 if found == 1 {
-                    migrate::migrate_v1(&inner).map_err(io)?;
+                    migrate::migrate_v1(&trees).map_err(io)?;
                 }
                 if found <= 2 {
                     tracing::info!(path = %path.display(), "migrating the store to schema 3 (the quota's index)");
-                    migrate::migrate_v2(&inner).map_err(io)?;
+                    migrate::migrate_v2(&trees).map_err(io)?;
                 }
                 if found <= 3 {
                     tracing::info!(path = %path.display(), "migrating the store to schema 4 (the manifest's counters)");
-                    migrate::migrate_v3(&inner).map_err(io)?;
+                    migrate::migrate_v3(&trees).map_err(io)?;
                 }
             }
             None => {
-                if !inner.data.is_empty() {
+                if !trees.data.is_empty() {
                     return Err(StoreError::SchemaMismatch { path, found: 0, expected: SCHEMA_VERSION });
                 }
-                inner.meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
-                inner.db.flush().map_err(io)?;
+                trees.meta.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
+                trees.db.flush().map_err(io)?;
             }
         }
-        inner.retention.set_bytes(migrate::quota_bytes(&inner).map_err(io)?);
-        manifest::load_figures(&inner).map_err(io)?;
+        let quota_bytes = migrate::quota_bytes(&trees, &path).map_err(io)?;
+        let inner = Inner {
+            path: path.clone(),
+            cache_capacity_bytes: config.cache_capacity_bytes,
+            trees: std::sync::RwLock::new(None),
+            write_lock: Mutex::new(()),
+            heads: Mutex::new(HashMap::new()),
+            disk,
+            retention: retention::Retention::new(config.max_bytes, 0),
+            compaction: compact::CompactionState::new(config.auto_compact),
+            capture: Mutex::new(None),
+            compressed: compression,
+            stored_ever: Default::default(),
+            own: Mutex::new(None),
+            manifest: std::sync::OnceLock::new(),
+        };
+        inner.retention.set_bytes(quota_bytes);
+        manifest::load_figures(&inner, &trees).map_err(io)?;
+        *inner.trees.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(trees));
         let store = Store { inner: Arc::new(inner) };
         if let Some(manifest_path) = &config.manifest_path {
             store.open_manifest(manifest_path)?;
         }
         retention::spawn_retention(Arc::downgrade(&store.inner));
+        compact::spawn_auto_compact(Arc::downgrade(&store.inner));
         Ok(store)
     }
 
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// sled's handles, for one call. Fails only if an online compaction could reopen neither
+    /// the copy nor the original database (the store has then failed: see [`Store::failure`]).
+    pub(crate) fn trees(&self) -> Result<Arc<Trees>> {
+        let slot = self.inner.trees.read().unwrap_or_else(|p| p.into_inner());
+        slot.clone().ok_or_else(|| StoreError::Io {
+            path: self.inner.path.clone(),
+            source: sled::Error::Io(std::io::Error::other(
+                "the store could not be reopened after a compaction; restart the node",
+            )),
+        })
+    }
+
+    /// Applies `batch` to one tree: the one way every writer writes (the caller holds
+    /// `write_lock`). While an online compaction copies, the batch is also captured for the
+    /// copy; `bytes` is its size as the caller counts it, which bounds the capture.
+    pub(crate) fn apply(&self, tree: TreeName, batch: sled::Batch, bytes: u64) -> Result<()> {
+        if let Some(capture) = lock(&self.inner.capture).as_mut() {
+            capture.push(tree, &batch, bytes);
+        }
+        self.trees()?.tree(tree).apply_batch(batch).map_err(|e| self.io(e))
     }
 
     fn io(&self, source: sled::Error) -> StoreError {
@@ -337,7 +454,7 @@ impl Store {
     /// Bytes the database's files take on disk (a metric; a failure here never marks the
     /// store failed).
     pub fn size_on_disk(&self) -> Result<u64> {
-        self.inner
+        self.trees()?
             .db
             .size_on_disk()
             .map_err(|source| StoreError::Io { path: self.inner.path.clone(), source })
@@ -393,7 +510,7 @@ impl Store {
     }
 
     fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
-        self.inner.data.get(key).map_err(|e| self.io(e))
+        self.trees()?.data.get(key).map_err(|e| self.io(e))
     }
 
     /// The value at `key` of the `data` tree, decoded; a value that does not decode is
@@ -416,7 +533,7 @@ impl Store {
     /// when it is on disk.
     pub fn flush(&self) -> Result<()> {
         let before = self.manifest_figures();
-        self.inner.db.flush().map_err(|e| self.io(e))?;
+        self.trees()?.db.flush().map_err(|e| self.io(e))?;
         self.raise_manifest(before);
         Ok(())
     }
@@ -424,7 +541,8 @@ impl Store {
     /// [`flush`](Self::flush) without blocking the async runtime.
     pub async fn flush_async(&self) -> Result<()> {
         let before = self.manifest_figures();
-        self.inner.db.flush_async().await.map_err(|e| self.io(e))?;
+        let trees = self.trees()?;
+        trees.db.flush_async().await.map_err(|e| self.io(e))?;
         self.raise_manifest(before);
         Ok(())
     }
@@ -432,10 +550,6 @@ impl Store {
     /// The cached head of `author`, if it is in memory.
     fn cached_head(&self, author: &AuthorKey) -> Option<CachedHead> {
         lock(&self.inner.heads).get(author).copied()
-    }
-
-    pub(crate) fn index_tree(&self) -> &Tree {
-        &self.inner.data
     }
 
     pub(crate) fn record_by_id_raw(&self, id: &RecordId) -> Result<Option<(StoredMeta, VerifiedRecord)>> {

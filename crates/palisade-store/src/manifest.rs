@@ -33,7 +33,7 @@ use std::sync::Mutex;
 use palisade_types::{AuthorKey, RecordKind};
 
 use crate::slots::SlotFile;
-use crate::{Inner, Result, Store};
+use crate::{Inner, Result, Store, Trees};
 
 /// File name inside the data directory.
 pub const MANIFEST_FILE: &str = "store-manifest";
@@ -225,12 +225,12 @@ fn kind_slot(kind: RecordKind) -> Option<usize> {
 
 /// Loads the records-ever-stored mirror and the own author from the trees (at open, before
 /// the store is shared).
-pub(crate) fn load_figures(inner: &Inner) -> std::result::Result<(), sled::Error> {
+pub(crate) fn load_figures(inner: &Inner, trees: &Trees) -> std::result::Result<(), sled::Error> {
     for (slot, kind) in inner.stored_ever.iter().zip(RecordKind::ALL) {
-        let n = inner.data.get(crate::stored_ever_key(kind))?.map(|v| crate::u64_value(&v)).unwrap_or(0);
+        let n = trees.data.get(crate::stored_ever_key(kind))?.map(|v| crate::u64_value(&v)).unwrap_or(0);
         slot.store(n, Ordering::Release);
     }
-    let own = inner.meta.get(crate::node_state::META_OWN_AUTHOR)?.and_then(|v| v.as_ref().try_into().ok());
+    let own = trees.meta.get(crate::node_state::META_OWN_AUTHOR)?.and_then(|v| v.as_ref().try_into().ok());
     *crate::lock(&inner.own) = own.map(AuthorKey);
     Ok(())
 }

@@ -158,7 +158,8 @@ impl Store {
                 Some(e) => Bound::Excluded(e),
                 None => Bound::Unbounded,
             };
-            let mut it = self.index_tree().range::<Vec<u8>, _>((lower, upper));
+            let trees = self.trees()?;
+            let mut it = trees.data.range::<Vec<u8>, _>((lower, upper));
             heads.push(next_entry(&mut it, source.len()).map_err(|e| self.io_err(e))?);
             iters.push(it);
         }

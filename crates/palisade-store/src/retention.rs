@@ -110,6 +110,8 @@ pub struct StoreUsage {
     pub quota_full: bool,
     /// sled compresses the store's pages (`store.compression` when it was created).
     pub compressed: bool,
+    /// What online compaction did (sled keeps the space of evicted records until then).
+    pub compaction: crate::CompactionUsage,
 }
 
 /// The quota's state, shared by writers and the retention thread.
@@ -247,6 +249,7 @@ impl Store {
             protected_authors: r.protected().len() as u64,
             quota_full: r.quota_full.load(Ordering::Relaxed) && r.over_quota(),
             compressed: self.inner.compressed,
+            compaction: self.inner.compaction.usage(),
         }
     }
 
@@ -306,7 +309,7 @@ impl Store {
         let mut eviction = Eviction::default();
         let mut scanned = 0usize;
         pass.reached_end = true;
-        for item in self.inner.data.range(start..end) {
+        for item in self.trees()?.data.range(start..end) {
             let (key, _) = item.map_err(|e| self.io(e))?;
             scanned += 1;
             let mut next = key.to_vec();
@@ -405,7 +408,8 @@ impl Store {
         }
         let bytes = r.bytes().saturating_sub(pass.freed).saturating_add(pass.marker_bytes);
         batch.insert(bytes_key(), &bytes.to_be_bytes());
-        self.inner.data.apply_batch(batch).map_err(|e| self.io(e))?;
+        // Removals are keys only: about a quarter of the records' logical bytes.
+        self.apply(crate::TreeName::Data, batch, pass.freed / 4 + pass.marker_bytes)?;
         r.set_bytes(bytes);
         let mut cache = lock(&self.inner.heads);
         for author in ev.heads.keys() {

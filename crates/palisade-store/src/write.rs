@@ -73,7 +73,7 @@ impl Store {
         if ov.added_bytes > 0 {
             batch.insert(retention::bytes_key(), &bytes.to_be_bytes());
         }
-        self.inner.data.apply_batch(batch).map_err(|e| self.io(e))?;
+        self.apply(TreeName::Data, batch, ov.added_bytes)?;
         self.inner.retention.set_bytes(bytes);
         for (kind, ever) in stored_ever {
             self.set_stored_ever(kind, ever);
@@ -310,7 +310,7 @@ impl Store {
                 let mut events: Vec<(AnomalyEvent, bool)> = vec![(event, is_report)];
                 events.extend(ov.fp_events.get(&fingerprint).into_iter().flatten().copied());
                 let prefix = keys::fingerprint_prefix(&fingerprint);
-                for item in self.inner.data.scan_prefix(&prefix).take(MAX_FOLD_EVENTS) {
+                for item in self.trees()?.data.scan_prefix(&prefix).take(MAX_FOLD_EVENTS) {
                     let (k, v) = item.map_err(|e| self.io(e))?;
                     let corrupt = || StoreError::corrupt("data", &k, "bad anomaly index entry");
                     let ev_id = keys::trailing_id(&k).ok_or_else(corrupt)?;

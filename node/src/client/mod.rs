@@ -117,10 +117,24 @@ impl Ctx {
         outln!("evicted:       {} records, {}", u.evicted_records, output::bytes(u.evicted_bytes));
         outln!("refused:       {} (quota full), {} (evicted seq)", u.refused_quota_full, u.refused_evicted);
         outln!("protected:     {} authors (and this node's own)", u.protected_authors);
+        outln!(
+            "compacted:     {} times online, {} given back, writers paused {} ms the last time",
+            u.compactions,
+            output::bytes(u.compaction_reclaimed_bytes),
+            u.last_compaction_pause_ms
+        );
+        if u.compaction_failures > 0 || u.compactions_skipped_no_room > 0 {
+            outln!(
+                "               {} failed, {} skipped for lack of free disk for the copy (see the node's log)",
+                u.compaction_failures,
+                u.compactions_skipped_no_room
+            );
+        }
         if u.size_on_disk_bytes > u.bytes_used.saturating_mul(10) && u.size_on_disk_bytes > 64 * 1024 * 1024 {
             outln!(
-                "sled keeps the space of deleted and evicted records: `palisade store compact` \
-                 (node stopped) gives it back."
+                "sled keeps the space of deleted and evicted records until the node compacts \
+                 online (store.compact_above_bytes, store.compact_above_ratio), or \
+                 `palisade store compact` runs with the node stopped."
             );
         }
         if u.quota_full {

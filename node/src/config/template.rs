@@ -104,6 +104,13 @@ max_bytes = {maxbytes}
 # (measured, docs/operations.md). Only when the store is created; an existing store keeps
 # its setting (export, start on a new data directory, import to change it).
 compression = false
+# sled keeps the space of evicted and overwritten records; the node gives it back by compacting
+# the store online (a copy of what it keeps, swapped in; writers wait about 0.1 s per 100,000
+# records for the swap, readers do not) when sled's files exceed compact_above_ratio times the logical bytes and
+# compact_above_bytes (0: never; `palisade store compact` then does it with the node stopped).
+# It needs free disk for the copy: about four times the logical bytes above the flood stage.
+compact_above_bytes = {compactbytes}
+compact_above_ratio = {compactratio}
 
 [admin]
 # Unix socket of the admin API, mode 0600 (default: <data-dir>/admin.sock).
@@ -182,6 +189,8 @@ max_files = 5
         warnfree = palisade_store::DEFAULT_WARN_FREE_DISK_BYTES,
         shutdown = DEFAULT_SHUTDOWN_TIMEOUT_SECS,
         maxbytes = palisade_store::DEFAULT_MAX_STORE_BYTES,
+        compactbytes = palisade_store::DEFAULT_COMPACT_ABOVE_BYTES,
+        compactratio = palisade_store::DEFAULT_COMPACT_ABOVE_RATIO,
         abody = a.max_body_bytes,
         aimport = a.max_import_bytes,
         atimeout = a.request_timeout_secs,

@@ -2,7 +2,9 @@
 //! fed four times its quota of valid records from Sybil authors (by import, the side door
 //! with no rate limit) while a retained author's records and the node's own submissions come
 //! in between. The store stays under its quota, no retained or own record is evicted, an
-//! evicted record is not taken back, and the byte count survives a restart.
+//! evicted record is not taken back, and the byte count survives a restart. sled keeps the
+//! space of what the quota evicts: the node compacts its store online and gives it back,
+//! with every kept record still there.
 
 use std::io::Write;
 
@@ -51,7 +53,10 @@ fn a_node_over_its_quota_evicts_sybil_records_and_keeps_retained_and_own_ones() 
     let dir = tempfile::tempdir().unwrap();
     let mut retained = FeedWriter::new(key(1));
     let retained_author = AuthorKey(key(1).verifying_key().to_bytes());
-    let config = format!("[store]\nmax_bytes = {QUOTA}\nretain_authors = [\"{retained_author}\"]\n");
+    let config = format!(
+        "[store]\nmax_bytes = {QUOTA}\nretain_authors = [\"{retained_author}\"]\n\
+         compact_above_bytes = 1048576\ncompact_above_ratio = 4\n"
+    );
     let node = start_in(dir, Some(&config));
 
     let mut sybils: Vec<FeedWriter> = (10..50).map(|s| FeedWriter::new(key(s))).collect();
@@ -100,8 +105,27 @@ fn a_node_over_its_quota_evicts_sybil_records_and_keeps_retained_and_own_ones() 
     assert!(field(&after, "refused_evicted") >= 50, "{after}");
     assert!(field(&after, "bytes_used") <= QUOTA, "{after}");
 
+    // Online compaction gives back what sled kept of the evicted records (checked every 10 s),
+    // and the node goes on taking records after the swap.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let compacted = loop {
+        let u = usage(&node);
+        if field(&u, "compactions") >= 1 {
+            break u;
+        }
+        assert!(std::time::Instant::now() < deadline, "no online compaction within 60 s: {u}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert!(field(&compacted, "compaction_reclaimed_bytes") > 0, "{compacted}");
+    assert_eq!(field(&compacted, "compaction_failures"), 0, "{compacted}");
+    for id in &kept_ids {
+        assert!(held(&node, id), "retained or own record {id} is gone after the compaction");
+    }
+    let own = crate::submit_attestation(&node, "pkg:cargo/own@2.0.0");
+    assert!(own.status.success(), "{}", String::from_utf8_lossy(&own.stderr));
+
     // The byte count is stored with the records.
-    let used = field(&after, "bytes_used");
+    let used = field(&usage(&node), "bytes_used");
     let node = start_in(node.stop_keeping_data(), None);
     assert_eq!(field(&usage(&node), "bytes_used"), used);
     node.stop();

@@ -83,6 +83,22 @@ pub struct StoreUsageView {
     pub protected_authors: u64,
     /// sled compresses the store's pages (`store.compression` when the store was created).
     pub compressed: bool,
+    /// Online compactions completed since the node started (sled keeps the space of evicted
+    /// records until one runs: `store.compact_above_bytes`, `store.compact_above_ratio`).
+    #[serde(default)]
+    pub compactions: u64,
+    /// Online compactions that failed since the node started (the store went on as it was).
+    #[serde(default)]
+    pub compaction_failures: u64,
+    /// Compactions due but not started since the node started: too little free disk for the copy.
+    #[serde(default)]
+    pub compactions_skipped_no_room: u64,
+    /// Bytes of files online compaction gave back since the node started.
+    #[serde(default)]
+    pub compaction_reclaimed_bytes: u64,
+    /// How long writers waited during the last online compaction, in milliseconds.
+    #[serde(default)]
+    pub last_compaction_pause_ms: u64,
 }
 
 /// Stored records per kind.

@@ -149,5 +149,10 @@ pub(crate) async fn store_usage(State(s): State<AppState>) -> Result<Json<StoreU
         refused_evicted: usage.refused_evicted,
         protected_authors: usage.protected_authors,
         compressed: usage.compressed,
+        compactions: usage.compaction.done,
+        compaction_failures: usage.compaction.failed,
+        compactions_skipped_no_room: usage.compaction.skipped_no_room,
+        compaction_reclaimed_bytes: usage.compaction.reclaimed_bytes,
+        last_compaction_pause_ms: usage.compaction.last_pause_ms,
     }))
 }
