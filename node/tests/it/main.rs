@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod disk;
 mod history;
+mod io_error;
 mod kill_loop;
 mod ledger;
 mod live;

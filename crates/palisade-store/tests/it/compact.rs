@@ -255,13 +255,16 @@ fn leftovers_of_a_compaction_beside_a_store_in_place_are_removed_at_open() {
 }
 
 /// Bytes on disk per record after an online compaction at scale (release:
-/// `cargo test --release -p palisade-store --test it compacted_size -- --ignored --nocapture`).
+/// `cargo test --release -p palisade-store --test it compacted_size -- --ignored --nocapture`;
+/// `RECORDS=n` how many, `COMPRESSION=1` a store with `store.compression`).
 #[test]
 #[ignore = "a measurement, about a minute in release"]
 fn compacted_size_at_scale() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let store = Store::open(&StoreConfig { max_bytes: 1 << 40, ..online_config(&path) }).unwrap();
+    let compression = std::env::var("COMPRESSION").is_ok_and(|v| v == "1");
+    let store =
+        Store::open(&StoreConfig { max_bytes: 1 << 40, compression, ..online_config(&path) }).unwrap();
     let records = std::env::var("RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000u32);
     churn(&store, records / 64);
     let (logical, count) = (store.usage().bytes_used, store.record_count() as u64);
