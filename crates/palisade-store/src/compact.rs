@@ -179,6 +179,8 @@ pub fn recover_interrupted_compaction(db: &Path) -> std::io::Result<bool> {
     let put_back = !db.exists() && old.exists();
     if put_back {
         std::fs::rename(&old, db)?;
+        let parent = db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::File::open(parent)?.sync_all()?;
         warn!(path = %db.display(), "put back the store of an interrupted compaction");
     }
     for leftover in [compacting_dir(db), old] {
@@ -188,6 +190,17 @@ pub fn recover_interrupted_compaction(db: &Path) -> std::io::Result<bool> {
         }
     }
     Ok(put_back)
+}
+
+/// Makes the renames in `db`'s parent directory durable: without it a power cut after the
+/// swap could bring the old directory entry back, and with it a database without the
+/// records written (and acknowledged) after the swap.
+fn sync_parent(db: &Path) -> Result<()> {
+    let parent = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -226,6 +239,7 @@ pub fn compact(config: &StoreConfig) -> Result<CompactReport> {
     };
     std::fs::rename(&db, compact_old_dir(&db)).map_err(io(&db))?;
     std::fs::rename(&copy, &db).map_err(io(&copy))?;
+    sync_parent(&db)?;
     std::fs::remove_dir_all(compact_old_dir(&db)).map_err(io(&db))?;
     disk::remove_unfinished_snapshots(&db);
     let after_bytes = Store::open(config)?.size_on_disk()?;
@@ -432,9 +446,12 @@ impl Store {
             std::fs::rename(&old_dir, db).map_err(io(db))?;
             return Err(io(copy)(e));
         }
-        let reopened = crate::open_sled_waiting_for_lock(&self.inner.sled_config(db))
-            .and_then(Trees::open)
-            .map_err(copy_err(db));
+        // Durable before anything is written to the copy in its new place.
+        let reopened = sync_parent(db).and_then(|()| {
+            crate::open_sled_waiting_for_lock(&self.inner.sled_config(db))
+                .and_then(Trees::open)
+                .map_err(copy_err(db))
+        });
         match reopened {
             Ok(fresh) => {
                 *self.inner.trees.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
@@ -444,6 +461,7 @@ impl Store {
                 // Undo the renames: the old database, still open, stays in service.
                 std::fs::rename(db, copy).map_err(io(db))?;
                 std::fs::rename(&old_dir, db).map_err(io(db))?;
+                sync_parent(db)?;
                 Err(e)
             }
         }
