@@ -4,7 +4,8 @@
 //! Input: the file's bytes. Invariants:
 //! - `BackupReader::verify` never panics, reads lines of at most `MAX_BACKUP_LINE_BYTES`, and
 //!   accepts only a document whose `end` line's counts and hash match what precedes it.
-//! - A document it accepts restores into an empty store without panicking, with every record
+//! - A document it accepts restores into an empty store (through the ingest pipeline, as
+//!   `palisade backup restore` does) without panicking, with every record
 //!   either stored, a duplicate or refused (the counts add up to the `end` line's), and a
 //!   backup taken of the restored store verifies and round-trips: it holds exactly the records
 //!   stored, the same bans and peers, and restores again to the same store.
@@ -25,7 +26,8 @@ pub fn run(data: &[u8]) {
     let dir = temp_dir();
     let Ok(store) = open_store(&dir.path().join("db")) else { return };
     let mut reader = BackupReader::new(Cursor::new(data));
-    let report = store.restore(&mut reader, FIXED_NOW_MS, |_| {}).expect("a verified document restores");
+    let report = palisade_net::restore_backup(&store, &mut reader, FIXED_NOW_MS, |_| {})
+        .expect("a verified document restores");
     assert_eq!(report.stored + report.duplicates + report.refused, summary.end.records, "{report:?}");
     assert_eq!(store.record_count() as u64, report.stored);
     let again = backup_of(&store, summary.author, summary.signed);
@@ -35,8 +37,13 @@ pub fn run(data: &[u8]) {
     assert_eq!(second.signed, summary.signed);
     let dir2 = temp_dir();
     let Ok(copy) = open_store(&dir2.path().join("db")) else { return };
-    let report2 =
-        copy.restore(&mut BackupReader::new(Cursor::new(&again)), FIXED_NOW_MS, |_| {}).expect("restores");
+    let report2 = palisade_net::restore_backup(
+        &copy,
+        &mut BackupReader::new(Cursor::new(&again)),
+        FIXED_NOW_MS,
+        |_| {},
+    )
+    .expect("restores");
     assert_eq!((report2.stored, report2.refused), (report.stored, 0));
 }
 

@@ -142,18 +142,15 @@ pub fn restore(paths: &Paths, file: &Path, json: bool) -> anyhow::Result<()> {
     store.set_own_author(&author).context("recording the store's own author")?;
     let input = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let mut reader = BackupReader::new(BufReader::new(input));
-    let report = store
-        .restore(&mut reader, palisade_net::now_ms(), |n| {
-            if !json {
-                eprintln!("restored {n} of {} records", summary.end.records);
-            }
-        })
-        .map_err(|e| match e {
-            palisade_store::RestoreError::Document(d) => {
-                DataDamaged(format!("{}: {d}", file.display())).into()
-            }
-            other => anyhow::Error::from(other),
-        })?;
+    let report = palisade_net::restore_backup(&store, &mut reader, palisade_net::now_ms(), |n| {
+        if !json {
+            eprintln!("restored {n} of {} records", summary.end.records);
+        }
+    })
+    .map_err(|e| match e {
+        palisade_store::RestoreError::Document(d) => DataDamaged(format!("{}: {d}", file.display())).into(),
+        other => anyhow::Error::from(other),
+    })?;
     let history_path = paths.data_dir.join(palisade_store::SIGNING_HISTORY_FILE);
     let history = SigningHistory::open(&history_path, author).map_err(|e| ConfigError(e.to_string()))?;
     let kept = history.highest();

@@ -28,6 +28,7 @@ mod own_check;
 pub mod pipeline;
 pub mod proof;
 pub mod reason;
+mod restore;
 pub mod sync;
 pub mod topics;
 mod transport;
@@ -54,6 +55,7 @@ pub use handle::{Handle, NetEvent, NetInfo, PeerInfo, SubmitReceipt, API_INGEST_
 pub use metrics::{IngestStats, NetMetrics};
 pub use pipeline::{Decision, Ingestor, PipelineConfig, MAX_COPIES_IN_FLIGHT_PER_RECORD};
 pub use reason::{Acceptance, Reason};
+pub use restore::{restore_backup, RESTORE_IN_FLIGHT};
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> u64 {

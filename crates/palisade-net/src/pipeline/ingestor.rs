@@ -58,6 +58,8 @@ pub struct Ingestor {
     finished: mpsc::Receiver<Finished>,
     metrics: NetMetrics,
     guard: Guard,
+    /// Records admitted by [`admit_import`](Ingestor::admit_import) (their origin's index).
+    imported: usize,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -78,7 +80,7 @@ impl Ingestor {
         let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (pipeline, finished) = Pipeline::start(cfg, store, guard.clone(), metrics.clone(), live)
             .map_err(|e| crate::NetError::Setup(format!("starting pipeline threads: {e}")))?;
-        Ok(Ingestor { pipeline: Some(pipeline), finished, metrics, guard })
+        Ok(Ingestor { pipeline: Some(pipeline), finished, metrics, guard, imported: 0 })
     }
 
     /// Runs the front checks on `bytes` from `peer`. `topic` set = the record arrived by
@@ -99,6 +101,22 @@ impl Ingestor {
             None => Origin::Sync { peer },
         };
         let outcome = pipeline.admit(bytes, origin.clone(), topic, now_ms);
+        if let Some(reason) = outcome {
+            self.report(&origin, reason);
+        }
+        outcome
+    }
+
+    /// Admits a record handed in by an administrator (a backup being restored, an import):
+    /// the import origin, as the admin API's `POST /v1/import` (every record check, no peer
+    /// budgets, no penalty). `Some(reason)` = decided now; `None` = queued.
+    pub fn admit_import(&mut self, bytes: Vec<u8>, now_ms: u64) -> Option<Reason> {
+        let Some(pipeline) = self.pipeline.as_mut() else {
+            return Some(Reason::VerifyQueueFull);
+        };
+        self.imported += 1;
+        let origin = Origin::Import { batch: 0, index: self.imported, expected_id: None };
+        let outcome = pipeline.admit(bytes, origin.clone(), None, now_ms);
         if let Some(reason) = outcome {
             self.report(&origin, reason);
         }

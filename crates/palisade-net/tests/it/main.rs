@@ -9,4 +9,5 @@ mod ingestor;
 mod proofs;
 mod quota;
 mod resilience;
+mod restore;
 mod shutdown;
