@@ -12,26 +12,21 @@ differs from what HISTORY gives (`.ci/run` calls it so); with --write it rewrite
 Standard library only.
 """
 import datetime
-import json
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import figures  # noqa: E402  (the one reader of figure logs)
 
 BEGIN = "<!-- figures:begin -->"
 END = "<!-- figures:end -->"
 
 
 def load(path):
-    entries = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                e = json.loads(line)
-            except ValueError as err:
-                sys.exit(f"{path}:{n}: not JSON ({err})")
-            if e.get("kind") not in ("bench", "scenario") or "commit" not in e or "at_ms" not in e:
-                sys.exit(f"{path}:{n}: not a figure-log entry (kind bench|scenario, commit, at_ms)")
-            entries.append(e)
+    entries = figures.load(path)
+    for n, e in enumerate(entries, 1):
+        if "at_ms" not in e:
+            sys.exit(f"{path}: entry {n} has no at_ms")
     return entries
 
 

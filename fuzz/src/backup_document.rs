@@ -48,12 +48,9 @@ pub fn run(data: &[u8]) {
 }
 
 fn backup_of(store: &Store, author: palisade_types::AuthorKey, signed: Option<Signed>) -> Vec<u8> {
-    let mut stream = BackupStream::new(store.clone(), author, Box::new(move || signed), FIXED_NOW_MS);
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next_chunk().expect("the backup of a healthy store") {
-        out.extend_from_slice(&chunk);
-    }
-    out
+    BackupStream::new(store.clone(), author, Box::new(move || signed), FIXED_NOW_MS)
+        .read_to_end()
+        .expect("the backup of a healthy store")
 }
 
 /// Seeds: the backup of an empty store, and of one with records, a fork, a ban and a peer.

@@ -191,6 +191,15 @@ impl BackupStream {
         }
     }
 
+    /// The whole document at once (tests and tools; the admin API streams it chunk by chunk).
+    pub fn read_to_end(mut self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.next_chunk()? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
     /// The next chunk of the document; `None` after the `end` line.
     pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
         let mut out = Vec::new();

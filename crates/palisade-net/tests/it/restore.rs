@@ -24,12 +24,7 @@ fn meta() -> StoredMeta {
 
 fn backup_of(store: &Store, signed: Option<Signed>) -> Vec<u8> {
     let author = feed(1, 1)[0].record().position.author;
-    let mut stream = BackupStream::new(store.clone(), author, Box::new(move || signed), FIXED_NOW_MS);
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next_chunk().unwrap() {
-        out.extend_from_slice(&chunk);
-    }
-    out
+    BackupStream::new(store.clone(), author, Box::new(move || signed), FIXED_NOW_MS).read_to_end().unwrap()
 }
 
 #[test]
