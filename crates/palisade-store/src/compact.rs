@@ -532,3 +532,35 @@ pub(crate) fn spawn_auto_compact(inner: Weak<Inner>) {
         warn!(error = %e, "cannot start the compaction thread; run `palisade store compact` offline");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capture_past_its_bound_drops_what_it_held_and_says_so() {
+        let mut capture = Capture::default();
+        let mut batch = sled::Batch::default();
+        batch.insert(b"k".to_vec(), b"v".to_vec());
+        capture.push(TreeName::Data, &batch, MAX_CAPTURE_BYTES / 2);
+        capture.push(TreeName::Bans, &batch, MAX_CAPTURE_BYTES / 2);
+        assert!(!capture.overflowed);
+        assert_eq!(capture.batches.len(), 2);
+        // One byte more: the compaction that made this capture gives up (and is retried).
+        capture.push(TreeName::Data, &batch, 1);
+        assert!(capture.overflowed);
+        assert!(capture.batches.is_empty(), "an overflowed capture keeps no memory");
+        capture.push(TreeName::Data, &batch, 1);
+        assert!(capture.batches.is_empty());
+    }
+
+    #[test]
+    fn compaction_is_due_above_both_thresholds_and_never_when_off() {
+        let policy = AutoCompact { above_bytes: 100, above_ratio: 4 };
+        assert!(policy.due(400, 100));
+        assert!(!policy.due(399, 100), "under the ratio");
+        assert!(!policy.due(99, 10), "under the size floor");
+        assert!(!AutoCompact::OFF.due(u64::MAX, 0));
+        assert!(policy.due(u64::MAX, u64::MAX / 2), "no overflow");
+    }
+}
