@@ -104,3 +104,52 @@ fn a_record_with_a_bad_signature_is_refused_and_counted() {
     assert_eq!((report.stored, report.refused), (2, 1), "{report:?}");
     assert_eq!(restored.record_count(), 2);
 }
+
+#[test]
+fn a_large_backup_restores_through_a_bounded_window_and_reports_progress() {
+    // More records than RESTORE_IN_FLIGHT and than one progress step (10,000): the restore
+    // collects decisions before admitting more, never sheds a record, and reports progress.
+    let from = tempfile::tempdir().unwrap();
+    let store = open(from.path());
+    let records = feed(5, 10_500);
+    for chunk in records.chunks(500) {
+        let items: Vec<_> = chunk.iter().map(|r| (r, meta())).collect();
+        store.insert_many(&items).unwrap();
+    }
+    let bytes = backup_of(&store, None);
+    let to = tempfile::tempdir().unwrap();
+    let restored = open(to.path());
+    let mut progress = Vec::new();
+    let report = restore_backup(&restored, &mut BackupReader::new(Cursor::new(&bytes)), FIXED_NOW_MS, |n| {
+        progress.push(n)
+    })
+    .unwrap();
+    assert_eq!((report.stored, report.duplicates, report.refused), (10_500, 0, 0), "{report:?}");
+    assert_eq!(restored.record_count(), 10_500);
+    assert_eq!(progress, vec![10_000, 10_500]);
+}
+
+#[test]
+fn a_document_that_breaks_off_mid_restore_stops_it_with_a_document_error() {
+    // The node verifies the whole file first; a reader handed a document that breaks off
+    // anyway (the file changed between the check and the restore) stops the restore with
+    // the document's error, the pipeline drained.
+    let from = tempfile::tempdir().unwrap();
+    let store = open(from.path());
+    for r in &feed(6, 30) {
+        store.insert(r, meta()).unwrap();
+    }
+    let bytes = backup_of(&store, None);
+    let text = String::from_utf8(bytes).unwrap();
+    let broken: String = text.lines().take(20).map(|l| format!("{l}\n")).collect::<String>() + "{not json\n";
+    let to = tempfile::tempdir().unwrap();
+    let restored = open(to.path());
+    let err = restore_backup(
+        &restored,
+        &mut BackupReader::new(Cursor::new(broken.as_bytes())),
+        FIXED_NOW_MS,
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, palisade_store::RestoreError::Document(_)), "{err}");
+}

@@ -281,3 +281,25 @@ fn compacted_size_at_scale() {
         store.usage().compaction.last_pause_ms
     );
 }
+
+#[test]
+fn an_online_compaction_that_cannot_make_its_copy_leaves_the_store_in_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = Store::open(&online_config(&path)).unwrap();
+    churn(&store, 20);
+    // Something that is not a directory where the copy goes: the copy cannot be made.
+    std::fs::write(palisade_store::compacting_dir(&path), b"in the way").unwrap();
+    let count = store.record_count();
+    assert!(store.compact_online().is_err());
+    let usage = store.usage().compaction;
+    assert_eq!((usage.done, usage.failed), (0, 1), "{usage:?}");
+    // Writes and reads go on, on the database as it was, and are no longer captured.
+    let newest = churn(&store, 2);
+    assert!(newest.iter().all(|r| store.get(&r.id()).unwrap().is_some()));
+    assert!(store.record_count() >= count);
+    std::fs::remove_file(palisade_store::compacting_dir(&path)).unwrap();
+    store.compact_online().unwrap();
+    assert_eq!(store.usage().compaction.done, 1);
+    assert!(newest.iter().all(|r| store.get(&r.id()).unwrap().is_some()));
+}
