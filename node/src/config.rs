@@ -501,5 +501,15 @@ mod tests {
         let mut c = NodeConfig::default();
         c.metrics.listen = "nope".into();
         assert_eq!(c.validate().unwrap_err().key, "metrics.listen");
+        // Online compaction: 0 turns it off; otherwise at least 1 MiB, and a ratio of 2..=1000.
+        let mut c = NodeConfig::default();
+        c.store.compact_above_bytes = 0;
+        c.validate().expect("compact_above_bytes = 0 turns online compaction off");
+        c.store.compact_above_bytes = 1024;
+        assert_eq!(c.validate().unwrap_err().key, "store.compact_above_bytes");
+        let mut c = NodeConfig::default();
+        c.store.compact_above_ratio = 1;
+        let e = c.validate().unwrap_err();
+        assert_eq!((e.key.as_str(), e.allowed.as_str()), ("store.compact_above_ratio", "2..=1000"));
     }
 }

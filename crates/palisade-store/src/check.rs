@@ -44,7 +44,7 @@ impl Store {
         let mut per_author: HashMap<AuthorKey, u64> = HashMap::new();
         let mut per_kind: BTreeMap<RecordKind, u64> = BTreeMap::new();
         let mut bytes: u64 = 0;
-        for item in self.trees()?.data.scan_prefix([keys::SPACE_RECORD]) {
+        for item in self.trees().data.scan_prefix([keys::SPACE_RECORD]) {
             let (key, value) = item.map_err(|e| self.io(e))?;
             report.records += 1;
             if report.records % 10_000 == 0 {
@@ -78,7 +78,7 @@ impl Store {
             }
             let position = &record.record().position;
             let indexed = self
-                .trees()?
+                .trees()
                 .data
                 .contains_key(keys::author_seq(&position.author, position.seq, &id))
                 .map_err(|e| self.io(e))?;
@@ -89,7 +89,7 @@ impl Store {
                 ));
             }
             let in_eviction_order = self
-                .trees()?
+                .trees()
                 .data
                 .contains_key(keys::received_key(meta.received_at_ms, &id))
                 .map_err(|e| self.io(e))?;
@@ -113,7 +113,7 @@ impl Store {
                 None => report.problem(format!("author {author}: records stored but no feed head")),
             }
         }
-        let markers = self.trees()?.data.scan_prefix([keys::SPACE_EVICTED]).count() as u64;
+        let markers = self.trees().data.scan_prefix([keys::SPACE_EVICTED]).count() as u64;
         bytes = bytes.saturating_add(markers.saturating_mul(crate::retention::MARKER_COST));
         let counted_bytes = self.usage().bytes_used;
         if counted_bytes != bytes {

@@ -151,8 +151,9 @@ impl StoreConfig {
 }
 
 /// sled's handles. An online compaction (`compact.rs`) swaps them whole, so every use takes
-/// them through [`Store::trees`] and holds them for one call only: a handle kept longer would
-/// keep the old database open and delay the swap.
+/// them through [`Store::trees`] and holds them for one call only: a handle kept longer
+/// would go on reading (or, worse, writing) a database that has been replaced, whose unlinked
+/// files keep their disk space until it lets go.
 pub(crate) struct Trees {
     db: sled::Db,
     /// Records, indexes, feeds, equivocations, anomaly states, counters (see `keys.rs`).
@@ -208,9 +209,8 @@ struct Inner {
     path: PathBuf,
     /// sled's page cache (an online compaction reopens the swapped database with it).
     cache_capacity_bytes: u64,
-    /// The open database; `None` only while an online compaction swaps it, or after a swap
-    /// that could reopen neither the copy nor the original (the store has then failed).
-    trees: std::sync::RwLock<Option<Arc<Trees>>>,
+    /// The open database; an online compaction replaces it (`compact.rs`).
+    trees: std::sync::RwLock<Arc<Trees>>,
     /// Held by every writer of the database (records, evictions, bans, the peer book, the own
     /// author): it makes the read-check-write of equivocation detection and feed heads
     /// race-free, and an online compaction holds it while it copies.
@@ -387,10 +387,11 @@ impl Store {
             }
         }
         let quota_bytes = migrate::quota_bytes(&trees, &path).map_err(io)?;
+        let trees = Arc::new(trees);
         let inner = Inner {
             path: path.clone(),
             cache_capacity_bytes: config.cache_capacity_bytes,
-            trees: std::sync::RwLock::new(None),
+            trees: std::sync::RwLock::new(trees.clone()),
             write_lock: Mutex::new(()),
             heads: Mutex::new(HashMap::new()),
             disk,
@@ -404,7 +405,7 @@ impl Store {
         };
         inner.retention.set_bytes(quota_bytes);
         manifest::load_figures(&inner, &trees).map_err(io)?;
-        *inner.trees.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(trees));
+        drop(trees);
         let store = Store { inner: Arc::new(inner) };
         if let Some(manifest_path) = &config.manifest_path {
             store.open_manifest(manifest_path)?;
@@ -419,16 +420,9 @@ impl Store {
         &self.inner.path
     }
 
-    /// sled's handles, for one call. Fails only if an online compaction could reopen neither
-    /// the copy nor the original database (the store has then failed: see [`Store::failure`]).
-    pub(crate) fn trees(&self) -> Result<Arc<Trees>> {
-        let slot = self.inner.trees.read().unwrap_or_else(|p| p.into_inner());
-        slot.clone().ok_or_else(|| StoreError::Io {
-            path: self.inner.path.clone(),
-            source: sled::Error::Io(std::io::Error::other(
-                "the store could not be reopened after a compaction; restart the node",
-            )),
-        })
+    /// sled's handles, for one call (an online compaction may swap them between two calls).
+    pub(crate) fn trees(&self) -> Arc<Trees> {
+        self.inner.trees.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Applies `batch` to one tree: the one way every writer writes (the caller holds
@@ -438,7 +432,7 @@ impl Store {
         if let Some(capture) = lock(&self.inner.capture).as_mut() {
             capture.push(tree, &batch, bytes);
         }
-        self.trees()?.tree(tree).apply_batch(batch).map_err(|e| self.io(e))
+        self.trees().tree(tree).apply_batch(batch).map_err(|e| self.io(e))
     }
 
     fn io(&self, source: sled::Error) -> StoreError {
@@ -454,7 +448,7 @@ impl Store {
     /// Bytes the database's files take on disk (a metric; a failure here never marks the
     /// store failed).
     pub fn size_on_disk(&self) -> Result<u64> {
-        self.trees()?
+        self.trees()
             .db
             .size_on_disk()
             .map_err(|source| StoreError::Io { path: self.inner.path.clone(), source })
@@ -510,7 +504,7 @@ impl Store {
     }
 
     fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
-        self.trees()?.data.get(key).map_err(|e| self.io(e))
+        self.trees().data.get(key).map_err(|e| self.io(e))
     }
 
     /// The value at `key` of the `data` tree, decoded; a value that does not decode is
@@ -533,7 +527,7 @@ impl Store {
     /// when it is on disk.
     pub fn flush(&self) -> Result<()> {
         let before = self.manifest_figures();
-        self.trees()?.db.flush().map_err(|e| self.io(e))?;
+        self.trees().db.flush().map_err(|e| self.io(e))?;
         self.raise_manifest(before);
         Ok(())
     }
@@ -541,7 +535,7 @@ impl Store {
     /// [`flush`](Self::flush) without blocking the async runtime.
     pub async fn flush_async(&self) -> Result<()> {
         let before = self.manifest_figures();
-        let trees = self.trees()?;
+        let trees = self.trees();
         trees.db.flush_async().await.map_err(|e| self.io(e))?;
         self.raise_manifest(before);
         Ok(())

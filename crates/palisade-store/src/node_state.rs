@@ -26,7 +26,7 @@ impl Store {
     /// Removes a ban; returns whether one existed.
     pub fn remove_ban(&self, target: &str) -> Result<bool> {
         let _writers = crate::lock(&self.inner.write_lock);
-        let existed = self.trees()?.bans.contains_key(target.as_bytes()).map_err(|e| self.io(e))?;
+        let existed = self.trees().bans.contains_key(target.as_bytes()).map_err(|e| self.io(e))?;
         let mut batch = sled::Batch::default();
         batch.remove(target.as_bytes());
         self.apply(TreeName::Bans, batch, target.len() as u64)?;
@@ -36,7 +36,7 @@ impl Store {
     /// All stored bans (expired ones included; the guard prunes them).
     pub fn bans(&self) -> Result<Vec<BanRecord>> {
         let mut out = Vec::new();
-        for item in self.trees()?.bans.iter() {
+        for item in self.trees().bans.iter() {
             let (k, v) = item.map_err(|e| self.io(e))?;
             out.push(decode_exact(&v, "ban").map_err(|e| StoreError::corrupt("bans", &k, e.to_string()))?);
         }
@@ -48,7 +48,7 @@ impl Store {
     /// Records a peer, evicting the least recently seen entry when the book is full.
     pub fn upsert_peer(&self, entry: &PeerBookEntry) -> Result<()> {
         let _writers = crate::lock(&self.inner.write_lock);
-        let trees = self.trees()?;
+        let trees = self.trees();
         let peers = &trees.peers;
         let mut batch = sled::Batch::default();
         if !peers.contains_key(entry.peer_id.as_bytes()).map_err(|e| self.io(e))?
@@ -68,7 +68,7 @@ impl Store {
     /// Every entry of the peer book.
     pub fn peer_book(&self) -> Result<Vec<PeerBookEntry>> {
         let mut out = Vec::new();
-        for item in self.trees()?.peers.iter() {
+        for item in self.trees().peers.iter() {
             let (k, v) = item.map_err(|e| self.io(e))?;
             out.push(
                 decode_exact(&v, "peer book entry")
@@ -84,7 +84,7 @@ impl Store {
     /// [`set_own_author`](Self::set_own_author): its feed is in here, so a node started on
     /// this store with another key (or none) would orphan it.
     pub fn own_author(&self) -> Result<Option<AuthorKey>> {
-        let Some(v) = self.trees()?.meta.get(META_OWN_AUTHOR).map_err(|e| self.io(e))? else {
+        let Some(v) = self.trees().meta.get(META_OWN_AUTHOR).map_err(|e| self.io(e))? else {
             return Ok(None);
         };
         let bytes: [u8; 32] = v.as_ref().try_into().map_err(|_| {

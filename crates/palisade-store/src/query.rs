@@ -158,7 +158,7 @@ impl Store {
                 Some(e) => Bound::Excluded(e),
                 None => Bound::Unbounded,
             };
-            let trees = self.trees()?;
+            let trees = self.trees();
             let mut it = trees.data.range::<Vec<u8>, _>((lower, upper));
             heads.push(next_entry(&mut it, source.len()).map_err(|e| self.io_err(e))?);
             iters.push(it);

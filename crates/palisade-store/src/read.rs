@@ -5,7 +5,7 @@ use super::*;
 impl Store {
     /// Whether a record is stored. One point lookup: the dedup check behind the seen-cache.
     pub fn contains(&self, id: &RecordId) -> Result<bool> {
-        self.trees()?.data.contains_key(keys::record_key(id)).map_err(|e| self.io(e))
+        self.trees().data.contains_key(keys::record_key(id)).map_err(|e| self.io(e))
     }
 
     /// Whether the record `id`, which is `author`'s record at `seq`, is stored. Like
@@ -22,7 +22,7 @@ impl Store {
     /// Record ids stored at (author, seq): normally zero or one, more after equivocation.
     pub fn ids_at(&self, author: &AuthorKey, seq: u64) -> Result<Vec<RecordId>> {
         let mut out = Vec::new();
-        for item in self.trees()?.data.scan_prefix(keys::author_seq_prefix(author, seq)) {
+        for item in self.trees().data.scan_prefix(keys::author_seq_prefix(author, seq)) {
             let (k, _) = item.map_err(|e| self.io(e))?;
             out.push(
                 keys::trailing_id(&k).ok_or_else(|| StoreError::corrupt("data", &k, "short index key"))?,
@@ -41,7 +41,7 @@ impl Store {
 
     /// The revocation of `record` by its own author, if any.
     pub(crate) fn revoked_by(&self, record: &VerifiedRecord) -> Result<Option<RecordId>> {
-        for item in self.trees()?.data.scan_prefix(keys::revocation_prefix(&record.id())) {
+        for item in self.trees().data.scan_prefix(keys::revocation_prefix(&record.id())) {
             let (k, v) = item.map_err(|e| self.io(e))?;
             if v.as_ref() == record.author().as_bytes().as_slice() {
                 return Ok(keys::trailing_id(&k));
@@ -71,7 +71,7 @@ impl Store {
         };
         let end = std::ops::Bound::Excluded(vec![space + 1]);
         let mut out = Vec::new();
-        for item in self.trees()?.data.range::<Vec<u8>, _>((start, end)).take(limit) {
+        for item in self.trees().data.range::<Vec<u8>, _>((start, end)).take(limit) {
             out.push(item.map_err(|e| self.io(e))?);
         }
         Ok(out)
@@ -116,7 +116,7 @@ impl Store {
         };
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        for item in self.trees()?.data.range(start..end) {
+        for item in self.trees().data.range(start..end) {
             if out.len() >= max_records {
                 break;
             }
@@ -155,7 +155,7 @@ impl Store {
     ///
     /// [`FeedWriter`]: palisade_types::FeedWriter
     pub fn latest_in_feed(&self, author: &AuthorKey) -> Result<Option<(u64, RecordId)>> {
-        match self.trees()?.data.scan_prefix(keys::author_prefix(author)).next_back() {
+        match self.trees().data.scan_prefix(keys::author_prefix(author)).next_back() {
             Some(item) => {
                 let (k, _) = item.map_err(|e| self.io(e))?;
                 let corrupt = || StoreError::corrupt("data", &k, "short index key");
@@ -191,7 +191,7 @@ impl Store {
     /// Whether `author` has been caught equivocating.
     pub fn is_flagged(&self, author: &AuthorKey) -> Result<bool> {
         let prefix = keys::spaced(keys::SPACE_EQUIVOCATION, author.as_bytes());
-        Ok(self.trees()?.data.scan_prefix(prefix).next().transpose().map_err(|e| self.io(e))?.is_some())
+        Ok(self.trees().data.scan_prefix(prefix).next().transpose().map_err(|e| self.io(e))?.is_some())
     }
 
     /// Stored record counts by kind.

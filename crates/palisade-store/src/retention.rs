@@ -309,7 +309,7 @@ impl Store {
         let mut eviction = Eviction::default();
         let mut scanned = 0usize;
         pass.reached_end = true;
-        for item in self.trees()?.data.range(start..end) {
+        for item in self.trees().data.range(start..end) {
             let (key, _) = item.map_err(|e| self.io(e))?;
             scanned += 1;
             let mut next = key.to_vec();

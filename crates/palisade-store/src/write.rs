@@ -310,7 +310,7 @@ impl Store {
                 let mut events: Vec<(AnomalyEvent, bool)> = vec![(event, is_report)];
                 events.extend(ov.fp_events.get(&fingerprint).into_iter().flatten().copied());
                 let prefix = keys::fingerprint_prefix(&fingerprint);
-                for item in self.trees()?.data.scan_prefix(&prefix).take(MAX_FOLD_EVENTS) {
+                for item in self.trees().data.scan_prefix(&prefix).take(MAX_FOLD_EVENTS) {
                     let (k, v) = item.map_err(|e| self.io(e))?;
                     let corrupt = || StoreError::corrupt("data", &k, "bad anomaly index entry");
                     let ev_id = keys::trailing_id(&k).ok_or_else(corrupt)?;
