@@ -502,7 +502,7 @@ async fn sync_abuse(plan: &AttackPlan) -> AttackReport {
     let mut report =
         AttackReport { peer_ids: vec![key.public().to_peer_id().to_string()], ..AttackReport::default() };
     let behaviour = request_response::Behaviour::with_codec(
-        SyncCodec,
+        SyncCodec::default(),
         [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
         request_response::Config::default().with_max_concurrent_streams(10_000),
     );

@@ -11,8 +11,9 @@ use libp2p::{
 };
 use palisade_guard::{Guard, GuardBehaviour};
 
-use crate::sync::{SyncCodec, PROTOCOL as SYNC_PROTOCOL};
+use crate::sync::{SyncCodec, PROTOCOL as SYNC_PROTOCOL, PROTOCOL_V2 as SYNC_PROTOCOL_V2};
 use crate::NetConfig;
+use crate::NetMetrics;
 
 /// Kademlia protocol id (our own DHT, not the IPFS one).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/palisade/kad/1.0.0");
@@ -37,7 +38,12 @@ pub(crate) struct Behaviour {
 }
 
 impl Behaviour {
-    pub(crate) fn new(key: &Keypair, cfg: &NetConfig, guard: &Guard) -> Result<Behaviour, String> {
+    pub(crate) fn new(
+        key: &Keypair,
+        cfg: &NetConfig,
+        guard: &Guard,
+        metrics: &NetMetrics,
+    ) -> Result<Behaviour, String> {
         let peer_id = key.public().to_peer_id();
         let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
         kad_cfg.set_query_timeout(Duration::from_secs(30));
@@ -55,6 +61,12 @@ impl Behaviour {
         let sync_cfg = request_response::Config::default()
             .with_request_timeout(Duration::from_secs(cfg.sync_request_timeout_secs))
             .with_max_concurrent_streams(cfg.sync_max_inbound_per_peer.saturating_mul(64).max(64));
+        // Outbound streams offer the protocols in this order: sync/2 first.
+        let mut sync_protocols = Vec::with_capacity(2);
+        if cfg.sync_v2 {
+            sync_protocols.push((SYNC_PROTOCOL_V2, request_response::ProtocolSupport::Full));
+        }
+        sync_protocols.push((SYNC_PROTOCOL, request_response::ProtocolSupport::Full));
         Ok(Behaviour {
             limits: guard.connection_limits(),
             memory: Toggle::from(guard.memory_connection_limits()),
@@ -68,8 +80,8 @@ impl Behaviour {
             kad,
             mdns: Toggle::from(mdns),
             sync: request_response::Behaviour::with_codec(
-                SyncCodec,
-                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                SyncCodec::counting(metrics.sync_bytes.clone()),
+                sync_protocols,
                 sync_cfg,
             ),
         })

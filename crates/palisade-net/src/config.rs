@@ -47,6 +47,9 @@ pub struct NetConfig {
     pub sync_max_inbound_per_peer: usize,
     /// Seconds a sync request may take before it is abandoned.
     pub sync_request_timeout_secs: u64,
+    /// Speak `/palisade/sync/2` (range-based reconciliation of feed heads: a round costs what
+    /// differs, not every head) besides sync/1. Off: sync/1 only, as before 0.9.
+    pub sync_v2: bool,
     /// Records waiting for signature verification. When full, new records are ignored (load
     /// shed, counted) instead of blocking the event loop. Sized for ~0.5 s of peak verify
     /// throughput on two cores.
@@ -106,6 +109,7 @@ impl Default for NetConfig {
             sync_max_response_bytes: 1024 * 1024,
             sync_max_inbound_per_peer: 4,
             sync_request_timeout_secs: 20,
+            sync_v2: true,
             verify_queue_records: 8192,
             verify_batch_max_records: 64,
             verify_batch_deadline_ms: 0,

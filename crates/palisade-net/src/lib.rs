@@ -157,7 +157,9 @@ impl Network {
         cfg.validate().map_err(|e| NetError::Setup(e.to_string()))?;
         let peer_id = identity.public().to_peer_id();
         let transport = transport::build(&identity, &guard).map_err(NetError::Setup)?;
-        let mut behaviour = behaviour::Behaviour::new(&identity, &cfg, &guard).map_err(NetError::Setup)?;
+        let metrics = NetMetrics::new(registry);
+        let mut behaviour =
+            behaviour::Behaviour::new(&identity, &cfg, &guard, &metrics).map_err(NetError::Setup)?;
         for t in topics::TopicKind::ALL {
             behaviour
                 .gossipsub
@@ -197,7 +199,6 @@ impl Network {
             let _ = swarm.behaviour_mut().kad.bootstrap();
         }
 
-        let metrics = NetMetrics::new(registry);
         let author_key = AuthorKey(author.verifying_key().to_bytes());
         let last = store.latest_in_feed(&author_key)?;
         let writer = FeedWriter::resume(author, last);

@@ -54,6 +54,22 @@ pub struct SendFailureLabels {
     pub queue: &'static str,
 }
 
+/// Labels of `palisade_sync_bytes_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncBytesLabels {
+    /// `sync/1` or `sync/2`: the stream's negotiated protocol.
+    pub protocol: &'static str,
+    /// `sent` or `received`.
+    pub direction: &'static str,
+}
+
+/// Labels of `palisade_sync_rounds_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncRoundLabels {
+    /// `sync/2` (reconciliation) or `sync/1` (heads walk).
+    pub protocol: &'static str,
+}
+
 /// All metrics of this crate. Cheap to clone.
 #[derive(Clone)]
 pub struct NetMetrics {
@@ -81,6 +97,14 @@ pub struct NetMetrics {
     pub sync_requests_served: Counter,
     /// Records received through sync responses.
     pub sync_records_received: Counter,
+    /// Sync frame bytes (length prefix included) by protocol and direction, both as client
+    /// and as server.
+    pub sync_bytes: Family<SyncBytesLabels, Counter>,
+    /// Sync rounds started, by protocol.
+    pub sync_rounds: Family<SyncRoundLabels, Counter>,
+    /// Reconciliation queries dropped by the client's bounds (`MAX_PENDING_QUERIES`,
+    /// `MAX_REQUESTS_PER_ROUND`): the round ended before every range was settled.
+    pub sync_reconcile_cut: Counter,
     /// Equivocation proofs published or received.
     pub equivocations: Counter,
     /// 1 while the own-feed check at start runs (submissions wait), else 0.
@@ -123,6 +147,9 @@ impl NetMetrics {
             peers: Family::default(),
             sync_requests_served: Counter::default(),
             sync_records_received: Counter::default(),
+            sync_bytes: Family::default(),
+            sync_rounds: Family::default(),
+            sync_reconcile_cut: Counter::default(),
             equivocations: Counter::default(),
             own_feed_checking: Gauge::default(),
             own_feed_behind_peers: Counter::default(),
@@ -189,6 +216,17 @@ impl NetMetrics {
             "palisade_sync_records_received",
             "Records received in sync responses",
             m.sync_records_received.clone(),
+        );
+        registry.register(
+            "palisade_sync_bytes",
+            "Sync frame bytes (length prefix included) by protocol (sync/1, sync/2) and direction",
+            m.sync_bytes.clone(),
+        );
+        registry.register("palisade_sync_rounds", "Sync rounds started, by protocol", m.sync_rounds.clone());
+        registry.register(
+            "palisade_sync_reconcile_cut",
+            "Reconciliation queries dropped at the client's bounds (pending ranges, requests per round)",
+            m.sync_reconcile_cut.clone(),
         );
         registry.register(
             "palisade_equivocations",

@@ -359,7 +359,7 @@ mod tests {
     fn request_ids(n: usize) -> Vec<OutboundRequestId> {
         use libp2p::request_response::{self, ProtocolSupport};
         let mut b = request_response::Behaviour::with_codec(
-            crate::sync::SyncCodec,
+            crate::sync::SyncCodec::default(),
             [(crate::sync::PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default(),
         );

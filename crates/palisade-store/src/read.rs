@@ -93,6 +93,43 @@ impl Store {
         Ok(out)
     }
 
+    /// Visits the feed heads of the authors `a` with `after < a <= upto` (`None`: unbounded)
+    /// in author order, until `visit` returns false. Sync/2's range fingerprints scan through
+    /// this without collecting the heads.
+    pub fn scan_feed_heads(
+        &self,
+        after: Option<&AuthorKey>,
+        upto: Option<&AuthorKey>,
+        mut visit: impl FnMut(AuthorKey, FeedHead) -> bool,
+    ) -> Result<()> {
+        if let (Some(a), Some(u)) = (after, upto) {
+            if a >= u {
+                return Ok(()); // an empty range (sled would be asked for start > end)
+            }
+        }
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(keys::feed_key(a)),
+            None => std::ops::Bound::Included(vec![keys::SPACE_FEED]),
+        };
+        let end = match upto {
+            Some(a) => std::ops::Bound::Included(keys::feed_key(a)),
+            None => std::ops::Bound::Excluded(vec![keys::SPACE_FEED + 1]),
+        };
+        for item in self.trees().data.range::<Vec<u8>, _>((start, end)) {
+            let (k, v) = item.map_err(|e| self.io(e))?;
+            let author: [u8; 32] = k
+                .get(1..)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| StoreError::corrupt("data", &k, "feed key is not 32 bytes"))?;
+            let head: FeedHead =
+                decode_exact(&v, "feed head").map_err(|e| StoreError::corrupt("data", &k, e.to_string()))?;
+            if !visit(AuthorKey(author), head) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Number of authors with at least one stored record.
     pub fn author_count(&self) -> usize {
         self.get_raw(&authors_key()).ok().flatten().map(|v| u64_value(&v) as usize).unwrap_or(0)

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use palisade_fuzz::common;
 use palisade_guard::GuardConfig;
+use palisade_net::sync::reconcile::{HeadRange, RangeAnswer, RangeQuery, ReconcileRequest, SubRange, Want};
 use palisade_net::sync::{encode_body, Refusal, SyncRequest, SyncResponse, WireHead};
 use palisade_net::NetConfig;
 use palisade_types::{AuthorKey, BoundedBytes, BoundedVec, Envelope};
@@ -113,6 +114,27 @@ fn sync_seeds() -> Vec<Vec<u8>> {
             truncated: true,
         }),
     ];
+    // sync/2: a reconcile request of each kind of query, and answers of each kind.
+    let range = HeadRange { after: Some(AuthorKey([0x20; 32])), upto: Some(AuthorKey([0xe0; 32])) };
+    let queries = vec![
+        RangeQuery { range: HeadRange::ALL, want: Want::Compare([1; 16]) },
+        RangeQuery { range, want: Want::Split },
+        RangeQuery { range, want: Want::Heads },
+    ];
+    bodies.push(encode_body(&SyncRequest::Reconcile(ReconcileRequest {
+        nonce: [9; 32],
+        queries: BoundedVec::new(queries).unwrap_or_default(),
+    })));
+    let parts = vec![
+        SubRange { upto: Some(AuthorKey([0x80; 32])), count: 40, fingerprint: [2; 16] },
+        SubRange { upto: range.upto, count: 3, fingerprint: [3; 16] },
+    ];
+    let answers = vec![
+        RangeAnswer::Equal,
+        RangeAnswer::Split(BoundedVec::new(parts).unwrap_or_default()),
+        RangeAnswer::Heads { heads: BoundedVec::default(), more: false },
+    ];
+    bodies.push(encode_body(&SyncResponse::Reconciled(BoundedVec::new(answers).unwrap_or_default())));
     // An equivocation proof (two records by one author at seq 1) and a non-proof (two seq-1
     // records of two authors): the proof message shares the body codec.
     let a = palisade_types::FeedWriter::new(palisade_types::fixtures::key(90))

@@ -54,6 +54,8 @@ sync_max_records_per_page = {sr}
 sync_max_response_bytes = {sb}
 sync_max_inbound_per_peer = {sp}
 sync_request_timeout_secs = {st}
+# Speak /palisade/sync/2 (reconciliation: a round costs what differs) besides sync/1.
+sync_v2 = {sv2}
 # Signature verification: queue (load is shed beyond it), batch size and deadline, workers (0 = cores).
 verify_queue_records = {vq}
 verify_batch_max_records = {vb}
@@ -172,6 +174,7 @@ max_files = 5
         sb = n.sync_max_response_bytes,
         sp = n.sync_max_inbound_per_peer,
         st = n.sync_request_timeout_secs,
+        sv2 = n.sync_v2,
         vq = n.verify_queue_records,
         vb = n.verify_batch_max_records,
         vd = n.verify_batch_deadline_ms,

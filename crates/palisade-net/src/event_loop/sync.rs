@@ -1,6 +1,7 @@
-//! The event loop's side of `/palisade/sync/1`: it drives the sans-IO
-//! [`SyncClient`](crate::sync::client::SyncClient) with swarm events and store lookups, and
-//! admits inbound requests for the blocking server ([`answer_sync`]).
+//! The event loop's side of `/palisade/sync/2` and `/palisade/sync/1`: it drives the sans-IO
+//! [`SyncClient`](crate::sync::client::SyncClient) with swarm events and store lookups (on
+//! blocking threads: fingerprints, head comparisons), and admits inbound requests for the
+//! blocking server ([`answer_sync`]).
 
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::PeerId;
@@ -9,19 +10,33 @@ use palisade_types::ParsedEnvelope;
 use tracing::debug;
 
 use super::EventLoop;
+use crate::metrics::SyncRoundLabels;
 use crate::now_ms;
 use crate::pipeline::Origin;
 use crate::reason::Reason;
-use crate::sync::client::ClientLimits;
+use crate::sync::client::{ClientLimits, Failure, RoundKind};
+use crate::sync::reconcile::{self, Abuse, RangeQuery, ReconcileRequest, NONCE_BYTES};
 use crate::sync::serve::{answer_sync, compare_heads, Wants};
-use crate::sync::{Refusal, SyncRequest, SyncResponse};
+use crate::sync::{Refusal, SyncRequest, SyncResponse, V1_ONLY};
 use crate::NetConfig;
 
-/// A page of a peer's heads compared with our store on a blocking thread.
+/// What a blocking thread made of a peer's sync answer: a page of its heads compared with our
+/// store (sync/1), or a reconciliation step (sync/2).
 pub(crate) struct HeadsCompared {
     peer: PeerId,
     wants: Wants,
+    /// sync/1: the heads walk goes on after this author.
     next_after: Option<palisade_types::AuthorKey>,
+    /// sync/2: the round's nonce and the ranges to ask about next.
+    reconcile: Option<([u8; NONCE_BYTES], Vec<RangeQuery>)>,
+    /// The answer broke the protocol.
+    abuse: Option<&'static str>,
+}
+
+impl HeadsCompared {
+    fn new(peer: PeerId) -> Self {
+        HeadsCompared { peer, wants: Vec::new(), next_after: None, reconcile: None, abuse: None }
+    }
 }
 
 /// Capacity of the channel that brings compared heads pages back to the loop.
@@ -62,13 +77,55 @@ impl EventLoop {
         let now = std::time::Instant::now();
         let mut asked = 0;
         for p in targets {
-            if self.sync.start_round(p, now) {
-                debug!(peer = %p, "sync round started");
-                asked += 1;
-                self.dispatch_sync(p);
+            let Some(kind) = self.sync.start_round(p, now, self.cfg.sync_v2) else { continue };
+            debug!(peer = %p, ?kind, "sync round started");
+            asked += 1;
+            let protocol = match kind {
+                RoundKind::HeadsWalk => "sync/1",
+                RoundKind::Reconcile { .. } => "sync/2",
+            };
+            self.metrics.sync_rounds.get_or_create(&SyncRoundLabels { protocol }).inc();
+            match kind {
+                RoundKind::HeadsWalk => self.dispatch_sync(p),
+                RoundKind::Reconcile { nonce } => self.first_reconcile_query(p, nonce),
             }
         }
         asked
+    }
+
+    /// Our fingerprint of every head, off the loop; the query goes out when it is back.
+    fn first_reconcile_query(&mut self, peer: PeerId, nonce: [u8; NONCE_BYTES]) {
+        let store = self.store.clone();
+        let tx = self.compared_tx.clone();
+        self.tasks.spawn_blocking(move || {
+            let Ok(query) = reconcile::first_query(&store, &nonce) else { return };
+            let step = HeadsCompared { reconcile: Some((nonce, vec![query])), ..HeadsCompared::new(peer) };
+            let _ = tx.blocking_send(step);
+        });
+    }
+
+    /// A reconcile answer followed off the loop: our fingerprints of the parts the peer split
+    /// its ranges into, and its listed heads compared with ours.
+    fn follow_reconcile(
+        &mut self,
+        peer: PeerId,
+        request: ReconcileRequest,
+        answers: Vec<reconcile::RangeAnswer>,
+    ) {
+        let store = self.store.clone();
+        let tx = self.compared_tx.clone();
+        self.tasks.spawn_blocking(move || {
+            let step = match reconcile::follow(&store, &request, &answers) {
+                Ok(Ok(followed)) => HeadsCompared {
+                    wants: compare_heads(&store, &followed.heads),
+                    reconcile: Some((request.nonce, followed.next)),
+                    ..HeadsCompared::new(peer)
+                },
+                Ok(Err(Abuse(why))) => HeadsCompared { abuse: Some(why), ..HeadsCompared::new(peer) },
+                Err(_) => return, // our store failed to read: the next round tries again
+            };
+            let _ = tx.blocking_send(step);
+        });
     }
 
     /// The timer's round: the least recently asked peer that speaks sync and that the guard
@@ -118,7 +175,7 @@ impl EventLoop {
         // refusal or a failure is only no answer).
         let abusive = match &response {
             Some(SyncResponse::Heads { heads, .. }) => heads.len() > 1,
-            Some(SyncResponse::Records { .. }) => true,
+            Some(SyncResponse::Records { .. } | SyncResponse::Reconciled(_)) => true,
             Some(SyncResponse::Refused(_)) | None => false,
         };
         if let Some(peer) = self.own_check.peer_of(&id).filter(|_| abusive) {
@@ -169,8 +226,16 @@ impl EventLoop {
             },
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 debug!(%peer, %error, "sync request failed");
-                let unsupported = matches!(error, OutboundFailure::UnsupportedProtocols);
-                self.sync.failed(request_id, unsupported, std::time::Instant::now());
+                let failure = match &error {
+                    OutboundFailure::UnsupportedProtocols => Failure::Unsupported,
+                    OutboundFailure::Io(e)
+                        if e.kind() == std::io::ErrorKind::Unsupported && e.to_string() == V1_ONLY =>
+                    {
+                        Failure::OnlyV1
+                    }
+                    _ => Failure::Other,
+                };
+                self.sync.failed(request_id, failure, std::time::Instant::now());
                 self.dispatch_sync(peer);
                 self.resume_sync();
             }
@@ -196,7 +261,7 @@ impl EventLoop {
                 let tx = self.compared_tx.clone();
                 self.tasks.spawn_blocking(move || {
                     let wants = compare_heads(&store, heads.as_slice());
-                    let _ = tx.blocking_send(HeadsCompared { peer, wants, next_after });
+                    let _ = tx.blocking_send(HeadsCompared { wants, next_after, ..HeadsCompared::new(peer) });
                 });
             }
             (
@@ -238,21 +303,36 @@ impl EventLoop {
                     }
                 }
             }
+            (SyncRequest::Reconcile(request), SyncResponse::Reconciled(answers)) => {
+                self.follow_reconcile(peer, request, answers.into_inner());
+            }
             (_, SyncResponse::Refused(Refusal::Busy)) => debug!(%peer, "sync request refused: busy"),
             (_, SyncResponse::Refused(r)) => debug!(%peer, ?r, "sync request refused"),
             _ => self.penalize(peer, PenaltyReason::SyncAbuse),
         }
     }
 
-    /// A page of `peer`'s heads was compared with ours: ask for what we lack, then for the
-    /// next page.
+    /// A page of `peer`'s heads was compared with ours, or a reconcile answer followed: ask
+    /// for what we lack, then for the next page or ranges.
     pub(super) fn on_heads_compared(&mut self, c: HeadsCompared) {
+        if let Some(why) = c.abuse {
+            debug!(peer = %c.peer, why, "sync/2 answer breaks the protocol");
+            self.penalize(c.peer, PenaltyReason::SyncAbuse);
+            return;
+        }
         debug!(peer = %c.peer, wants = c.wants.len(), more = c.next_after.is_some(), "sync heads compared");
         for (author, from_seq, to_seq, gap) in c.wants {
             self.sync.want_records(&c.peer, author, from_seq, to_seq, gap);
         }
         if let Some(after) = c.next_after {
             self.sync.continue_heads(&c.peer, after);
+        }
+        if let Some((nonce, queries)) = c.reconcile {
+            let cut = self.sync.push_queries(&c.peer, &nonce, queries);
+            if cut > 0 {
+                debug!(peer = %c.peer, cut, "sync/2 ranges dropped at the client's bounds");
+                self.metrics.sync_reconcile_cut.inc_by(cut as u64);
+            }
         }
         self.dispatch_sync(c.peer);
     }
@@ -265,9 +345,11 @@ impl EventLoop {
             self.penalize(peer, PenaltyReason::SyncAbuse);
             return;
         }
-        if let palisade_guard::Admission::Deny(_) =
-            self.guard.admit_message(&peer, crate::sync::MAX_REQUEST_BYTES)
-        {
+        let size = match &request {
+            SyncRequest::Reconcile(_) => crate::sync::MAX_REQUEST_BYTES_V2,
+            _ => crate::sync::MAX_REQUEST_BYTES,
+        };
+        if let palisade_guard::Admission::Deny(_) = self.guard.admit_message(&peer, size) {
             let _ =
                 self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Refused(Refusal::Busy));
             return;
@@ -277,6 +359,7 @@ impl EventLoop {
             SyncRequest::Records { from_seq, to_seq, limit, .. } => {
                 *limit > 0 && *from_seq >= 1 && from_seq <= to_seq
             }
+            SyncRequest::Reconcile(r) => !r.queries.is_empty(),
         };
         if !valid {
             let _ = self

@@ -20,6 +20,12 @@
 //!   opens a stream, a stopped node) goes after every peer whose last request was answered,
 //!   so a hundred mute connections cannot take the rounds an honest peer needs.
 //!
+//! - **sync/2 first, sync/1 for who speaks only it.** A round with a peer reconciles feed
+//!   heads ([`super::reconcile`]) unless the peer negotiated sync/1 for an earlier request on
+//!   this connection; then it walks the peer's heads. The ranges still to ask about are a
+//!   stack (depth first), at most [`MAX_PENDING_QUERIES`] of them and at most
+//!   [`MAX_REQUESTS_PER_ROUND`] requests a round, whatever the peer answers.
+//!
 //! Backpressure: a records request is sent only while the records asked for plus the sync
 //! records in the ingest pipeline stay within the record budget (always when nothing is
 //! pending), so the pages we asked for are never shed by our own verify queue.
@@ -31,6 +37,10 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use palisade_types::AuthorKey;
 
+use super::reconcile::{
+    RangeQuery, ReconcileRequest, MAX_PENDING_QUERIES, MAX_QUERIES_PER_REQUEST, MAX_REQUESTS_PER_ROUND,
+    NONCE_BYTES,
+};
 use super::SyncRequest;
 
 /// How long a peer that did not speak the sync protocol is left out of timer rounds.
@@ -60,11 +70,49 @@ pub(crate) enum Gap {
     NewAuthor,
 }
 
+/// How a round with a peer finds what differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RoundKind {
+    /// sync/2: the caller computes our fingerprint of every head under `nonce` and hands
+    /// the first query to [`SyncClient::push_queries`].
+    Reconcile {
+        /// The round's fingerprint key.
+        nonce: [u8; NONCE_BYTES],
+    },
+    /// sync/1: the heads walk is queued.
+    HeadsWalk,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Timeout, reset, refused stream.
+    Other,
+    /// The peer speaks no sync protocol.
+    Unsupported,
+    /// The peer negotiated sync/1 for a sync/2 message: it speaks only sync/1.
+    OnlyV1,
+}
+
+/// A reconciliation round under way with one peer.
+#[derive(Debug)]
+struct Recon {
+    nonce: [u8; NONCE_BYTES],
+    /// Ranges still to ask about: a stack, so the search goes depth first and stays small.
+    queries: Vec<RangeQuery>,
+    /// Requests sent in this round.
+    requests: usize,
+}
+
 #[derive(Debug, Default)]
 struct PeerState {
     in_flight: usize,
     /// The next heads page of the walk under way: `Some(after)`.
     heads_next: Option<Option<AuthorKey>>,
+    /// The reconciliation under way.
+    recon: Option<Recon>,
+    /// The peer negotiated sync/1 on this connection: rounds walk its heads.
+    only_v1: bool,
     known: VecDeque<SyncRequest>,
     new: VecDeque<SyncRequest>,
     /// Authors with a records request queued or in flight to this peer (no duplicates).
@@ -134,12 +182,46 @@ impl<Id: Hash + Eq + Copy> SyncClient<Id> {
         }
     }
 
-    /// Starts a heads walk with `peer` (restarting one under way). False if not connected.
-    pub(crate) fn start_round(&mut self, peer: PeerId, now: Instant) -> bool {
-        let Some(state) = self.peers.get_mut(&peer) else { return false };
-        state.heads_next = Some(None);
+    /// Starts a round with `peer` (restarting one under way): a reconciliation, or the heads
+    /// walk if the peer speaks only sync/1 or `reconcile` is off. `None` if not connected.
+    pub(crate) fn start_round(&mut self, peer: PeerId, now: Instant, reconcile: bool) -> Option<RoundKind> {
+        let state = self.peers.get_mut(&peer)?;
         state.last_round = Some(now);
-        true
+        if reconcile && !state.only_v1 {
+            let nonce = rand::random();
+            state.recon = Some(Recon { nonce, queries: Vec::new(), requests: 0 });
+            Some(RoundKind::Reconcile { nonce })
+        } else {
+            state.heads_next = Some(None);
+            Some(RoundKind::HeadsWalk)
+        }
+    }
+
+    /// Queues ranges to ask `peer` about in the round keyed by `nonce` (answers to an earlier
+    /// round's requests are dropped). Returns how many the bounds cut.
+    pub(crate) fn push_queries(
+        &mut self,
+        peer: &PeerId,
+        nonce: &[u8; NONCE_BYTES],
+        queries: Vec<RangeQuery>,
+    ) -> usize {
+        let Some(recon) = self.peers.get_mut(peer).and_then(|s| s.recon.as_mut()) else { return 0 };
+        if recon.nonce != *nonce {
+            return 0;
+        }
+        if recon.requests >= MAX_REQUESTS_PER_ROUND {
+            return queries.len();
+        }
+        let room = MAX_PENDING_QUERIES.saturating_sub(recon.queries.len());
+        let cut = queries.len().saturating_sub(room);
+        recon.queries.extend(queries.into_iter().take(room));
+        cut
+    }
+
+    /// Ranges queued for `peer`'s reconciliation.
+    #[cfg(test)]
+    pub(crate) fn pending_queries(&self, peer: &PeerId) -> usize {
+        self.peers.get(peer).and_then(|s| s.recon.as_ref()).map_or(0, |r| r.queries.len())
     }
 
     /// The peer for a timer round: the least recently asked of the peers that speak sync and
@@ -222,6 +304,8 @@ impl<Id: Hash + Eq + Copy> SyncClient<Id> {
             state.known.pop_front()
         } else if let Some(after) = state.heads_next.take() {
             Some(SyncRequest::Heads { after, limit: heads_page })
+        } else if let Some(request) = state.recon.as_mut().and_then(Recon::next_request) {
+            Some(request)
         } else if room {
             state.new.pop_front()
         } else {
@@ -257,16 +341,26 @@ impl<Id: Hash + Eq + Copy> SyncClient<Id> {
     }
 
     /// `id` failed: the peer goes after the peers that answer in timer rounds. One that does
-    /// not speak the protocol (`unsupported`) is left out of them for
-    /// [`UNSUPPORTED_PEER_RETRY`] and its heads walk ends.
-    pub(crate) fn failed(&mut self, id: Id, unsupported: bool, now: Instant) {
+    /// not speak the protocol ([`Failure::Unsupported`]) is left out of them for
+    /// [`UNSUPPORTED_PEER_RETRY`] and its round ends. One that speaks only sync/1
+    /// ([`Failure::OnlyV1`]) gets the heads walk instead, now and in later rounds.
+    pub(crate) fn failed(&mut self, id: Id, failure: Failure, now: Instant) {
         let Some((peer, _)) = self.release(id) else { return };
-        if let Some(state) = self.peers.get_mut(&peer) {
-            state.last_failed = true;
-            if unsupported {
+        let Some(state) = self.peers.get_mut(&peer) else { return };
+        match failure {
+            Failure::OnlyV1 => {
+                state.only_v1 = true;
+                if state.recon.take().is_some() {
+                    state.heads_next = Some(None);
+                }
+            }
+            Failure::Unsupported => {
+                state.last_failed = true;
                 state.unsupported_since = Some(now);
                 state.heads_next = None;
+                state.recon = None;
             }
+            Failure::Other => state.last_failed = true,
         }
     }
 
@@ -287,204 +381,26 @@ impl<Id: Hash + Eq + Copy> SyncClient<Id> {
 
 impl PeerState {
     fn has_work(&self) -> bool {
-        self.heads_next.is_some() || !self.known.is_empty() || !self.new.is_empty()
+        self.heads_next.is_some()
+            || self.recon.as_ref().is_some_and(|r| !r.queries.is_empty())
+            || !self.known.is_empty()
+            || !self.new.is_empty()
+    }
+}
+
+impl Recon {
+    /// The next request of the round: the newest ranges first.
+    fn next_request(&mut self) -> Option<SyncRequest> {
+        if self.queries.is_empty() || self.requests >= MAX_REQUESTS_PER_ROUND {
+            return None;
+        }
+        let take = self.queries.len().min(MAX_QUERIES_PER_REQUEST);
+        let queries = self.queries.split_off(self.queries.len() - take);
+        self.requests += 1;
+        let queries = palisade_types::BoundedVec::new(queries).ok()?;
+        Some(SyncRequest::Reconcile(ReconcileRequest { nonce: self.nonce, queries }))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LIMITS: ClientLimits = ClientLimits {
-        heads_page: 512,
-        records_page: 256,
-        record_budget: 1024,
-        max_in_flight_per_peer: 4,
-        max_queued_per_peer: 8,
-    };
-
-    const ONE_AT_A_TIME: ClientLimits = ClientLimits { max_in_flight_per_peer: 1, ..LIMITS };
-
-    fn author(n: u8) -> AuthorKey {
-        AuthorKey([n; 32])
-    }
-
-    /// Sends everything `peer` may send now; returns the requests with their ids.
-    fn drain(
-        c: &mut SyncClient<u64>,
-        peer: PeerId,
-        next_id: &mut u64,
-        pipeline: usize,
-    ) -> Vec<(u64, SyncRequest)> {
-        let mut out = Vec::new();
-        while let Some(r) = c.next_request(&peer, pipeline) {
-            *next_id += 1;
-            c.sent(*next_id, peer, r.clone());
-            out.push((*next_id, r));
-        }
-        out
-    }
-
-    #[test]
-    fn a_disconnect_releases_the_budget_of_requests_in_flight() {
-        let mut c = SyncClient::<u64>::new(LIMITS);
-        let mut id = 0;
-        // Many disconnects with full pages in flight: the budget must come back each time.
-        for round in 0..20u8 {
-            let peer = PeerId::random();
-            c.connected(peer);
-            for a in 0..4 {
-                c.want_records(&peer, author(a + round), 1, 1000, Gap::KnownAuthor);
-            }
-            let sent = drain(&mut c, peer, &mut id, 0);
-            assert_eq!(sent.len(), 4, "round {round}: the budget (1024) holds four pages of 256");
-            assert_eq!(c.records_requested(), 1024);
-            c.disconnected(&peer);
-            assert_eq!(c.records_requested(), 0, "round {round}: budget not released");
-            assert_eq!(c.pending_len(), 0);
-            // The failures that follow the disconnect change nothing.
-            for (i, _) in sent {
-                assert!(c.finish(i).is_none());
-            }
-            assert_eq!(c.records_requested(), 0);
-        }
-    }
-
-    #[test]
-    fn known_gaps_go_before_the_heads_walk_and_new_authors() {
-        let mut c = SyncClient::<u64>::new(ONE_AT_A_TIME);
-        let peer = PeerId::random();
-        c.connected(peer);
-        c.start_round(peer, Instant::now());
-        c.want_records(&peer, author(1), 1, 5, Gap::NewAuthor);
-        c.want_records(&peer, author(2), 3, 9, Gap::KnownAuthor);
-        let mut id = 0;
-        let mut order = Vec::new();
-        for _ in 0..3 {
-            let sent = drain(&mut c, peer, &mut id, 0);
-            assert_eq!(sent.len(), 1);
-            order.push(sent[0].1.clone());
-            c.finish(sent[0].0);
-        }
-        assert!(matches!(order[0], SyncRequest::Records { author: a, .. } if a == author(2)));
-        assert!(matches!(order[1], SyncRequest::Heads { after: None, .. }));
-        assert!(matches!(order[2], SyncRequest::Records { author: a, .. } if a == author(1)));
-    }
-
-    #[test]
-    fn a_full_queue_of_new_authors_never_drops_the_heads_walk_or_known_gaps() {
-        let mut c = SyncClient::<u64>::new(ONE_AT_A_TIME);
-        let peer = PeerId::random();
-        c.connected(peer);
-        c.start_round(peer, Instant::now());
-        for a in 0..100 {
-            c.want_records(&peer, author(a), 1, 1, Gap::NewAuthor);
-        }
-        c.continue_heads(&peer, author(99));
-        c.want_records(&peer, author(200), 1, 1, Gap::KnownAuthor);
-        let mut id = 0;
-        let first = drain(&mut c, peer, &mut id, 0);
-        assert!(matches!(first[0].1, SyncRequest::Records { author: a, .. } if a == author(200)));
-        c.finish(first[0].0);
-        let second = drain(&mut c, peer, &mut id, 0);
-        assert!(matches!(second[0].1, SyncRequest::Heads { after: Some(a), .. } if a == author(99)));
-    }
-
-    #[test]
-    fn records_wait_for_budget_and_heads_do_not() {
-        let mut c = SyncClient::<u64>::new(LIMITS);
-        let peer = PeerId::random();
-        c.connected(peer);
-        c.want_records(&peer, author(1), 1, 9, Gap::KnownAuthor);
-        c.start_round(peer, Instant::now());
-        let mut id = 0;
-        // The pipeline holds 900 sync records: 900 + 256 > 1024, so only the heads page goes.
-        let sent = drain(&mut c, peer, &mut id, 900);
-        assert_eq!(sent.len(), 1);
-        assert!(matches!(sent[0].1, SyncRequest::Heads { .. }));
-        assert!(c.is_held());
-        assert_eq!(c.take_held(), vec![peer]);
-        // Once the pipeline drains, the records request goes.
-        let sent = drain(&mut c, peer, &mut id, 0);
-        assert!(matches!(sent[0].1, SyncRequest::Records { .. }));
-    }
-
-    #[test]
-    fn one_request_per_author_at_a_time() {
-        let mut c = SyncClient::<u64>::new(LIMITS);
-        let peer = PeerId::random();
-        c.connected(peer);
-        c.want_records(&peer, author(1), 1, 9, Gap::KnownAuthor);
-        c.want_records(&peer, author(1), 1, 9, Gap::KnownAuthor);
-        let mut id = 0;
-        let sent = drain(&mut c, peer, &mut id, 0);
-        assert_eq!(sent.len(), 1);
-        c.want_records(&peer, author(1), 1, 9, Gap::KnownAuthor);
-        assert!(drain(&mut c, peer, &mut id, 0).is_empty(), "still in flight");
-        c.finish(sent[0].0);
-        c.want_records(&peer, author(1), 1, 9, Gap::KnownAuthor);
-        assert_eq!(drain(&mut c, peer, &mut id, 0).len(), 1);
-    }
-
-    #[test]
-    fn timer_rounds_rotate_over_peers_that_speak_sync() {
-        let mut c = SyncClient::<u64>::new(LIMITS);
-        let now = Instant::now();
-        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
-        for p in &peers {
-            c.connected(*p);
-        }
-        // One peer does not speak sync; one is not eligible (bad standing).
-        let mute = peers[0];
-        let bad = peers[1];
-        c.start_round(mute, now);
-        let mut id = 0;
-        let sent = drain(&mut c, mute, &mut id, 0);
-        c.failed(sent[0].0, true, now);
-        let mut asked = Vec::new();
-        for i in 0..6u64 {
-            let t = now + Duration::from_secs(30 * (i + 1));
-            let p = c.round_peer(t, |p| *p != bad).expect("a peer");
-            c.start_round(p, t);
-            asked.push(p);
-        }
-        assert!(!asked.contains(&mute) && !asked.contains(&bad));
-        // The two good peers alternate.
-        assert_ne!(asked[0], asked[1]);
-        assert_eq!(asked[0], asked[2]);
-        assert_eq!(asked[1], asked[3]);
-        // After the retry delay the mute peer is tried again.
-        let later = now + UNSUPPORTED_PEER_RETRY + Duration::from_secs(1);
-        assert_eq!(c.round_peer(later, |p| *p == mute), Some(mute));
-    }
-
-    #[test]
-    fn peers_whose_requests_time_out_go_after_peers_that_answer() {
-        let mut c = SyncClient::<u64>::new(LIMITS);
-        let now = Instant::now();
-        let honest = PeerId::random();
-        c.connected(honest);
-        let mut id = 0;
-        // A hundred connections of a flood that never open a stream: their first rounds time out.
-        let mute: Vec<PeerId> = (0..100).map(|_| PeerId::random()).collect();
-        for p in &mute {
-            c.connected(*p);
-            c.start_round(*p, now);
-            let sent = drain(&mut c, *p, &mut id, 0);
-            c.failed(sent[0].0, false, now);
-        }
-        c.start_round(honest, now);
-        let sent = drain(&mut c, honest, &mut id, 0);
-        c.finish(sent[0].0);
-        // Every timer round goes to the peer that answers, although the others were asked
-        // less recently... until it fails too.
-        for i in 1..=5u64 {
-            let t = now + Duration::from_secs(3 * i);
-            assert_eq!(c.round_peer(t, |_| true), Some(honest), "round {i}");
-            c.start_round(honest, t);
-        }
-        let sent = drain(&mut c, honest, &mut id, 0);
-        c.failed(sent[0].0, false, now);
-        assert_ne!(c.round_peer(now + Duration::from_secs(30), |_| true), Some(honest));
-    }
-}
+mod tests;

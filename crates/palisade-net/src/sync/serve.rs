@@ -39,6 +39,12 @@ pub(crate) fn answer_sync(store: &Store, cfg: &NetConfig, request: SyncRequest) 
                 Err(_) => SyncResponse::Refused(Refusal::Internal),
             }
         }
+        SyncRequest::Reconcile(request) => match super::reconcile::answer(store, &request) {
+            Ok(answers) => BoundedVec::new(answers)
+                .map(SyncResponse::Reconciled)
+                .unwrap_or(SyncResponse::Refused(Refusal::Internal)),
+            Err(_) => SyncResponse::Refused(Refusal::Internal),
+        },
         SyncRequest::Records { author, from_seq, to_seq, limit } => {
             let limit = (limit as usize).min(cfg.sync_max_records_per_page);
             match store.feed_range(&author, from_seq, to_seq, limit, cfg.sync_max_response_bytes) {

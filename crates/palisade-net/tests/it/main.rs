@@ -11,3 +11,4 @@ mod quota;
 mod resilience;
 mod restore;
 mod shutdown;
+mod sync_v2;
