@@ -21,6 +21,7 @@
 //! | `connections` | 9b | one `palisade` process, 10 vs 1000 connections from 127.0.0.x |
 //! | `loop` | 14 | one `palisade` process: its event-loop wake-up p99 during a storm of 1000 fresh identities, each a peer-book write and a ban, vs calm ([`storm`]) |
 //! | `history` | 15 | one in-process node: local submit throughput with its signing history vs without ([`history`]) |
+//! | `sync` | 18a–18d | two in-process nodes: bytes and wall time of one sync/1 and one sync/2 round at 10k, 100k, 1M authors, in agreement and with 100 new authors on one side ([`sync`]) |
 //!
 //! Output: a table on stdout, `bench-results.json` (format in [`Results`]) and
 //! `bench-results.svg` in `--out`. `--quick` shrinks every size (CI runs it to keep the tool
@@ -36,6 +37,7 @@ mod plot;
 mod procs;
 mod stores;
 mod storm;
+mod sync;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -59,7 +61,7 @@ pub struct BenchArgs {
     #[arg(long, env = "PALISADE_BIN", default_value = "target/release/palisade")]
     pub binary: PathBuf,
     /// Run only these parts: pipeline, flood, network, latency, memory, catchup, connections,
-    /// loop, history.
+    /// loop, history, sync.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Repetitions of each measurement; the median is reported (default 3, 1 with --quick).
@@ -78,8 +80,18 @@ pub struct BenchArgs {
 }
 
 /// All parts, in run order.
-pub const PARTS: [&str; 9] =
-    ["pipeline", "flood", "network", "latency", "connections", "loop", "history", "memory", "catchup"];
+pub const PARTS: [&str; 10] = [
+    "pipeline",
+    "flood",
+    "network",
+    "latency",
+    "connections",
+    "loop",
+    "history",
+    "memory",
+    "catchup",
+    "sync",
+];
 
 /// Sizes of one run.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -112,6 +124,10 @@ pub struct Sizes {
     pub load_records: usize,
     /// Fresh identities of the ban storm (`loop`).
     pub storm_peers: usize,
+    /// Authors of the largest store of the sync round measurement (`sync`: a hundredth, a
+    /// tenth and all of it).
+    #[serde(default)]
+    pub sync_authors: usize,
 }
 
 impl Sizes {
@@ -131,6 +147,7 @@ impl Sizes {
             load_connections: 1000,
             load_records: 20_000,
             storm_peers: 1000,
+            sync_authors: 1_000_000,
         }
     }
 
@@ -150,6 +167,7 @@ impl Sizes {
             load_connections: 100,
             load_records: 2_000,
             storm_peers: 100,
+            sync_authors: 10_000,
         }
     }
 }
@@ -445,6 +463,7 @@ fn run(args: &BenchArgs) -> anyhow::Result<Results> {
             "connections" => rt.block_on(net::run_connections_part(&ctx, &mut rec)),
             "loop" => rt.block_on(storm::run_loop_part(&ctx, &mut rec)),
             "history" => rt.block_on(history::run_history_part(&ctx, &mut rec)),
+            "sync" => rt.block_on(sync::run_sync_part(&ctx, &mut rec)),
             _ => Ok(()),
         };
         eprintln!("bench: {part} done in {:.1} s", started.elapsed().as_secs_f64());

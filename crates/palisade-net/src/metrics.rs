@@ -102,6 +102,11 @@ pub struct NetMetrics {
     pub sync_bytes: Family<SyncBytesLabels, Counter>,
     /// Sync rounds started, by protocol.
     pub sync_rounds: Family<SyncRoundLabels, Counter>,
+    /// Sync rounds that found every difference (the records they asked for may still be on
+    /// their way), by protocol.
+    pub sync_rounds_finished: Family<SyncRoundLabels, Counter>,
+    /// Seconds from a round's start until it knew every difference, by protocol.
+    pub sync_round_seconds: Family<SyncRoundLabels, Histogram, fn() -> Histogram>,
     /// Reconciliation queries dropped by the client's bounds (`MAX_PENDING_QUERIES`,
     /// `MAX_REQUESTS_PER_ROUND`): the round ended before every range was settled.
     pub sync_reconcile_cut: Counter,
@@ -149,6 +154,10 @@ impl NetMetrics {
             sync_records_received: Counter::default(),
             sync_bytes: Family::default(),
             sync_rounds: Family::default(),
+            sync_rounds_finished: Family::default(),
+            sync_round_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 18))
+            }),
             sync_reconcile_cut: Counter::default(),
             equivocations: Counter::default(),
             own_feed_checking: Gauge::default(),
@@ -223,6 +232,16 @@ impl NetMetrics {
             m.sync_bytes.clone(),
         );
         registry.register("palisade_sync_rounds", "Sync rounds started, by protocol", m.sync_rounds.clone());
+        registry.register(
+            "palisade_sync_rounds_finished",
+            "Sync rounds that found every difference (records asked for may still be on their way), by protocol",
+            m.sync_rounds_finished.clone(),
+        );
+        registry.register(
+            "palisade_sync_round_seconds",
+            "Seconds from a sync round's start until it knew every difference, by protocol",
+            m.sync_round_seconds.clone(),
+        );
         registry.register(
             "palisade_sync_reconcile_cut",
             "Reconciliation queries dropped at the client's bounds (pending ranges, requests per round)",

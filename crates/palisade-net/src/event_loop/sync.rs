@@ -60,6 +60,13 @@ pub(super) fn client_limits(cfg: &NetConfig) -> ClientLimits {
     }
 }
 
+fn round_protocol(kind: RoundKind) -> &'static str {
+    match kind {
+        RoundKind::HeadsWalk => "sync/1",
+        RoundKind::Reconcile { .. } => "sync/2",
+    }
+}
+
 impl EventLoop {
     /// Starts a heads walk with `peer` (or with every connected peer when `None`). Returns
     /// how many peers were asked.
@@ -80,10 +87,7 @@ impl EventLoop {
             let Some(kind) = self.sync.start_round(p, now, self.cfg.sync_v2) else { continue };
             debug!(peer = %p, ?kind, "sync round started");
             asked += 1;
-            let protocol = match kind {
-                RoundKind::HeadsWalk => "sync/1",
-                RoundKind::Reconcile { .. } => "sync/2",
-            };
+            let protocol = round_protocol(kind);
             self.metrics.sync_rounds.get_or_create(&SyncRoundLabels { protocol }).inc();
             match kind {
                 RoundKind::HeadsWalk => self.dispatch_sync(p),
@@ -97,9 +101,11 @@ impl EventLoop {
     fn first_reconcile_query(&mut self, peer: PeerId, nonce: [u8; NONCE_BYTES]) {
         let store = self.store.clone();
         let tx = self.compared_tx.clone();
+        self.sync.step_spawned(&peer);
         self.tasks.spawn_blocking(move || {
-            let Ok(query) = reconcile::first_query(&store, &nonce) else { return };
-            let step = HeadsCompared { reconcile: Some((nonce, vec![query])), ..HeadsCompared::new(peer) };
+            // A store that fails to read leaves the round with nothing to ask: it ends.
+            let queries = reconcile::first_query(&store, &nonce).map(|q| vec![q]).unwrap_or_default();
+            let step = HeadsCompared { reconcile: Some((nonce, queries)), ..HeadsCompared::new(peer) };
             let _ = tx.blocking_send(step);
         });
     }
@@ -114,6 +120,7 @@ impl EventLoop {
     ) {
         let store = self.store.clone();
         let tx = self.compared_tx.clone();
+        self.sync.step_spawned(&peer);
         self.tasks.spawn_blocking(move || {
             let step = match reconcile::follow(&store, &request, &answers) {
                 Ok(Ok(followed)) => HeadsCompared {
@@ -122,7 +129,8 @@ impl EventLoop {
                     ..HeadsCompared::new(peer)
                 },
                 Ok(Err(Abuse(why))) => HeadsCompared { abuse: Some(why), ..HeadsCompared::new(peer) },
-                Err(_) => return, // our store failed to read: the next round tries again
+                // Our store failed to read: these ranges are left to the next round.
+                Err(_) => HeadsCompared::new(peer),
             };
             let _ = tx.blocking_send(step);
         });
@@ -222,6 +230,7 @@ impl EventLoop {
                     self.on_sync_response(request_id, response);
                     self.dispatch_sync(peer);
                     self.resume_sync();
+                    self.note_round_finished(peer);
                 }
             },
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
@@ -238,6 +247,7 @@ impl EventLoop {
                 self.sync.failed(request_id, failure, std::time::Instant::now());
                 self.dispatch_sync(peer);
                 self.resume_sync();
+                self.note_round_finished(peer);
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 debug!(%peer, %error, "serving a sync request failed");
@@ -259,6 +269,7 @@ impl EventLoop {
                 // page is asked for once it is done (`on_heads_compared`).
                 let store = self.store.clone();
                 let tx = self.compared_tx.clone();
+                self.sync.step_spawned(&peer);
                 self.tasks.spawn_blocking(move || {
                     let wants = compare_heads(&store, heads.as_slice());
                     let _ = tx.blocking_send(HeadsCompared { wants, next_after, ..HeadsCompared::new(peer) });
@@ -315,9 +326,11 @@ impl EventLoop {
     /// A page of `peer`'s heads was compared with ours, or a reconcile answer followed: ask
     /// for what we lack, then for the next page or ranges.
     pub(super) fn on_heads_compared(&mut self, c: HeadsCompared) {
+        self.sync.step_returned(&c.peer);
         if let Some(why) = c.abuse {
             debug!(peer = %c.peer, why, "sync/2 answer breaks the protocol");
             self.penalize(c.peer, PenaltyReason::SyncAbuse);
+            self.note_round_finished(c.peer);
             return;
         }
         debug!(peer = %c.peer, wants = c.wants.len(), more = c.next_after.is_some(), "sync heads compared");
@@ -335,6 +348,17 @@ impl EventLoop {
             }
         }
         self.dispatch_sync(c.peer);
+        self.note_round_finished(c.peer);
+    }
+
+    /// Counts and times `peer`'s round if it now knows every difference.
+    fn note_round_finished(&mut self, peer: PeerId) {
+        let Some((kind, took)) = self.sync.round_finished(&peer, std::time::Instant::now()) else { return };
+        let protocol = round_protocol(kind);
+        debug!(%peer, protocol, secs = took.as_secs_f64(), "sync round finished");
+        let labels = SyncRoundLabels { protocol };
+        self.metrics.sync_rounds_finished.get_or_create(&labels).inc();
+        self.metrics.sync_round_seconds.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
     fn serve_sync(&mut self, peer: PeerId, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {

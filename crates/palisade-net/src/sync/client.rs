@@ -118,6 +118,10 @@ struct PeerState {
     /// Authors with a records request queued or in flight to this peer (no duplicates).
     authors: HashSet<AuthorKey>,
     last_round: Option<Instant>,
+    /// The round under way, until it knows every difference: when it started and how.
+    round: Option<(Instant, RoundKind)>,
+    /// Blocking steps of the round under way (fingerprints, comparisons) not yet back.
+    steps: usize,
     /// The peer's last request failed (timeout, reset, refused stream).
     last_failed: bool,
     /// Set when the peer failed a request for not speaking the protocol.
@@ -187,14 +191,54 @@ impl<Id: Hash + Eq + Copy> SyncClient<Id> {
     pub(crate) fn start_round(&mut self, peer: PeerId, now: Instant, reconcile: bool) -> Option<RoundKind> {
         let state = self.peers.get_mut(&peer)?;
         state.last_round = Some(now);
-        if reconcile && !state.only_v1 {
+        let kind = if reconcile && !state.only_v1 {
             let nonce = rand::random();
             state.recon = Some(Recon { nonce, queries: Vec::new(), requests: 0 });
-            Some(RoundKind::Reconcile { nonce })
+            RoundKind::Reconcile { nonce }
         } else {
             state.heads_next = Some(None);
-            Some(RoundKind::HeadsWalk)
+            RoundKind::HeadsWalk
+        };
+        state.round = Some((now, kind));
+        Some(kind)
+    }
+
+    /// A blocking step of `peer`'s round (a fingerprint, a comparison) was spawned; the loop
+    /// calls [`step_returned`](Self::step_returned) when its result is back.
+    pub(crate) fn step_spawned(&mut self, peer: &PeerId) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.steps += 1;
         }
+    }
+
+    /// A blocking step of `peer`'s round is back.
+    pub(crate) fn step_returned(&mut self, peer: &PeerId) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.steps = state.steps.saturating_sub(1);
+        }
+    }
+
+    /// The round with `peer` knows every difference it will find (no heads page or ranges
+    /// left to ask, none in flight, no step out): returns how it ran and how long it took,
+    /// once. Records it asked for may still be on their way.
+    pub(crate) fn round_finished(&mut self, peer: &PeerId, now: Instant) -> Option<(RoundKind, Duration)> {
+        let discovering = self
+            .pending
+            .values()
+            .any(|(p, r)| p == peer && matches!(r, SyncRequest::Heads { .. } | SyncRequest::Reconcile(_)));
+        let state = self.peers.get_mut(peer)?;
+        let idle = state.heads_next.is_none()
+            && state
+                .recon
+                .as_ref()
+                .is_none_or(|r| r.queries.is_empty() || r.requests >= MAX_REQUESTS_PER_ROUND)
+            && state.steps == 0
+            && !discovering;
+        if !idle {
+            return None;
+        }
+        let (started, kind) = state.round.take()?;
+        Some((kind, now.saturating_duration_since(started)))
     }
 
     /// Queues ranges to ask `peer` about in the round keyed by `nonce` (answers to an earlier
@@ -352,6 +396,7 @@ impl<Id: Hash + Eq + Copy> SyncClient<Id> {
                 state.only_v1 = true;
                 if state.recon.take().is_some() {
                     state.heads_next = Some(None);
+                    state.round = state.round.map(|(started, _)| (started, RoundKind::HeadsWalk));
                 }
             }
             Failure::Unsupported => {
@@ -359,6 +404,7 @@ impl<Id: Hash + Eq + Copy> SyncClient<Id> {
                 state.unsupported_since = Some(now);
                 state.heads_next = None;
                 state.recon = None;
+                state.round = None;
             }
             Failure::Other => state.last_failed = true,
         }

@@ -273,3 +273,33 @@ fn a_round_sends_at_most_its_request_budget() {
     assert_eq!(sent_total, MAX_REQUESTS_PER_ROUND);
     assert_eq!(c.push_queries(&peer, &nonce, vec![query()]), 1, "cut once the budget is spent");
 }
+
+#[test]
+fn a_round_finishes_once_it_knows_every_difference() {
+    let mut c = SyncClient::<u64>::new(LIMITS);
+    let peer = PeerId::random();
+    c.connected(peer);
+    let t0 = Instant::now();
+    let Some(RoundKind::Reconcile { nonce }) = c.start_round(peer, t0, true) else { panic!("reconcile") };
+    c.step_spawned(&peer); // our fingerprint of every head
+    assert!(c.round_finished(&peer, t0).is_none(), "the first step is out");
+    c.step_returned(&peer);
+    c.push_queries(&peer, &nonce, vec![query()]);
+    assert!(c.round_finished(&peer, t0).is_none(), "a range to ask about");
+    let mut id = 0;
+    let sent = drain(&mut c, peer, &mut id, 0);
+    assert!(c.round_finished(&peer, t0).is_none(), "a request in flight");
+    c.finish(sent[0].0);
+    c.step_spawned(&peer);
+    assert!(c.round_finished(&peer, t0).is_none(), "its answer is being followed");
+    c.step_returned(&peer);
+    // Records asked for do not hold the round open.
+    c.want_records(&peer, author(1), 1, 9, Gap::KnownAuthor);
+    let _ = drain(&mut c, peer, &mut id, 0);
+    let later = t0 + Duration::from_millis(250);
+    assert_eq!(
+        c.round_finished(&peer, later),
+        Some((RoundKind::Reconcile { nonce }, Duration::from_millis(250)))
+    );
+    assert_eq!(c.round_finished(&peer, later), None, "counted once");
+}
