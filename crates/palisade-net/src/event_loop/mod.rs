@@ -100,6 +100,9 @@ pub(crate) struct EventLoop {
     sync: SyncClient<OutboundRequestId>,
     /// Sync requests of each peer being answered by blocking tasks.
     serving: HashMap<PeerId, usize>,
+    /// sync/2 reconcile answers being computed, node-wide (each scans the heads of its
+    /// ranges: bounded by [`sync::MAX_RECONCILE_ANSWERS`]).
+    reconciling: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Connections on which gossip died, to close and redial.
     liveness: liveness::GossipLiveness,
     /// Equivocation proofs whose halves are in the pipeline.
@@ -167,6 +170,7 @@ impl EventLoop {
             connected: HashMap::new(),
             sync,
             serving: HashMap::new(),
+            reconciling: std::sync::Arc::default(),
             liveness: liveness::GossipLiveness::default(),
             proofs: PendingProofs::default(),
             api_batches: api_ingest::ApiBatches::default(),

@@ -27,11 +27,13 @@ fn one_record_each(first: u64, count: u64) -> Vec<VerifiedRecord> {
 fn store_at(dir: &Path, records: &[VerifiedRecord]) {
     let store = Store::open(&StoreConfig::new(dir.join("db"))).unwrap();
     let meta = StoredMeta { received_at_ms: 1, source: Source::Import };
-    for chunk in records.chunks(1000) {
+    // Groups of 64, flushed, as the ingest pipeline writes: sled 0.34 holds on to memory
+    // for large batches of scattered keys.
+    for chunk in records.chunks(64) {
         let items: Vec<_> = chunk.iter().map(|r| (r, meta)).collect();
         store.insert_many(&items).unwrap();
+        store.flush().unwrap();
     }
-    store.flush().unwrap();
 }
 
 fn copy_dir(from: &Path, to: &Path) {
