@@ -159,6 +159,31 @@ pub struct NodeSettings {
     pub protect_honest_authors: bool,
     /// A tmpfs of this many MiB per data directory (0: none).
     pub data_tmpfs_mib: u64,
+    /// Each node names this many other nodes, drawn at random with `topology_seed`, as
+    /// bootstrap peers (Kademlia finds the rest); `None`: every other node.
+    pub bootstrap_peers: Option<usize>,
+    /// Seed of the bootstrap draw.
+    pub topology_seed: u64,
+}
+
+/// The bootstrap peers of each of `n` nodes: every other node, or `k` drawn at random.
+pub fn bootstrap_choice(n: usize, k: Option<usize>, seed: u64) -> Vec<Vec<usize>> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let others: Vec<usize> = (0..n).filter(|j| *j != i).collect();
+            match k {
+                Some(k) if k < others.len() => {
+                    let mut chosen: Vec<usize> = others.choose_multiple(&mut rng, k).copied().collect();
+                    chosen.sort_unstable();
+                    chosen
+                }
+                _ => others,
+            }
+        })
+        .collect()
 }
 
 /// Mounts a tmpfs of `mib` MiB at `dir` (root only).
@@ -239,12 +264,15 @@ impl Cluster {
                 starts: 0,
             });
         }
-        // Configs name every other node as bootstrap peer; a proxied pair (from, to, proxy)
-        // makes `from` dial the proxy instead, and `to` not dial `from` at all.
+        // Configs name every other node (or `bootstrap_peers` random ones) as bootstrap peer;
+        // a proxied pair (from, to, proxy) makes `from` dial the proxy instead, and `to` not
+        // dial `from` at all.
+        let choice = bootstrap_choice(n, settings.bootstrap_peers, settings.topology_seed);
         for node in &nodes {
+            let chosen = choice.get(node.index).cloned().unwrap_or_default();
             let bootstrap: Vec<String> = nodes
                 .iter()
-                .filter(|o| o.index != node.index)
+                .filter(|o| o.index != node.index && chosen.contains(&o.index))
                 .filter(|o| !links.iter().any(|(from, to, _)| *to == node.index && *from == o.index))
                 .map(|o| match links.iter().find(|(from, to, _)| *from == node.index && *to == o.index) {
                     Some((_, _, proxy)) => {
@@ -387,5 +415,23 @@ impl Drop for Cluster {
                 let _ = c.wait();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod topology_tests {
+    use super::bootstrap_choice;
+
+    #[test]
+    fn a_random_topology_names_k_other_nodes_and_replays_with_its_seed() {
+        let choice = bootstrap_choice(100, Some(4), 7);
+        for (i, peers) in choice.iter().enumerate() {
+            assert_eq!(peers.len(), 4);
+            assert!(!peers.contains(&i), "node {i} bootstraps to itself");
+            assert!(peers.windows(2).all(|w| w[0] < w[1]), "distinct and sorted");
+        }
+        assert_eq!(choice, bootstrap_choice(100, Some(4), 7));
+        assert_ne!(choice, bootstrap_choice(100, Some(4), 8));
+        assert_eq!(bootstrap_choice(3, None, 1), vec![vec![1, 2], vec![0, 2], vec![0, 1]]);
     }
 }

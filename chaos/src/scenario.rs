@@ -65,6 +65,10 @@ pub struct Scenario {
     /// `disk_full` fault then fills it for real.
     #[serde(default)]
     pub data_tmpfs_mib: u64,
+    /// Each node bootstraps to this many other nodes drawn at random (with the run's seed);
+    /// Kademlia and identify find the rest. Absent: every node names every other node.
+    #[serde(default)]
+    pub bootstrap_peers: Option<usize>,
 }
 
 fn default_baseline() -> u64 {
@@ -122,8 +126,9 @@ impl Default for NodeSel {
 pub enum Split {
     /// Explicit groups of node indexes.
     Groups(Vec<Vec<usize>>),
-    /// `majority` (a random minority is cut off), `isolate` (one random node), `bridge`
-    /// (two halves that only one node connects).
+    /// `majority` (a random minority is cut off), `halves` (a random half of the nodes is cut
+    /// off from the other), `isolate` (one random node), `bridge` (two halves that only one
+    /// node connects).
     Named(String),
 }
 
@@ -371,8 +376,17 @@ impl Scenario {
         if self.data_tmpfs_mib > 0 && !self.requires_root {
             bail!("`data_tmpfs_mib` mounts a tmpfs per node: set `requires_root = true`");
         }
-        if self.nodes == 0 || self.nodes > 64 {
-            bail!("`nodes` is {}; allowed is 1..=64", self.nodes);
+        if self.nodes == 0 || self.nodes > 128 {
+            bail!("`nodes` is {}; allowed is 1..=128", self.nodes);
+        }
+        if !self.links.is_empty() && self.nodes > 90 {
+            // Nodes listen on 127.0.0.(10 + i), fault proxies on 127.0.0.(100 + k).
+            bail!("`nodes` is {}; with `[[link]]` proxies at most 90 (the proxies listen on 127.0.0.100 and up)", self.nodes);
+        }
+        if let Some(k) = self.bootstrap_peers {
+            if k == 0 || k >= self.nodes {
+                bail!("`bootstrap_peers` is {k}; allowed is 1..{} (fewer than the nodes)", self.nodes);
+            }
         }
         if self.baseline_secs >= self.duration_secs {
             bail!(

@@ -201,13 +201,15 @@ pub(super) fn partition_groups(run: &Run, split: Option<&Split>) -> Vec<Vec<usiz
             vec![vec![i], (0..n).filter(|j| *j != i).collect()]
         }
         Some(Split::Named(_)) | None => {
-            // Majority/minority: a random minority of floor((n-1)/2) nodes (at least one).
+            // Majority/minority: a random minority of floor((n-1)/2) nodes (at least one);
+            // halves: a random half.
+            let halves = matches!(split, Some(Split::Named(name)) if name == "halves");
             let mut all: Vec<usize> = (0..n).collect();
             for k in (1..all.len()).rev() {
                 let j = rng.gen_range(0..=k);
                 all.swap(k, j);
             }
-            let minority = ((n - 1) / 2).max(1);
+            let minority = if halves { n / 2 } else { (n - 1) / 2 }.max(1);
             let (a, b) = all.split_at(minority);
             vec![a.to_vec(), b.to_vec()]
         }

@@ -23,6 +23,7 @@ mod backup;
 mod checks;
 mod data_dir;
 mod faults;
+mod network_figures;
 mod proof_checks;
 mod store_checks;
 use checks::*;
@@ -109,6 +110,8 @@ pub async fn run(scenario: Scenario, opts: RunOptions) -> anyhow::Result<Report>
         network: scenario.node_network.clone(),
         protect_honest_authors: scenario.protect_honest_authors,
         data_tmpfs_mib: scenario.data_tmpfs_mib,
+        bootstrap_peers: scenario.bootstrap_peers,
+        topology_seed: opts.seed,
     };
     // Fault proxies: link k listens on 127.0.0.(100 + k) and forwards to its `to` node.
     let mut links = Vec::new();
@@ -272,18 +275,22 @@ async fn run_inner(run: Arc<Run>, wall: Instant, _root: &Path) -> anyhow::Result
             );
         }
     }
-    // Wait for the mesh: every node connected to every other (bounded).
+    // Wait for the mesh: every node connected to every other, or with a random topology to
+    // at least as many peers as it has bootstrap peers (bounded).
+    let wanted = s.bootstrap_peers.map_or(s.nodes.saturating_sub(1), |k| k.min(s.nodes.saturating_sub(1)));
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut peer_counts = Vec::new();
     loop {
-        let mut ok = true;
+        peer_counts.clear();
         for api in &run.apis {
-            ok &= api.peer_count().await.unwrap_or(0) + 1 >= s.nodes;
+            peer_counts.push(api.peer_count().await.unwrap_or(0) as f64);
         }
-        if ok || Instant::now() > deadline {
+        if peer_counts.iter().all(|c| *c as usize >= wanted) || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    info!(?peer_counts, "peers per node at the start");
 
     // Event streams: when each node stores each record.
     let mut tasks = Vec::new();
@@ -369,6 +376,8 @@ async fn run_inner(run: Arc<Run>, wall: Instant, _root: &Path) -> anyhow::Result
     if s.checks.check_goodput {
         checks.push(goodput_check);
     }
+    figures.extend(network_figures::network_figures(&run).await);
+    figures.insert("peers_per_node_at_start".into(), network_figures::spread(peer_counts));
     checks.push(check_resources(&run));
     checks.push(check_logs_and_health(&run).await);
     if s.attackers.iter().any(|a| a.kind == AttackKind::Equivocation) {

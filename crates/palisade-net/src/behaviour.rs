@@ -37,12 +37,24 @@ pub(crate) struct Behaviour {
     pub(crate) sync: request_response::Behaviour<SyncCodec>,
 }
 
+/// gossipsub's own metrics (mesh sizes, messages received with and without duplicates per
+/// topic: the copies per record that gossip costs), for our three topics only: a peer's
+/// made-up topics get no series.
+fn gossip_metrics_config() -> gossipsub::MetricsConfig {
+    gossipsub::MetricsConfig {
+        max_topics: crate::topics::TopicKind::ALL.len(),
+        max_never_subscribed_topics: 0,
+        ..gossipsub::MetricsConfig::default()
+    }
+}
+
 impl Behaviour {
     pub(crate) fn new(
         key: &Keypair,
         cfg: &NetConfig,
         guard: &Guard,
         metrics: &NetMetrics,
+        registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Behaviour, String> {
         let peer_id = key.public().to_peer_id();
         let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
@@ -76,7 +88,8 @@ impl Behaviour {
                     .with_agent_version(format!("palisade/{}", env!("CARGO_PKG_VERSION"))),
             ),
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
-            gossipsub: crate::gossip::behaviour(cfg.gossip_max_transmit_bytes)?,
+            gossipsub: crate::gossip::behaviour(cfg.gossip_max_transmit_bytes)?
+                .with_metrics(registry.sub_registry_with_prefix("gossipsub"), gossip_metrics_config()),
             kad,
             mdns: Toggle::from(mdns),
             sync: request_response::Behaviour::with_codec(

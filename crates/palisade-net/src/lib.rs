@@ -158,8 +158,8 @@ impl Network {
         let peer_id = identity.public().to_peer_id();
         let transport = transport::build(&identity, &guard).map_err(NetError::Setup)?;
         let metrics = NetMetrics::new(registry);
-        let mut behaviour =
-            behaviour::Behaviour::new(&identity, &cfg, &guard, &metrics).map_err(NetError::Setup)?;
+        let mut behaviour = behaviour::Behaviour::new(&identity, &cfg, &guard, &metrics, registry)
+            .map_err(NetError::Setup)?;
         for t in topics::TopicKind::ALL {
             behaviour
                 .gossipsub
