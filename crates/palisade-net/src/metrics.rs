@@ -110,8 +110,6 @@ pub struct NetMetrics {
     /// Reconciliation queries dropped by the client's bounds (`MAX_PENDING_QUERIES`,
     /// `MAX_REQUESTS_PER_ROUND`): the round ended before every range was settled.
     pub sync_reconcile_cut: Counter,
-    /// Reconcile requests answered `Busy` because `MAX_RECONCILE_ANSWERS` were being computed.
-    pub sync_reconcile_busy: Counter,
     /// Equivocation proofs published or received.
     pub equivocations: Counter,
     /// 1 while the own-feed check at start runs (submissions wait), else 0.
@@ -161,7 +159,6 @@ impl NetMetrics {
                 Histogram::new(exponential_buckets(0.001, 2.0, 18))
             }),
             sync_reconcile_cut: Counter::default(),
-            sync_reconcile_busy: Counter::default(),
             equivocations: Counter::default(),
             own_feed_checking: Gauge::default(),
             own_feed_behind_peers: Counter::default(),
@@ -249,11 +246,6 @@ impl NetMetrics {
             "palisade_sync_reconcile_cut",
             "Reconciliation queries dropped at the client's bounds (pending ranges, requests per round)",
             m.sync_reconcile_cut.clone(),
-        );
-        registry.register(
-            "palisade_sync_reconcile_busy",
-            "sync/2 reconcile requests answered Busy: the node was already computing its maximum of reconcile answers",
-            m.sync_reconcile_busy.clone(),
         );
         registry.register(
             "palisade_equivocations",

@@ -100,9 +100,8 @@ pub(crate) struct EventLoop {
     sync: SyncClient<OutboundRequestId>,
     /// Sync requests of each peer being answered by blocking tasks.
     serving: HashMap<PeerId, usize>,
-    /// sync/2 reconcile answers being computed, node-wide (each scans the heads of its
-    /// ranges: bounded by [`sync::MAX_RECONCILE_ANSWERS`]).
-    reconciling: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Taken by each sync/2 reconcile answer while it scans (see [`sync::ReconcileTurn`]).
+    reconciling: sync::ReconcileTurn,
     /// Connections on which gossip died, to close and redial.
     liveness: liveness::GossipLiveness,
     /// Equivocation proofs whose halves are in the pipeline.

@@ -42,12 +42,13 @@ impl HeadsCompared {
 /// Capacity of the channel that brings compared heads pages back to the loop.
 pub(super) const COMPARED_QUEUE: usize = 64;
 
-/// Most sync/2 reconcile answers computed at once, node-wide. Each scans every head in its
-/// ranges (a whole-set fingerprint is a scan of every author held: about 1.7 s at a million),
-/// so this caps the CPU that peers' rounds, or a peer repeating whole-set queries, can take;
-/// beyond it a request gets `Busy` (no penalty: honest rounds collide) and the asking round
-/// ends, to be tried again by the next.
-pub(crate) const MAX_RECONCILE_ANSWERS: usize = 1;
+/// sync/2 reconcile answers are computed one at a time, node-wide: each scans every head in
+/// its ranges (a whole-set fingerprint is a scan of every author held: about 1.7 s at a
+/// million), so this caps the CPU that peers' rounds, or a peer repeating whole-set queries,
+/// can take. Later requests wait their turn on their blocking task (bounded by
+/// `network.sync_max_inbound_per_peer` per peer and the request timeout); a refusal instead
+/// would drop the ranges of a round in flight.
+pub(crate) type ReconcileTurn = std::sync::Arc<std::sync::Mutex<()>>;
 
 /// Most sync requests we have outstanding to one peer.
 const MAX_OUTBOUND_SYNC_PER_PEER: usize = 4;
@@ -64,27 +65,6 @@ pub(super) fn client_limits(cfg: &NetConfig) -> ClientLimits {
         record_budget: reserved,
         max_in_flight_per_peer: MAX_OUTBOUND_SYNC_PER_PEER,
         max_queued_per_peer: MAX_QUEUED_SYNC_PER_PEER,
-    }
-}
-
-/// One of the [`MAX_RECONCILE_ANSWERS`] slots, given back when dropped.
-struct ReconcileSlot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-
-impl ReconcileSlot {
-    fn take(in_use: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Option<ReconcileSlot> {
-        use std::sync::atomic::Ordering;
-        in_use
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_RECONCILE_ANSWERS).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| ReconcileSlot(in_use.clone()))
-    }
-}
-
-impl Drop for ReconcileSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -422,29 +402,20 @@ impl EventLoop {
             self.penalize(peer, PenaltyReason::SyncAbuse);
             return;
         }
-        let scan = match &request {
-            SyncRequest::Reconcile(_) => match ReconcileSlot::take(&self.reconciling) {
-                Some(slot) => Some(slot),
-                None => {
-                    self.metrics.sync_reconcile_busy.inc();
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_response(channel, SyncResponse::Refused(Refusal::Busy));
-                    return;
-                }
-            },
-            _ => None,
-        };
+        let turn = matches!(request, SyncRequest::Reconcile(_)).then(|| self.reconciling.clone());
         *serving += 1;
         self.metrics.sync_requests_served.inc();
         let store = self.store.clone();
         let tx = self.serve_tx.clone();
         let cfg = self.cfg.clone();
         self.tasks.spawn_blocking(move || {
-            let response = answer_sync(&store, &cfg, request);
-            drop(scan);
+            let response = match turn {
+                Some(turn) => {
+                    let _one_at_a_time = turn.lock().unwrap_or_else(|p| p.into_inner());
+                    answer_sync(&store, &cfg, request)
+                }
+                None => answer_sync(&store, &cfg, request),
+            };
             let _ = tx.blocking_send((peer, channel, response));
         });
     }
@@ -460,20 +431,5 @@ impl EventLoop {
             *n = n.saturating_sub(1);
         }
         let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconcile_answers_are_capped_node_wide_and_slots_come_back() {
-        let in_use = std::sync::Arc::default();
-        let slots: Vec<ReconcileSlot> =
-            std::iter::from_fn(|| ReconcileSlot::take(&in_use)).take(MAX_RECONCILE_ANSWERS + 1).collect();
-        assert_eq!(slots.len(), MAX_RECONCILE_ANSWERS, "no slot beyond the cap");
-        drop(slots);
-        assert!(ReconcileSlot::take(&in_use).is_some(), "a finished answer gives its slot back");
     }
 }
