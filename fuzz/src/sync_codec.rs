@@ -71,7 +71,8 @@ fn reconcile_round_trip(request: &ReconcileRequest) {
     let server = fixed_heads();
     let answers = answer_sorted(&server, request);
     assert!(answers.len() <= request.queries.len(), "more answers than queries");
-    assert!(!answers.is_empty(), "the first query is always answered");
+    // A request with no query decodes (the server refuses it as BadRequest before answering).
+    assert!(request.queries.is_empty() || !answers.is_empty(), "the first query is always answered");
     let client: Vec<WireHead> = server.iter().copied().filter(|h| h.max_seq % 2 == 0).collect();
     if let Err(why) = follow_sorted(&client, request, &answers) {
         panic!("our own server's answers taken for abuse: {why}");
